@@ -1,0 +1,192 @@
+"""Admission control: how a worker claims a trial so that a study ends with exactly its budget of trials.
+
+The budget is derived, not reserved: nothing is counted up or down, so nothing leaks when a worker dies.
+Under the study's lock (`registry.locked_study`) a claimer
+
+1. reaps stale trials: RUNNING trials whose heartbeat is older than the grace period become FAIL and
+   Optuna's `RetryHeartbeatStaleTrialCallback` queues a WAITING clone with the same params and lineage;
+2. counts the study's COMPLETE + PRUNED + RUNNING trials, and only if that is below `n_trials`
+3. calls `study.ask()` (which pops a WAITING retry before it creates a new trial), records the trial's first
+   heartbeat and its worker, and commits.
+
+The next claimer waits on the lock until the new trial is committed, so it counts it. FAIL trials do not
+count: a trial that crashed is replaced, a killed one is retried by its clone. WAITING trials are not counted
+either, because `ask` pops them first: a clone only ever takes the place of the trial it retries.
+PRUNED trials count as finished: they ran and were judged, and the budget is compute.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+import sqlalchemy as sa
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.storages._rdb import models
+from optuna.trial import TrialState
+
+from studies.db import Database, retry_transient, study_table
+from studies.registry import WORKER_ATTR, locked_study, mark_done_if_finished, trial_counts, trials
+from studies.samplers import build_pruner, build_sampler
+from studies.spec import StudySpec
+
+trial_heartbeats = models.TrialHeartbeatModel.__table__
+
+
+@dataclass(frozen=True)
+class ClaimedTrial:
+    study_id: int
+    spec: StudySpec
+    study: optuna.Study
+    trial: optuna.Trial
+
+    @property
+    def number(self) -> int:
+        return self.trial.number
+
+    @property
+    def trial_id(self) -> int:
+        return self.trial._trial_id
+
+
+class LoadedStudies:
+    """The Optuna studies one worker claims from, kept across claims.
+
+    A sampler rebuilt for every claim would restart its random stream and propose the same first point
+    each time; `seed_offset` keeps concurrent workers with one study seed from proposing identical points.
+    """
+
+    def __init__(self, db: Database, *, heartbeat_interval: int, grace_period: int, max_retry: int = 3,
+                 seed_offset: int = 0) -> None:
+        self.storage: RDBStorage = db.optuna_storage(heartbeat_interval=heartbeat_interval,
+                                                     grace_period=grace_period, max_retry=max_retry)
+        self.max_retry = max_retry
+        self._seed_offset = seed_offset
+        self._studies: dict[int, tuple[optuna.Study, StudySpec]] = {}
+
+    def get(self, row: Any) -> tuple[optuna.Study, StudySpec]:
+        if row.id not in self._studies:
+            spec = StudySpec.model_validate_json(row.spec_json)
+            study = optuna.load_study(study_name=row.name, storage=self.storage,
+                                      sampler=build_sampler(spec, self._seed_offset), pruner=build_pruner(spec))
+            self._studies[row.id] = (study, spec)
+        return self._studies[row.id]
+
+
+def claim_next_trial(db: Database, *, study_ids: Sequence[int], studies: LoadedStudies,
+                     worker_id: str) -> ClaimedTrial | None:
+    """A RUNNING trial of the first study (in the order given) whose budget allows one more; None if none."""
+    for study_id in study_ids:
+        claimed = retry_transient(lambda study_id=study_id: _claim_in(db, study_id, studies, worker_id),
+                                  what=f"claim a trial of study {study_id}")
+        if claimed is not None:
+            return claimed
+    return None
+
+
+def _claim_in(db: Database, study_id: int, studies: LoadedStudies, worker_id: str) -> ClaimedTrial | None:
+    with locked_study(db, study_id) as (connection, row):
+        if row is None or row.state != "active":
+            return None
+        study, spec = studies.get(row)
+        _reap(db, study)
+        counts = trial_counts(connection, [study_id])[study_id]
+        if counts.finished + counts.running >= row.n_trials:
+            budget_used = counts.finished >= row.n_trials
+            trial = None
+        else:
+            trial = _ask(study)
+            # Optuna reaps only trials that have a heartbeat row: write the first one before the lock is released.
+            studies.storage.record_heartbeat(trial._trial_id)
+            studies.storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, worker_id)
+    if trial is None:
+        if budget_used:
+            mark_done_if_finished(db, study_id=study_id)
+        return None
+    return ClaimedTrial(study_id=study_id, spec=spec, study=study, trial=trial)
+
+
+def _ask(study: optuna.Study) -> optuna.Trial:
+    with warnings.catch_warnings():
+        # Optuna warns that heartbeats are meant for `optimize`; this module is what heartbeats with ask/tell.
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        return study.ask()
+
+
+# ---------------------------------------------------------------------------------------------- reaping
+def reap_stale_trials(db: Database, *, study_id: int, heartbeat_interval: int, grace_period: int,
+                      max_retry: int = 3) -> None:
+    """Fails the study's stale RUNNING trials and queues their retries (for callers that do not claim)."""
+    studies = LoadedStudies(db, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                            max_retry=max_retry)
+
+    def reap() -> None:
+        with locked_study(db, study_id) as (_, row):
+            if row is not None:
+                _reap(db, studies.get(row)[0])
+
+    retry_transient(reap, what=f"reap stale trials of study {study_id}")
+
+
+def _reap(db: Database, study: optuna.Study) -> None:
+    _adopt_orphans(db, study._study_id)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        fail_stale_trials(study)
+
+
+def _adopt_orphans(db: Database, study_id: int) -> None:
+    """Gives RUNNING trials that have no heartbeat row one stamped now, so the grace period applies to them.
+
+    Such a trial was asked for by a process that died (or lost its connection) before its first heartbeat;
+    Optuna never reaps a trial without a heartbeat row, so it would stay RUNNING forever. Claims write the
+    first heartbeat under the study lock, which the caller holds, so no live claim is in that state now.
+    """
+    no_heartbeat = ~sa.exists().where(trial_heartbeats.c.trial_id == trials.c.trial_id)
+    orphans = sa.select(trials.c.trial_id, sa.func.now()).where(
+        trials.c.study_id == study_id, trials.c.state == TrialState.RUNNING, no_heartbeat)
+    with db.engine.begin() as connection:
+        connection.execute(trial_heartbeats.insert().from_select(["trial_id", "heartbeat"], orphans))
+
+
+# ---------------------------------------------------------------------------------------------- outcomes
+def release_for_retry(db: Database, claimed: ClaimedTrial, *, max_retry: int) -> bool:
+    """Fails an interrupted trial and queues a WAITING clone with its params; False if it was reaped already."""
+    def release() -> bool:
+        with locked_study(db, claimed.study_id):
+            storage = claimed.study._storage
+            if storage.get_trial(claimed.trial_id).state != TrialState.RUNNING:
+                return False  # reaped while it ran: the reaper queued its retry
+            # FAIL first, clone second: dying between the two loses the lineage, never duplicates a run.
+            storage.set_trial_state_values(claimed.trial_id, TrialState.FAIL)
+            RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(claimed.study, storage.get_trial(claimed.trial_id))
+            return True
+
+    return retry_transient(release, what=f"release trial {claimed.number} for retry")
+
+
+def record_failure(db: Database, *, study_id: int, error: str, limit: int) -> bool:
+    """Counts a trial that failed by exception; stops the study after `limit` in a row. True if it stopped."""
+    with db.engine.begin() as connection:
+        failures = connection.execute(
+            study_table.update().where(study_table.c.id == study_id)
+            .values(consecutive_failures=study_table.c.consecutive_failures + 1, updated_at=sa.func.now())
+            .returning(study_table.c.consecutive_failures)).scalar_one_or_none()
+        if failures is None or failures < limit:
+            return False
+        reason = f"stopped after {failures} trials in a row failed; last error: {error[:500]}"
+        stopped = connection.execute(study_table.update()
+                                     .where(study_table.c.id == study_id, study_table.c.state == "active")
+                                     .values(state="stopped", stop_reason=reason))
+    return stopped.rowcount > 0
+
+
+def record_success(db: Database, *, study_id: int) -> None:
+    with db.engine.begin() as connection:
+        connection.execute(study_table.update()
+                           .where(study_table.c.id == study_id, study_table.c.consecutive_failures > 0)
+                           .values(consecutive_failures=0))
+    mark_done_if_finished(db, study_id=study_id)

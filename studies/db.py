@@ -1,0 +1,287 @@
+"""The database every worker, the API and the CLI share: one engine per process, Optuna's storage, locks.
+
+PostgreSQL is the service's backend; a SQLite file is the embedded default for one machine. Both hold
+Optuna's own tables (so `optuna.load_study(storage=URL)` and optuna-dashboard see every study) and tailtune's
+tables (studies/migrations), created on first connect.
+
+Connections are few and checked before use: a bounded pool (`pool_pre_ping`, `pool_recycle`), disposed in a
+forked child, and every call that meets a transient error (dropped connection, deadlock, serialization
+failure, "database is locked") is retried with jittered backoff by `retry_transient`, so a PostgreSQL
+restart costs a few slow calls, not a worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import random
+import sqlite3
+import time
+import warnings
+import weakref
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import psycopg2
+import sqlalchemy as sa
+from filelock import FileLock
+from optuna.exceptions import ExperimentalWarning
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+from studies.migrations import upgrade_schema
+from trainers.errors import UserInputError
+
+log = logging.getLogger(__name__)
+
+# tailtune's tables as the migrations in studies/migrations/versions create them.
+metadata = sa.MetaData()
+study_table = sa.Table(
+    "tailtune_study", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String(512)),
+    sa.Column("state", sa.String(16)),
+    sa.Column("method", sa.String(32)),
+    sa.Column("dataset", sa.String(512)),
+    sa.Column("n_trials", sa.Integer),
+    sa.Column("spec_json", sa.Text),
+    sa.Column("consecutive_failures", sa.Integer),
+    sa.Column("stop_reason", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True)),
+)
+worker_table = sa.Table(
+    "tailtune_worker", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("host", sa.String(255)),
+    sa.Column("pid", sa.Integer),
+    sa.Column("state", sa.String(16)),
+    sa.Column("heartbeat_interval_s", sa.Integer),
+    sa.Column("current_study_id", sa.Integer),
+    sa.Column("current_trial_number", sa.Integer),
+    sa.Column("started_at", sa.DateTime(timezone=True)),
+    sa.Column("last_seen", sa.DateTime(timezone=True)),
+)
+
+T = TypeVar("T")
+
+# Small on purpose: a worker needs one connection for its loop and one for its heartbeat thread; a hundred
+# workers must not exhaust PostgreSQL's max_connections (optuna #1347).
+POOL_SIZE = 2
+MAX_OVERFLOW = 2
+# Recycle before common server/proxy idle timeouts, so a long trial does not return to a dead connection.
+POOL_RECYCLE_S = 900
+DEFAULT_MAX_RETRY = 3
+
+_engines: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
+
+
+class DatabaseUnavailableError(UserInputError):
+    """The database could not be reached in time; the message names the URL (password hidden) and the fix."""
+
+
+class Database:
+    """A connection to tailtune's database: a SQLAlchemy engine plus factories for Optuna storages."""
+
+    def __init__(self, url: str, engine: sa.Engine) -> None:
+        self.url = url
+        self.engine = engine
+        self.is_sqlite = engine.dialect.name == "sqlite"
+        self._storages: dict[tuple[int | None, int | None, int], RDBStorage] = {}
+        _engines.add(engine)
+
+    @classmethod
+    def connect(cls, url: str, *, wait_s: float = 10.0) -> Database:
+        """Opens the database at `url` and creates or upgrades its tables; waits up to `wait_s` for it."""
+        url = _normalized_url(url)
+        db = cls(url, sa.create_engine(url, **engine_kwargs(url)))
+        try:
+            retry_transient(db._ensure_schema, deadline_s=wait_s, what="connect")
+        except sa.exc.SQLAlchemyError as error:
+            db.dispose()
+            raise DatabaseUnavailableError(
+                f"cannot use the database at {redacted(url)}: {_first_line(error)}; check --storage "
+                "(or TAILTUNE_DATABASE_URL) and that the server is running") from None
+        return db
+
+    def with_own_engine(self) -> Database:
+        """The same database over a separate small pool (a heartbeat thread must not wait behind the loop)."""
+        return Database(self.url, sa.create_engine(self.url, **engine_kwargs(self.url, pool_size=1)))
+
+    def optuna_storage(self, *, heartbeat_interval: int | None = None, grace_period: int | None = None,
+                       max_retry: int = DEFAULT_MAX_RETRY) -> RDBStorage:
+        """Optuna's storage on this database (one per setting); with a heartbeat, stale trials are retried
+        with the same params and their lineage (system attrs failed_trial, retry_history)."""
+        key = (heartbeat_interval, grace_period, max_retry)
+        if key not in self._storages:
+            with warnings.catch_warnings():
+                # Heartbeats and their retry callback are "experimental" in Optuna; optuna==5.0.0 is pinned.
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                callback = RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if heartbeat_interval else None
+                # `connect` created and version-checked the schema; skipping both saves queries per storage.
+                storage = RDBStorage(self.url, engine_kwargs=engine_kwargs(self.url),
+                                     skip_compatibility_check=True, skip_table_creation=True,
+                                     heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                                     heartbeat_stale_trial_callback=callback)
+            _engines.add(storage.engine)
+            self._storages[key] = storage
+        return self._storages[key]
+
+    @contextlib.contextmanager
+    def named_lock(self, name: str) -> Iterator[None]:
+        """A lock across processes and machines: a PostgreSQL advisory lock, or a file lock next to SQLite.
+
+        On PostgreSQL the lock lives as long as its session: if the connection drops (server restart), the
+        server releases it, so a holder that outlives an outage must tolerate another holder (stage-1 cache
+        entries are written atomically for this reason).
+        """
+        if self.is_sqlite:
+            with FileLock(self._sidecar(f"lock-{_digest(name)}")):
+                yield
+            return
+        key = _advisory_key(name)
+        with self.engine.connect() as connection:
+            # AUTOCOMMIT: a lock held for minutes must not hold a transaction open ("idle in transaction").
+            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+            connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            try:
+                yield
+            finally:
+                _release_advisory_lock(connection, key)
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(sa.text("SELECT 1"))
+            return True
+        except sa.exc.SQLAlchemyError:
+            return False
+
+    def dispose(self) -> None:
+        for storage in self._storages.values():
+            storage.engine.dispose()
+        self.engine.dispose()
+
+    def _ensure_schema(self) -> None:
+        if self.is_sqlite:
+            with self.engine.connect() as connection:
+                # WAL lets readers (the dashboard, `study status`) run while a worker writes.
+                connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+        with self.named_lock("tailtune:schema"):
+            # Optuna creates its tables and checks their version; ours reference them, so they come second.
+            RDBStorage(self.url, engine_kwargs=engine_kwargs(self.url, pool_size=1)).engine.dispose()
+            with self.engine.begin() as connection:
+                upgrade_schema(connection)
+
+    def _sidecar(self, suffix: str) -> str:
+        database = self.engine.url.database
+        if not database or database == ":memory:":
+            raise UserInputError("an in-memory SQLite database cannot be shared by workers; use sqlite:///FILE.db")
+        return f"{Path(database).resolve()}.{suffix}"
+
+
+def engine_kwargs(url: str, *, pool_size: int = POOL_SIZE) -> dict[str, object]:
+    if url.startswith("sqlite"):
+        # Writers wait up to 30 s for the file lock instead of failing at once with "database is locked".
+        return {"connect_args": {"timeout": 30}}
+    return {"pool_size": pool_size, "max_overflow": MAX_OVERFLOW, "pool_pre_ping": True,
+            "pool_recycle": POOL_RECYCLE_S, "pool_timeout": 30,
+            "connect_args": {"connect_timeout": 5, "application_name": "tailtune", "keepalives": 1,
+                             "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}}
+
+
+# ---------------------------------------------------------------------------------------------- retries
+def is_transient(error: BaseException) -> bool:
+    """Errors that a later attempt may not meet: lost connections, deadlocks, serialization failures, locks."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _is_transient_one(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _is_transient_one(error: BaseException) -> bool:
+    if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
+        return True
+    if isinstance(error, sa.exc.TimeoutError | psycopg2.OperationalError | psycopg2.InterfaceError):
+        return True  # pool exhausted, server gone, deadlock (40P01), serialization failure (40001)
+    if isinstance(error, sqlite3.OperationalError):
+        message = str(error)
+        return "locked" in message or "busy" in message
+    return False
+
+
+def retry_transient(call: Callable[[], T], *, deadline_s: float = 60.0, what: str = "database call") -> T:
+    """Calls `call` until it succeeds, retrying transient errors with jittered backoff for up to `deadline_s`.
+
+    Only idempotent calls, or calls whose repeat is detected (a second tell of a finished trial is skipped),
+    may be passed here.
+    """
+    started, delay = time.monotonic(), 0.05
+    while True:
+        try:
+            return call()
+        except Exception as error:
+            if not is_transient(error) or time.monotonic() - started + delay > deadline_s:
+                raise
+            log.warning("%s failed (%s); retrying in %.2f s", what, _first_line(error), delay)
+            # Jitter spreads workers that failed together (a server restart) so they do not retry in step.
+            time.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, 2.0)
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def redacted(url: str) -> str:
+    return sa.make_url(url).render_as_string(hide_password=True)
+
+
+def _normalized_url(url: str) -> str:
+    if not url:
+        raise UserInputError("no database given: pass --storage URL or set TAILTUNE_DATABASE_URL")
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url.removeprefix("postgres://")  # the form Heroku-style providers hand out
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        raise UserInputError(f"not a database URL: {url!r}; use postgresql://USER@HOST/DB or "
+                             "sqlite:///FILE.db") from None
+    if parsed.get_backend_name() not in ("postgresql", "sqlite"):
+        raise UserInputError(f"unsupported database {parsed.get_backend_name()!r}; use PostgreSQL or SQLite")
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise UserInputError("an in-memory SQLite database cannot be shared by workers; use sqlite:///FILE.db")
+    return url
+
+
+def _digest(name: str) -> str:
+    return hashlib.blake2b(name.encode(), digest_size=8).hexdigest()
+
+
+def _advisory_key(name: str) -> int:
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+def _release_advisory_lock(connection: sa.Connection, key: int) -> None:
+    try:
+        connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+    except sa.exc.SQLAlchemyError as error:
+        # The session is gone, and the server released its advisory locks with it.
+        log.warning("could not release advisory lock %d (%s); its session already ended", key, _first_line(error))
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(getattr(error, "orig", None) or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _dispose_after_fork() -> None:
+    # A forked child must not reuse its parent's sockets; close=False leaves the parent's connections alone.
+    for engine in list(_engines):
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_dispose_after_fork)

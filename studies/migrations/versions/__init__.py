@@ -1,0 +1,1 @@
+"""Revisions of tailtune's tables, oldest first."""

@@ -1,0 +1,319 @@
+"""Create, read, page, stop and delete studies; read trials and live workers. The API and the CLI call these.
+
+A tailtune study is an ordinary Optuna study plus one `tailtune_study` row (same id) holding its spec, budget
+and state. Lists are read from Optuna's tables with LIMIT/OFFSET in SQL, never through `study.trials`, so
+they stay fast at 10k trials (optuna #3053, #760).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import optuna
+import sqlalchemy as sa
+from optuna.storages._rdb import models
+from optuna.study import StudyDirection
+from optuna.trial import TrialState
+
+from studies.db import Database, retry_transient, study_table, worker_table
+from studies.records import Page, StudyRecord, TrialCounts, TrialRecord, WorkerRecord
+from studies.spec import StudySpec
+from trainers.errors import UserInputError
+
+# Optuna's tables (optuna==5.0.0 is pinned; these names are part of its schema, version-checked on connect).
+optuna_studies = models.StudyModel.__table__
+trials = models.TrialModel.__table__
+trial_values = models.TrialValueModel.__table__
+trial_params = models.TrialParamModel.__table__
+trial_user_attrs = models.TrialUserAttributeModel.__table__
+trial_system_attrs = models.TrialSystemAttributeModel.__table__
+
+SPEC_ATTR = "tailtune_spec"  # study user attr: the spec, for anyone reading the study through Optuna alone
+WORKER_ATTR = "tailtune_worker"  # trial system attr: id of the worker that claimed the trial
+SPLIT_ATTRS = ("val", "test", "diagnostics")
+_FINITE = models.TrialValueModel.TrialValueType.FINITE
+
+
+class StudyExistsError(UserInputError):
+    """A study of that name exists; choose another name or delete the old study."""
+
+
+class StudyNotFoundError(UserInputError):
+    """No such study; list studies to see the names."""
+
+
+class StudyBusyError(UserInputError):
+    """The study still runs trials; stop it and wait, or delete with force."""
+
+
+# ---------------------------------------------------------------------------------------------- studies
+def create_study(db: Database, *, spec: StudySpec) -> StudyRecord:
+    """Creates the Optuna study, then our row; a failure after the first step deletes the Optuna study again."""
+    storage = db.optuna_storage()
+    directions = [StudyDirection.MAXIMIZE if d == "maximize" else StudyDirection.MINIMIZE for d in spec.directions]
+    try:
+        study_id = storage.create_new_study(directions, study_name=spec.name)
+    except optuna.exceptions.DuplicatedStudyError:
+        raise StudyExistsError(f"a study named {spec.name!r} exists; choose another name or delete it first "
+                               f"(tailtune study delete {spec.name})") from None
+    try:
+        storage.set_study_user_attr(study_id, SPEC_ATTR, spec.model_dump(mode="json"))
+        _insert_study_row(db, study_id, spec)
+    except BaseException:
+        storage.delete_study(study_id)
+        raise
+    return get_study(db, study_id=study_id)
+
+
+def _insert_study_row(db: Database, study_id: int, spec: StudySpec) -> None:
+    with db.engine.begin() as connection:
+        # Rows left by studies deleted through Optuna (SQLite does not cascade): one holding this name, or
+        # this id, which SQLite hands out again after a delete.
+        orphan_of_name = sa.and_(study_table.c.name == spec.name,
+                                 study_table.c.id.not_in(sa.select(optuna_studies.c.study_id)))
+        connection.execute(study_table.delete().where(sa.or_(study_table.c.id == study_id, orphan_of_name)))
+        connection.execute(study_table.insert().values(
+            id=study_id, name=spec.name, state="active", method=spec.method, dataset=spec.dataset,
+            n_trials=spec.n_trials, spec_json=spec.model_dump_json()))
+
+
+def get_study(db: Database, *, study_id: int) -> StudyRecord:
+    records = _study_records(db, study_table.c.id == study_id, offset=0, limit=1)
+    if not records:
+        raise StudyNotFoundError(f"no study with id {study_id}; list studies to see their ids")
+    return records[0]
+
+
+def get_study_by_name(db: Database, *, name: str) -> StudyRecord:
+    records = _study_records(db, study_table.c.name == name, offset=0, limit=1)
+    if not records:
+        raise StudyNotFoundError(f"no study named {name!r}; create it with `tailtune study create {name} ...`")
+    return records[0]
+
+
+def list_studies(db: Database, *, state: str | None = None, offset: int = 0, limit: int = 50) -> Page[StudyRecord]:
+    where = study_table.c.state == state if state is not None else sa.true()
+    with db.engine.connect() as connection:
+        total = connection.execute(sa.select(sa.func.count()).select_from(_joined_studies()).where(where)).scalar_one()
+    return Page[StudyRecord](items=_study_records(db, where, offset=offset, limit=limit), total=total, offset=offset,
+                             limit=limit)
+
+
+def stop_study(db: Database, *, study_id: int) -> StudyRecord:
+    """No new trials are claimed; trials already running finish and are counted."""
+    with db.engine.begin() as connection:
+        found = connection.execute(sa.select(study_table.c.id).where(study_table.c.id == study_id)).first()
+        connection.execute(study_table.update()
+                           .where(study_table.c.id == study_id, study_table.c.state == "active")
+                           .values(state="stopped", stop_reason="stopped on request", updated_at=sa.func.now()))
+    if found is None:
+        raise StudyNotFoundError(f"no study with id {study_id}; list studies to see their ids")
+    return get_study(db, study_id=study_id)
+
+
+def delete_study(db: Database, *, study_id: int, force: bool = False) -> None:
+    """Deletes the study with its trials; refuses while trials run unless `force`."""
+    with locked_study(db, study_id) as (connection, row):
+        if row is None:
+            raise StudyNotFoundError(f"no study with id {study_id}; list studies to see their ids")
+        running = trial_counts(connection, [study_id])[study_id].running
+        if running and not force:
+            raise StudyBusyError(f"study {row.name!r} has {running} running trial(s); stop it "
+                                 f"(tailtune study stop {row.name}), wait for them, or delete with force")
+        connection.execute(study_table.delete().where(study_table.c.id == study_id))
+    with contextlib.suppress(KeyError):  # already deleted through Optuna: nothing left to do
+        db.optuna_storage().delete_study(study_id)
+
+
+@contextlib.contextmanager
+def locked_study(db: Database, study_id: int) -> Iterator[tuple[sa.Connection, Any]]:
+    """Holds the study's lock for one short transaction; yields the connection and the row (None if absent).
+
+    PostgreSQL: `SELECT ... FOR UPDATE` on our study row, so claimers, stop and delete queue on it and each
+    sees what the previous holder committed (READ COMMITTED re-reads after the wait). SQLite: a file lock,
+    because a write transaction held on this connection would block Optuna's own connection; on SQLite the
+    body must therefore not write through `connection` before Optuna writes.
+    """
+    query = sa.select(study_table).where(study_table.c.id == study_id)
+    if db.is_sqlite:
+        with db.named_lock(f"study:{study_id}"), db.engine.begin() as connection:
+            yield connection, connection.execute(query).first()
+        return
+    with db.engine.begin() as connection:
+        yield connection, connection.execute(query.with_for_update()).first()
+
+
+def trial_counts(connection: sa.Connection, study_ids: Sequence[int]) -> dict[int, TrialCounts]:
+    query = (sa.select(trials.c.study_id, trials.c.state, sa.func.count())
+             .where(trials.c.study_id.in_(study_ids)).group_by(trials.c.study_id, trials.c.state))
+    found: dict[int, dict[str, int]] = defaultdict(dict)
+    for study_id, state, count in connection.execute(query):
+        found[study_id][state.name.lower()] = count
+    return {study_id: TrialCounts(**found[study_id]) for study_id in study_ids}
+
+
+def mark_done_if_finished(db: Database, *, study_id: int) -> bool:
+    """Sets an active study whose budget is used up to done; returns whether it is finished."""
+    with db.engine.begin() as connection:
+        row = connection.execute(sa.select(study_table.c.n_trials).where(study_table.c.id == study_id)).first()
+        if row is None:
+            return True
+        finished = trial_counts(connection, [study_id])[study_id].finished >= row.n_trials
+        if finished:
+            connection.execute(study_table.update()
+                               .where(study_table.c.id == study_id, study_table.c.state == "active")
+                               .values(state="done", updated_at=sa.func.now()))
+    return finished
+
+
+def _joined_studies() -> sa.Join:
+    # Inner join: a row whose Optuna study was deleted through Optuna or the dashboard is not a study.
+    return study_table.join(optuna_studies, optuna_studies.c.study_id == study_table.c.id)
+
+
+def _study_records(db: Database, where: sa.ColumnElement[bool], *, offset: int, limit: int) -> list[StudyRecord]:
+    def read() -> list[StudyRecord]:
+        with db.engine.connect() as connection:
+            rows = connection.execute(sa.select(study_table).select_from(_joined_studies()).where(where)
+                                      .order_by(study_table.c.id).offset(offset).limit(limit)).all()
+            ids = [row.id for row in rows]
+            counts = trial_counts(connection, ids)
+            best = _best_trials(connection, ids)
+            details = _TrialDetails.read(connection, [trial_id for trial_id, _ in best.values()])
+        return [_study_record(row, counts[row.id], best.get(row.id), details) for row in rows]
+
+    return retry_transient(read, what="read studies")
+
+
+def _study_record(row: Any, counts: TrialCounts, best: tuple[int, int] | None,
+                  details: _TrialDetails) -> StudyRecord:
+    state = "done" if row.state == "active" and counts.finished >= row.n_trials else row.state
+    record = StudyRecord(id=row.id, name=row.name, state=state, method=row.method, dataset=row.dataset,
+                         n_trials=row.n_trials, counts=counts, stop_reason=row.stop_reason,
+                         spec=StudySpec.model_validate_json(row.spec_json), created_at=_utc(row.created_at),
+                         updated_at=_utc(row.updated_at))
+    if best is not None:
+        trial_id, number = best
+        record.best_trial_number, record.best_values = number, details.values.get(trial_id)
+        record.best_params = details.params.get(trial_id, {})
+        record.best_val = details.user_attrs[trial_id].get("val")
+        record.best_test = details.user_attrs[trial_id].get("test")
+    return record
+
+
+def _best_trials(connection: sa.Connection, study_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """study id -> (trial id, number) of its best COMPLETE trial on the first objective (all maximised).
+
+    Multi-objective studies have a Pareto front rather than one best trial; optuna-dashboard shows it.
+    """
+    rank = sa.func.row_number().over(partition_by=trials.c.study_id,
+                                     order_by=(trial_values.c.value.desc(), trials.c.number)).label("rank")
+    ranked = (sa.select(trials.c.study_id, trials.c.trial_id, trials.c.number, rank)
+              .join(trial_values, sa.and_(trial_values.c.trial_id == trials.c.trial_id, trial_values.c.objective == 0))
+              .where(trials.c.study_id.in_(study_ids), trials.c.state == TrialState.COMPLETE,
+                     trial_values.c.value_type == _FINITE).subquery())
+    rows = connection.execute(sa.select(ranked.c.study_id, ranked.c.trial_id, ranked.c.number)
+                              .where(ranked.c.rank == 1))
+    return {row.study_id: (row.trial_id, row.number) for row in rows}
+
+
+# ---------------------------------------------------------------------------------------------- trials
+def list_trials(db: Database, *, study_id: int, offset: int = 0, limit: int = 50,
+                order: Literal["number", "value"] = "number") -> Page[TrialRecord]:
+    """One page of a study's trials, by number or by first-objective value (best first, unfinished last)."""
+    first_value = trial_values.alias("first_value")
+    joined = trials.outerjoin(first_value, sa.and_(first_value.c.trial_id == trials.c.trial_id,
+                                                   first_value.c.objective == 0))
+    ordering = ([trials.c.number] if order == "number"
+                else [sa.nulls_last(first_value.c.value.desc()), trials.c.number])
+    page_query = (sa.select(trials).select_from(joined).where(trials.c.study_id == study_id)
+                  .order_by(*ordering).offset(offset).limit(limit))
+
+    def read() -> Page[TrialRecord]:
+        with db.engine.connect() as connection:
+            if connection.execute(sa.select(study_table.c.id).where(study_table.c.id == study_id)).first() is None:
+                raise StudyNotFoundError(f"no study with id {study_id}; list studies to see their ids")
+            total = connection.execute(sa.select(sa.func.count()).where(trials.c.study_id == study_id)).scalar_one()
+            rows = connection.execute(page_query).all()
+            details = _TrialDetails.read(connection, [row.trial_id for row in rows])
+        return Page[TrialRecord](items=[details.record(row) for row in rows], total=total, offset=offset,
+                                 limit=limit)
+
+    return retry_transient(read, what="list trials")
+
+
+class _TrialDetails:
+    """Params, values and the attributes records show, for a page of trials, read in four queries."""
+
+    def __init__(self) -> None:
+        self.params: dict[int, dict[str, Any]] = defaultdict(dict)
+        self.values: dict[int, list[float | None]] = {}
+        self.user_attrs: dict[int, dict[str, Any]] = defaultdict(dict)
+        self.system_attrs: dict[int, dict[str, Any]] = defaultdict(dict)
+
+    @classmethod
+    def read(cls, connection: sa.Connection, trial_ids: list[int]) -> _TrialDetails:
+        details = cls()
+        if not trial_ids:
+            return details
+        for row in connection.execute(sa.select(trial_params).where(trial_params.c.trial_id.in_(trial_ids))):
+            distribution = optuna.distributions.json_to_distribution(row.distribution_json)
+            details.params[row.trial_id][row.param_name] = distribution.to_external_repr(row.param_value)
+        by_objective: dict[int, dict[int, float]] = defaultdict(dict)
+        for row in connection.execute(sa.select(trial_values).where(trial_values.c.trial_id.in_(trial_ids))):
+            value = models.TrialValueModel.stored_repr_to_value(row.value, row.value_type)
+            by_objective[row.trial_id][row.objective] = value if math.isfinite(value) else None
+        details.values = {trial_id: [values[i] for i in sorted(values)] for trial_id, values in by_objective.items()}
+        details._read_attrs(connection, trial_user_attrs, trial_ids, SPLIT_ATTRS, details.user_attrs)
+        details._read_attrs(connection, trial_system_attrs, trial_ids, (WORKER_ATTR, "retry_history"),
+                            details.system_attrs)
+        return details
+
+    @staticmethod
+    def _read_attrs(connection: sa.Connection, table: sa.Table, trial_ids: list[int], keys: Sequence[str],
+                    into: dict[int, dict[str, Any]]) -> None:
+        query = sa.select(table).where(table.c.trial_id.in_(trial_ids), table.c.key.in_(keys))
+        for row in connection.execute(query):
+            into[row.trial_id][row.key] = json.loads(row.value_json)
+
+    def record(self, row: Any) -> TrialRecord:
+        user, system = self.user_attrs[row.trial_id], self.system_attrs[row.trial_id]
+        history = system.get("retry_history", [])
+        finished = row.state.is_finished()
+        return TrialRecord(number=row.number, state=row.state.name.lower(), params=self.params[row.trial_id],
+                           values=self.values.get(row.trial_id), val=user.get("val") if finished else None,
+                           test=user.get("test") if finished else None, diagnostics=user.get("diagnostics"),
+                           duration_s=_duration_s(row.datetime_start, row.datetime_complete),
+                           worker=system.get(WORKER_ATTR), retried_from=history[-1] if history else None,
+                           retry_history=history)
+
+
+# ---------------------------------------------------------------------------------------------- workers
+def live_workers(db: Database) -> list[WorkerRecord]:
+    """Workers that heartbeat within three of their intervals, oldest first."""
+    def read() -> list[WorkerRecord]:
+        with db.engine.connect() as connection:
+            now = _utc(connection.execute(sa.select(sa.func.current_timestamp())).scalar_one())
+            rows = connection.execute(sa.select(worker_table).where(worker_table.c.state != "exited")
+                                      .order_by(worker_table.c.started_at)).all()
+        return [WorkerRecord(**{**row._asdict(), "started_at": _utc(row.started_at), "last_seen": _utc(row.last_seen)})
+                for row in rows if (now - _utc(row.last_seen)).total_seconds() <= 3 * row.heartbeat_interval_s]
+
+    return retry_transient(read, what="list workers")
+
+
+def _utc(moment: datetime | str) -> datetime:
+    # SQLite hands back naive UTC (or text, for CURRENT_TIMESTAMP); PostgreSQL hands back aware datetimes.
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _duration_s(started: datetime | None, completed: datetime | None) -> float | None:
+    return (completed - started).total_seconds() if started and completed else None

@@ -1,0 +1,91 @@
+"""A study's specification: what to tune, over which ranges, how many trials, with which sampler.
+
+Validated once when the study is created (CLI or REST) and stored with it, so every worker resolves the
+same search space and the same base configuration.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from studies.space import Choices, FloatRange, ParamSpec, ParamValue, config_values, default_space
+from trainers.config import DataConfig, ExperimentConfig, Method, with_fields
+from trainers.errors import UserInputError
+from trainers.presets import PRESETS, method_defaults
+
+SplitName = Literal["all", "many", "medium", "few"]
+
+
+class StudySpec(BaseModel):
+    """Everything that defines a study; the REST body and `tailtune study create` both build one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
+                      description="unique study name: letters, digits, '.', '_' or '-'")
+    method: Method = "wb"
+    preset: str | None = Field(None, description="a paper preset from trainers.presets; None = tailtune defaults")
+    dataset: str = "digits-lt"
+    data_root: str | None = None
+    imbalance_factor: float | None = None
+    image_size: int | None = Field(None, ge=4, le=1024)
+    search_space: dict[str, ParamSpec] = Field(default_factory=dict,
+                                               description="overrides of the method's default ranges")
+    fixed: dict[str, ParamValue] = Field(default_factory=dict,
+                                         description="config fields fixed for every trial, e.g. stage1.epochs")
+    n_trials: int = Field(gt=0, le=100_000)
+    sampler: Literal["tpe", "gp", "random", "grid"] = "tpe"
+    pruner: Literal["none", "median", "successive-halving", "hyperband"] = "none"
+    objectives: list[SplitName] = Field(default_factory=lambda: ["all"], min_length=1, max_length=4,
+                                        description="val balanced accuracy of these splits, all maximised")
+    seed: int = 0
+
+    @field_validator("objectives")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("objectives must be distinct")
+        return value
+
+    @model_validator(mode="after")
+    def _resolvable(self) -> StudySpec:
+        if self.preset is not None and self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
+        if self.preset is not None and PRESETS[self.preset].config.method != self.method:
+            raise ValueError(f"preset {self.preset!r} is for method {PRESETS[self.preset].config.method!r}")
+        if self.sampler == "grid" and any(isinstance(p, FloatRange) for p in self.resolved_space().values()):
+            raise ValueError("the grid sampler needs every searched parameter given as choices")
+        self.base_config()
+        return self
+
+    @property
+    def directions(self) -> list[str]:
+        return ["maximize"] * len(self.objectives)
+
+    def data_config(self) -> DataConfig:
+        return DataConfig(name=self.dataset, root=self.data_root, imbalance_factor=self.imbalance_factor,
+                          image_size=self.image_size)
+
+    def resolved_space(self) -> dict[str, FloatRange | Choices]:
+        space = {**default_space(self.method), **self.search_space}
+        return {name: spec for name, spec in space.items() if name not in self.fixed}
+
+    def base_config(self) -> ExperimentConfig:
+        """The configuration every trial starts from: preset or method defaults, data set, fixed fields."""
+        base = PRESETS[self.preset].config if self.preset else method_defaults(self.method)
+        base = base.model_copy(update={"data": self.data_config(), "seed": self.seed})
+        return with_fields(base, config_values(self.fixed))
+
+    def config_for(self, params: dict[str, ParamValue]) -> ExperimentConfig:
+        return with_fields(self.base_config(), config_values(params))
+
+
+def parse_spec(payload: dict[str, Any]) -> StudySpec:
+    """Builds a spec from user input; a UserInputError names every field to fix."""
+    try:
+        return StudySpec.model_validate(payload)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}" for e in error.errors())
+        raise UserInputError(f"invalid study spec: {problems}") from None

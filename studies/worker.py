@@ -1,0 +1,350 @@
+"""The worker loop: claim a trial, run it, tell Optuna the outcome, until the studies' budgets are met.
+
+    tailtune worker --storage postgresql://postgres@db/tailtune --study wb-digits
+
+A worker heartbeats its trial and its own row (`tailtune_worker`) from a thread with its own connection, so
+a long training step never looks like a dead worker (optuna #4234). Before every claim it reaps trials whose
+heartbeat is older than the grace period (studies/claims.py). On SIGTERM it lets the current trial finish
+for `stop_timeout_s`, then interrupts it at the next epoch boundary, fails it with a queued retry, and exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Literal
+
+import optuna
+import sqlalchemy as sa
+from optuna.trial import TrialState
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from studies import claims, registry
+from studies.db import Database, is_transient, retry_transient, study_table, worker_table
+from studies.spec import StudySpec
+
+if TYPE_CHECKING:
+    from studies.cache import Stage1Cache
+
+log = logging.getLogger(__name__)
+
+
+class WorkerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    heartbeat_interval: int = Field(10, ge=1, description="seconds between heartbeats")
+    grace_period: int = Field(30, ge=1, description="a trial without a heartbeat for this long is retried")
+    artifact_dir: Path = Field(Path("tailtune-artifacts"), description="stage-1 cache shared by workers")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    poll_interval_s: float = Field(1.0, gt=0, description="wait between claims while others hold the budget")
+    stop_timeout_s: float = Field(5.0, ge=0, description="after SIGTERM, how long the current trial may run on")
+    max_consecutive_failures: int = Field(5, ge=1, description="a study is stopped after this many in a row")
+    max_retry: int = Field(3, ge=0, description="retries of one killed or interrupted trial")
+    outage_timeout_s: float = Field(300.0, gt=0, description="how long the database may be unreachable")
+    handle_signals: bool = Field(True, description="install SIGTERM/SIGINT handlers (main thread only)")
+
+    @model_validator(mode="after")
+    def _grace_covers_heartbeats(self) -> WorkerSettings:
+        # Below two missed heartbeats, a slow network or a GC pause reaps a live trial (optuna #4234).
+        if self.grace_period < 2 * self.heartbeat_interval:
+            raise ValueError(f"grace_period ({self.grace_period} s) must be at least twice heartbeat_interval "
+                             f"({self.heartbeat_interval} s); three times is the default")
+        return self
+
+
+class WorkerSummary(BaseModel):
+    worker_id: str
+    completed: int = 0
+    pruned: int = 0
+    failed: int = Field(0, description="trials whose runner raised (replaced by new trials)")
+    interrupted: int = Field(0, description="trials failed by SIGTERM or a database error, queued for retry")
+    late_tells: int = Field(0, description="results dropped because the trial was reaped while it ran")
+    exit_reason: str = ""
+
+
+class WorkerStopped(Exception):
+    """Raised by `RunContext.check_stop` when the worker was told to stop and the trial may not finish."""
+
+
+class WorkerOutageError(RuntimeError):
+    """The database stayed unreachable for longer than `outage_timeout_s`."""
+
+
+@dataclass
+class RunContext:
+    """What a trial runner gets besides its trial: a stop signal to poll and the shared stage-1 cache."""
+
+    should_stop: Callable[[], bool]
+    cache_factory: Callable[[], Stage1Cache] = field(repr=False)
+
+    @cached_property
+    def cache(self) -> Stage1Cache:
+        return self.cache_factory()
+
+    def check_stop(self) -> None:
+        if self.should_stop():
+            raise WorkerStopped("the worker was asked to stop")
+
+
+TrialRunner = Callable[[optuna.Trial, StudySpec, RunContext], Sequence[float]]
+
+
+def objective_runner(trial: optuna.Trial, spec: StudySpec, context: RunContext) -> Sequence[float]:
+    """The real objective: trains the sampled configuration (studies/objective.py)."""
+    # Imported here: torch and the trainer take seconds to import, which `study status` should not pay.
+    from studies.objective import run_trial
+
+    return run_trial(trial, spec, context)
+
+
+def run_worker(db: Database, *, study_names: list[str] | None, settings: WorkerSettings,
+               trial_runner: TrialRunner | None = None) -> WorkerSummary:
+    """Runs trials of the named studies (all active ones when None) until their budgets are met or it is
+    stopped; raises StudyNotFoundError for an unknown name before it claims anything."""
+    worker = _Worker(db, settings, trial_runner or objective_runner)
+    study_ids = None if study_names is None else [registry.get_study_by_name(db, name=n).id for n in study_names]
+    with worker.registered(), worker.signals_handled():
+        worker.run(study_ids)
+    return worker.summary
+
+
+class _StopFlag:
+    """Set by SIGTERM/SIGINT; the current trial may run on for `timeout_s` before it must stop."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.event = threading.Event()
+        self._timeout_s = timeout_s
+        self._requested_at: float | None = None
+
+    def request(self, signum: int, frame: FrameType | None = None) -> None:
+        if self._requested_at is None:
+            log.warning("got %s: finishing the current trial for up to %.0f s, then exiting",
+                        signal.Signals(signum).name, self._timeout_s)
+            self._requested_at = time.monotonic()
+        self.event.set()
+
+    @property
+    def requested(self) -> bool:
+        return self._requested_at is not None
+
+    def trial_must_stop(self) -> bool:
+        return self._requested_at is not None and time.monotonic() - self._requested_at >= self._timeout_s
+
+
+class _Heartbeat(threading.Thread):
+    """Records the current trial's heartbeat and the worker's row, over connections of its own."""
+
+    def __init__(self, db: Database, worker_id: str, interval_s: int, grace_period: int) -> None:
+        super().__init__(name="tailtune-heartbeat", daemon=True)
+        self._db = db.with_own_engine()
+        self._storage = self._db.optuna_storage(heartbeat_interval=interval_s, grace_period=grace_period)
+        self._worker_id = worker_id
+        self._interval_s = interval_s
+        self._stopped = threading.Event()
+        self.current: claims.ClaimedTrial | None = None
+        self.state = "idle"
+
+    def run(self) -> None:
+        while not self._stopped.wait(self._interval_s):
+            self.beat()
+
+    def beat(self) -> None:
+        current = self.current
+        try:
+            if current is not None:
+                self._storage.record_heartbeat(current.trial_id)
+            with self._db.engine.begin() as connection:
+                connection.execute(worker_table.update().where(worker_table.c.id == self._worker_id).values(
+                    last_seen=sa.func.now(), state=self.state,
+                    current_study_id=current.study_id if current else None,
+                    current_trial_number=current.number if current else None))
+        except Exception as error:  # a missed beat is survivable; the grace period covers a few of them
+            log.warning("heartbeat failed: %s", error)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.join()
+        self._db.dispose()
+
+
+class _Worker:
+    def __init__(self, db: Database, settings: WorkerSettings, runner: TrialRunner) -> None:
+        self.db, self.settings, self.runner = db, settings, runner
+        self.worker_id = uuid.uuid4().hex
+        self.summary = WorkerSummary(worker_id=self.worker_id)
+        self.stop = _StopFlag(settings.stop_timeout_s)
+        self.studies = claims.LoadedStudies(db, heartbeat_interval=settings.heartbeat_interval,
+                                            grace_period=settings.grace_period, max_retry=settings.max_retry,
+                                            seed_offset=int(self.worker_id[:6], 16))
+        self.heartbeat = _Heartbeat(db, self.worker_id, settings.heartbeat_interval, settings.grace_period)
+        self._outage_since: float | None = None
+        self._cache: Stage1Cache | None = None
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+    @contextmanager
+    def registered(self) -> Iterator[None]:
+        retry_transient(self._insert_row, what="register the worker")
+        self.heartbeat.start()
+        try:
+            yield
+        finally:
+            self.heartbeat.stop()
+            self.heartbeat.state = "exited"
+            self.heartbeat.current = None
+            self.heartbeat.beat()
+            log.info("worker %s exits: %s", self.worker_id, self.summary.exit_reason)
+
+    def _insert_row(self) -> None:
+        with self.db.engine.begin() as connection:
+            connection.execute(worker_table.insert().values(
+                id=self.worker_id, host=socket.gethostname(), pid=os.getpid(), state="idle",
+                heartbeat_interval_s=self.settings.heartbeat_interval))
+
+    @contextmanager
+    def signals_handled(self) -> Iterator[None]:
+        if not self.settings.handle_signals or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.stop.request) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    # ------------------------------------------------------------------------------------------ loop
+    def run(self, study_ids: list[int] | None) -> None:
+        while not self.stop.requested:
+            try:
+                if not self._step(study_ids):
+                    self.summary.exit_reason = "every study's budget is met or the study was stopped"
+                    return
+                self._outage_since = None
+            except Exception as error:
+                self._survive_outage(error)
+        self.summary.exit_reason = "stopped by signal"
+
+    def _step(self, study_ids: list[int] | None) -> bool:
+        """Claims and runs one trial, or waits while others hold the rest of the budget; False when done."""
+        targets = self._open_studies(study_ids)
+        if not targets:
+            return False
+        claimed = claims.claim_next_trial(self.db, study_ids=targets, studies=self.studies, worker_id=self.worker_id)
+        if claimed is None:
+            self.stop.event.wait(self.settings.poll_interval_s)
+        else:
+            self._run_trial(claimed)
+        return True
+
+    def _open_studies(self, study_ids: list[int] | None) -> list[int]:
+        """Studies that are active and not yet finished: the worker waits on them even when it cannot claim,
+        because a trial that dies elsewhere comes back as a retry that someone must run."""
+        def read() -> list[int]:
+            with self.db.engine.connect() as connection:
+                query = sa.select(study_table.c.id, study_table.c.n_trials).where(study_table.c.state == "active")
+                if study_ids is not None:
+                    query = query.where(study_table.c.id.in_(study_ids))
+                rows = connection.execute(query.order_by(study_table.c.id)).all()
+                counts = registry.trial_counts(connection, [row.id for row in rows])
+            return [row.id for row in rows if counts[row.id].finished < row.n_trials]
+
+        return retry_transient(read, what="list open studies")
+
+    def _survive_outage(self, error: Exception) -> None:
+        if not is_transient(error):
+            raise error
+        now = time.monotonic()
+        self._outage_since = self._outage_since or now
+        if now - self._outage_since > self.settings.outage_timeout_s:
+            raise WorkerOutageError(f"the database was unreachable for over {self.settings.outage_timeout_s:.0f} s; "
+                                    f"last error: {error}") from error
+        log.warning("database unavailable (%s); trying again", error)
+        self.stop.event.wait(self.settings.poll_interval_s)
+
+    # ------------------------------------------------------------------------------------------ one trial
+    def _run_trial(self, claimed: claims.ClaimedTrial) -> None:
+        log.info("worker %s runs trial %d of study %d", self.worker_id, claimed.number, claimed.study_id)
+        self.heartbeat.current, self.heartbeat.state = claimed, "running"
+        context = RunContext(should_stop=self.stop.trial_must_stop, cache_factory=self._stage1_cache)
+        try:
+            values = list(self.runner(claimed.trial, claimed.spec, context))
+            if len(values) != len(claimed.spec.objectives):
+                raise ValueError(f"the trial runner returned {len(values)} values for "
+                                 f"{len(claimed.spec.objectives)} objectives {claimed.spec.objectives}")
+        except optuna.TrialPruned:
+            self._finish(claimed, None, TrialState.PRUNED)
+        except Exception as error:
+            self._handle_failure(claimed, error)
+        else:
+            self._finish(claimed, values, None)
+        finally:
+            self.heartbeat.current = None
+            self.heartbeat.state = "stopping" if self.stop.requested else "idle"
+
+    def _finish(self, claimed: claims.ClaimedTrial, values: list[float] | None, state: TrialState | None) -> None:
+        told = self._tell(claimed, values, state)
+        if told in (TrialState.COMPLETE, TrialState.PRUNED):
+            self.summary.completed += told == TrialState.COMPLETE
+            self.summary.pruned += told == TrialState.PRUNED
+            retry_transient(lambda: claims.record_success(self.db, study_id=claimed.study_id),
+                            what="record a finished trial")
+        elif told == TrialState.FAIL:  # values Optuna cannot store (NaN): the trial's own failure
+            self._count_failure(claimed, f"trial {claimed.number} returned values Optuna rejects: {values}")
+
+    def _handle_failure(self, claimed: claims.ClaimedTrial, error: Exception) -> None:
+        if self.stop.trial_must_stop() or is_transient(error):
+            # Not the trial's fault: run the same params again, and do not count it towards the failure limit.
+            log.warning("trial %d interrupted (%s); queued for retry", claimed.number, error)
+            if claims.release_for_retry(self.db, claimed, max_retry=self.settings.max_retry):
+                self.summary.interrupted += 1
+            return
+        log.exception("trial %d of study %d failed", claimed.number, claimed.study_id)
+        if self._tell(claimed, None, TrialState.FAIL) == TrialState.FAIL:
+            self._count_failure(claimed, f"{type(error).__name__}: {error}")
+
+    def _count_failure(self, claimed: claims.ClaimedTrial, message: str) -> None:
+        self.summary.failed += 1
+        limit = self.settings.max_consecutive_failures
+        if retry_transient(lambda: claims.record_failure(self.db, study_id=claimed.study_id, error=message,
+                                                         limit=limit), what="record a failed trial"):
+            log.error("study %d stopped: %d trials failed in a row; last: %s", claimed.study_id, limit, message)
+
+    def _tell(self, claimed: claims.ClaimedTrial, values: list[float] | None,
+              state: TrialState | None) -> TrialState | None:
+        """Stores the outcome; None when the trial was already finished, i.e. reaped while it ran."""
+        def tell() -> TrialState | None:
+            if claimed.study._storage.get_trial(claimed.trial_id).state.is_finished():
+                return None
+            return claimed.study.tell(claimed.trial, values, state=state).state
+
+        try:
+            told = retry_transient(tell, deadline_s=self.settings.outage_timeout_s,
+                                   what=f"tell trial {claimed.number}")
+        except (optuna.exceptions.UpdateFinishedTrialError, KeyError):
+            told = None  # reaped between the check and the write, or the study was deleted meanwhile
+        if told is None:
+            self.summary.late_tells += 1
+            log.warning("trial %d had been finished elsewhere (reaped after its heartbeat lapsed, or deleted); "
+                        "this result is dropped and its retry runs the same params again", claimed.number)
+        return told
+
+    def _stage1_cache(self) -> Stage1Cache:
+        from studies.cache import Stage1Cache  # torch: see objective_runner
+        from trainers.config import RunOptions
+        from trainers.device import resolve_runtime
+
+        if self._cache is None:
+            runtime = resolve_runtime(RunOptions(device=self.settings.device))
+            self._cache = Stage1Cache(self.settings.artifact_dir, self.db.named_lock, runtime)
+        return self._cache

@@ -1,0 +1,3 @@
+from tailtune.cli import app
+
+app(prog_name="tailtune")

@@ -1,0 +1,14 @@
+"""The `tailtune` command: a thin typer layer over trainers/, studies/ and service/."""
+
+from __future__ import annotations
+
+import typer
+
+from tailtune.commands import report, study, train, worker
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Tune long-tailed image recognition: weight balancing, LOS and EWB, searched by Optuna.")
+app.command("train")(train.train)
+app.add_typer(study.app, name="study")
+app.command("worker")(worker.worker)
+app.command("report")(report.report)

@@ -1,0 +1,203 @@
+"""`tailtune study create|run|status|best|stop|delete`: studies as ordinary Optuna studies over a database.
+
+    tailtune study create wb-digits --dataset digits-lt --method wb --n-trials 8 --storage sqlite:///t.db
+    tailtune study run wb-digits --storage sqlite:///t.db
+    tailtune study best wb-digits --storage sqlite:///t.db
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from studies import registry
+from studies.records import SplitValues, StudyRecord
+from studies.spec import parse_spec
+from studies.worker import run_worker
+from tailtune.commands.common import parse_assignments, user_errors
+from tailtune.commands.worker import (
+    ArtifactDirOption,
+    DeviceOption,
+    GraceOption,
+    HeartbeatOption,
+    RunnerOption,
+    StopTimeoutOption,
+    StorageOption,
+    connect,
+    load_runner,
+    summary_line,
+    worker_settings,
+)
+from trainers.errors import UserInputError
+
+app = typer.Typer(no_args_is_help=True, help="Create, run and inspect studies (Optuna studies with a budget).")
+console = Console()
+
+NameArgument = Annotated[str, typer.Argument(help="study name")]
+JsonOption = Annotated[bool, typer.Option("--json", help="print the study as one JSON object")]
+
+
+@app.command()
+def create(
+    name: NameArgument,
+    n_trials: Annotated[int | None, typer.Option(help="budget: trials that must finish (COMPLETE or PRUNED)")] = None,
+    storage: StorageOption = None,
+    dataset: Annotated[str, typer.Option(help="digits-lt | cifar10-lt | cifar100-lt | ... | folder:PATH")] = "digits-lt",
+    method: Annotated[str, typer.Option(help="wb | tau-norm | los | ewb")] = "wb",
+    sampler: Annotated[str, typer.Option(help="tpe | gp | random | grid")] = "tpe",
+    pruner: Annotated[str, typer.Option(help="none | median | successive-halving | hyperband")] = "none",
+    objective: Annotated[list[str] | None, typer.Option(help="val split to maximise (repeatable): all | many | "
+                                                             "medium | few")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    preset: Annotated[str | None, typer.Option(help="a paper recipe as the base configuration")] = None,
+    fix: Annotated[list[str] | None, typer.Option(help="config field fixed for every trial, e.g. "
+                                                       "stage1.epochs=5 (repeatable)")] = None,
+    space: Annotated[list[str] | None, typer.Option(help="searched range: name=low:high[:log] or name=a,b,c "
+                                                         "(repeatable)")] = None,
+    data_root: Annotated[Path | None, typer.Option(help="directory holding the data set")] = None,
+    imbalance_factor: Annotated[float | None, typer.Option(help="n_max / n_min (>= 1)")] = None,
+    image_size: Annotated[int | None, typer.Option(help="resize images to this side length")] = None,
+) -> None:
+    """Create a study; nothing is written when the spec is invalid."""
+    with user_errors():
+        payload: dict[str, Any] = {
+            "name": name, "dataset": dataset, "method": method, "sampler": sampler,
+            "pruner": pruner, "seed": seed, "preset": preset, "image_size": image_size,
+            "data_root": str(data_root) if data_root else None, "imbalance_factor": imbalance_factor,
+            "fixed": {key: parse_scalar(value) for key, value in parse_assignments(fix or []).items()},
+            "search_space": parse_space(space or []),
+        }
+        if n_trials is not None:
+            payload["n_trials"] = n_trials
+        if objective:
+            payload["objectives"] = objective
+        spec = parse_spec(payload)
+        record = registry.create_study(connect(storage), spec=spec)
+    typer.echo(f"created study {record.name!r} (id {record.id}): {record.method} on {record.dataset}, "
+               f"{record.n_trials} trials; run it with `tailtune worker --study {record.name}`")
+
+
+@app.command()
+def run(
+    name: NameArgument,
+    storage: StorageOption = None,
+    heartbeat_interval: HeartbeatOption = 10,
+    grace_period: GraceOption = 30,
+    artifact_dir: ArtifactDirOption = Path("tailtune-artifacts"),
+    device: DeviceOption = "auto",
+    stop_timeout: StopTimeoutOption = 5.0,
+    trial_runner: RunnerOption = None,
+) -> None:
+    """Run the study's trials in this process until its budget is met (more workers may join)."""
+    with user_errors():
+        settings = worker_settings(heartbeat_interval, grace_period, artifact_dir, device, stop_timeout)
+        summary = run_worker(connect(storage), study_names=[name], settings=settings,
+                             trial_runner=load_runner(trial_runner))
+    typer.echo(summary_line(summary))
+
+
+@app.command()
+def status(name: NameArgument, storage: StorageOption = None, as_json: JsonOption = False) -> None:
+    """Trials per state and the budget."""
+    with user_errors():
+        record = registry.get_study_by_name(connect(storage), name=name)
+    if as_json:
+        typer.echo(record.model_dump_json(indent=2))
+        return
+    counts = record.counts
+    console.print(f"study {record.name} (id {record.id}): {record.state}, {record.method} on {record.dataset}")
+    console.print(f"budget: {counts.finished}/{record.n_trials} finished  |  complete {counts.complete}, "
+                  f"pruned {counts.pruned}, running {counts.running}, waiting {counts.waiting}, fail {counts.fail}")
+    if record.stop_reason:
+        console.print(f"stopped: {record.stop_reason}")
+
+
+@app.command()
+def best(name: NameArgument, storage: StorageOption = None, as_json: JsonOption = False) -> None:
+    """The best trial: its params and its val/test accuracy per split."""
+    with user_errors():
+        record = registry.get_study_by_name(connect(storage), name=name)
+        if record.best_trial_number is None:
+            raise UserInputError(f"study {name!r} has no COMPLETE trial yet; run `tailtune worker --study {name}`")
+    if as_json:
+        typer.echo(record.model_dump_json(include={"name", "best_trial_number", "best_values", "best_params",
+                                                    "best_val", "best_test"}, indent=2))
+        return
+    console.print(f"best trial of {record.name}: #{record.best_trial_number}, values {record.best_values}")
+    for key, value in (record.best_params or {}).items():
+        console.print(f"  {key} = {value}")
+    console.print(split_table(record))
+
+
+@app.command()
+def stop(name: NameArgument, storage: StorageOption = None) -> None:
+    """Claim no more trials; trials already running finish."""
+    with user_errors():
+        db = connect(storage)
+        record = registry.stop_study(db, study_id=registry.get_study_by_name(db, name=name).id)
+    typer.echo(f"study {record.name!r} is {record.state}; running trials: {record.counts.running}")
+
+
+@app.command()
+def delete(name: NameArgument, storage: StorageOption = None,
+           force: Annotated[bool, typer.Option(help="delete even while trials run")] = False) -> None:
+    """Delete the study and all its trials."""
+    with user_errors():
+        db = connect(storage)
+        registry.delete_study(db, study_id=registry.get_study_by_name(db, name=name).id, force=force)
+    typer.echo(f"deleted study {name!r}")
+
+
+def split_table(record: StudyRecord) -> Table:
+    table = Table(title="accuracy % (per-class mean)")
+    table.add_column("split")
+    for column in ("All", "Many", "Medium", "Few"):
+        table.add_column(column, justify="right")
+    for split, values in (("val", record.best_val), ("test", record.best_test)):
+        table.add_row(split, *_cells(values))
+    return table
+
+
+def _cells(values: SplitValues | None) -> list[str]:
+    values = values or {}
+    return [f"{values[key]:.2f}" if values.get(key) is not None else "-" for key in ("all", "many", "medium", "few")]
+
+
+def parse_space(items: list[str]) -> dict[str, dict[str, Any]]:
+    """`name=low:high[:log]` -> a float range; `name=a,b,c` -> choices."""
+    space = {}
+    for item in items:
+        name, sep, body = item.partition("=")
+        if not sep or not name.strip() or not body.strip():
+            raise UserInputError(f"expected --space name=low:high[:log] or name=a,b,c, got {item!r}")
+        space[name.strip()] = _float_range(item, body) if ":" in body and "," not in body else {
+            "type": "categorical", "choices": [parse_scalar(value) for value in body.split(",")]}
+    return space
+
+
+def _float_range(item: str, body: str) -> dict[str, Any]:
+    parts = [part.strip() for part in body.split(":")]
+    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "log"):
+        raise UserInputError(f"expected --space name=low:high or name=low:high:log, got {item!r}")
+    try:
+        low, high = float(parts[0]), float(parts[1])
+    except ValueError:
+        raise UserInputError(f"--space {item!r}: low and high must be numbers") from None
+    return {"type": "float", "low": low, "high": high, "log": len(parts) == 3}
+
+
+def parse_scalar(text: str) -> bool | int | float | str:
+    """A command-line value as the type it reads as: true/false, an integer, a number, else text."""
+    text = text.strip()
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            continue
+    return text

@@ -1,0 +1,121 @@
+"""`tailtune train`: one configuration, stage 1 then stage 2, printed as a per-split table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tailtune.commands.common import parse_assignments, user_errors
+from trainers.config import ExperimentConfig, Method, RunOptions, with_fields
+from trainers.device import resolve_runtime
+from trainers.errors import UserInputError
+from trainers.experiment import run_experiment
+from trainers.presets import PRESETS, method_defaults
+from trainers.results import ExperimentResult, SplitAccuracy
+
+console = Console()
+
+
+def train(
+    dataset: Annotated[str, typer.Option(help="digits-lt | cifar10-lt | cifar100-lt | imagenet-lt | inat2018 | "
+                                              "folder:PATH")] = "digits-lt",
+    method: Annotated[str, typer.Option(help="wb | tau-norm | los | ewb")] = "wb",
+    preset: Annotated[str | None, typer.Option(help=f"paper recipe: {', '.join(PRESETS)}")] = None,
+    data_root: Annotated[Path | None, typer.Option(help="directory holding the data set")] = None,
+    imbalance_factor: Annotated[float | None, typer.Option(help="n_max / n_min (>= 1)")] = None,
+    image_size: Annotated[int | None, typer.Option(help="resize images to this side length")] = None,
+    download: Annotated[bool, typer.Option(help="let torchvision download CIFAR")] = False,
+    epochs: Annotated[int | None, typer.Option(help="stage-1 epochs")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="any config field, e.g. stage2.tau=1.5")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    checkpoint_dir: Annotated[Path | None, typer.Option(help="write stage-1 and stage-2 weights here")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as one JSON object")] = False,
+) -> None:
+    """Train one configuration: stage 1, then stage 2 (or the one-stage method), then a per-split table."""
+    with user_errors():
+        config = _config(dataset, method, preset, data_root, imbalance_factor, image_size, download, epochs, seed,
+                         set_ or [])
+        options = _run_options(device, checkpoint_dir, progress=not as_json)
+        result = _run(config, options)
+    if as_json:
+        typer.echo(result.model_dump_json(indent=2))
+    else:
+        console.print(result_table(result))
+
+
+def _config(dataset: str, method: str, preset: str | None, data_root: Path | None, imbalance_factor: float | None,
+            image_size: int | None, download: bool, epochs: int | None, seed: int,
+            assignments: list[str]) -> ExperimentConfig:
+    if preset is not None and preset not in PRESETS:
+        raise UserInputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    if method not in Method.__args__:
+        raise UserInputError(f"unknown method {method!r}; choose one of {', '.join(Method.__args__)}")
+    base = PRESETS[preset].config if preset else method_defaults(method)
+    fields: dict[str, object] = {"seed": seed, "data.name": dataset, "data.download": download}
+    for name, value in (("data.root", data_root), ("data.imbalance_factor", imbalance_factor),
+                        ("data.image_size", image_size), ("stage1.epochs", epochs)):
+        if value is not None:
+            fields[name] = str(value) if isinstance(value, Path) else value
+    fields.update(parse_assignments(assignments))
+    try:
+        return with_fields(base, fields)
+    except ValueError as error:
+        raise UserInputError(str(error)) from None
+
+
+def _run_options(device: str, checkpoint_dir: Path | None, progress: bool) -> RunOptions:
+    try:
+        return RunOptions(device=device, checkpoint_dir=checkpoint_dir, progress=progress)
+    except ValueError:
+        raise UserInputError(f"--device must be auto, cpu or cuda, got {device!r}") from None
+
+
+def _run(config: ExperimentConfig, options: RunOptions) -> ExperimentResult:
+    with _EpochProgress(enabled=options.progress) as progress:
+        return run_experiment(config, resolve_runtime(options), progress.on_epoch, options.checkpoint_dir)
+
+
+class _EpochProgress:
+    """A progress bar per training stage, fed by the trainer's on_epoch callback."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TextColumn("val All {task.fields[val]:5.1f}%"), TimeElapsedColumn(),
+                                  console=Console(stderr=True), disable=not enabled, transient=False)
+        self._tasks: dict[str, int] = {}
+
+    def __enter__(self) -> _EpochProgress:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.__exit__(*exc)
+
+    def on_epoch(self, stage: str, epoch: int, epochs: int, val_all: float) -> None:
+        if stage not in self._tasks:
+            self._tasks[stage] = self._progress.add_task(stage, total=epochs, val=0.0)
+        self._progress.update(self._tasks[stage], completed=epoch, val=val_all)
+
+
+def _cells(split: SplitAccuracy) -> list[str]:
+    return [f"{value:.2f}" if value is not None else "-" for value in (split.all, split.many, split.medium, split.few)]
+
+
+def result_table(result: ExperimentResult) -> Table:
+    rule = result.split_rule
+    table = Table(title=f"{result.config.method} on {result.config.data.name}  (accuracy %, per-class mean)",
+                  caption=f"Many: n > {rule.many_above:g} ({len(rule.many_classes)} classes), "
+                          f"Few: n < {rule.few_below:g} ({len(rule.few_classes)}), rule: {rule.rule}")
+    table.add_column("stage")
+    for split in ("val", "test"):
+        for column in ("All", "Many", "Medium", "Few"):
+            table.add_column(f"{split} {column}", justify="right")
+    for name, stage in (("stage 1", result.stage1), ("stage 2", result.stage2)):
+        table.add_row(name, *_cells(stage.val), *_cells(stage.test))
+    return table

@@ -1,0 +1,202 @@
+"""Admission control, reaping, retries, locks and the worker loop's bookkeeping, on PostgreSQL and SQLite."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import optuna
+import pytest
+import sqlalchemy as sa
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
+
+from studies import claims, registry
+from studies.db import Database, is_transient
+from studies.records import TrialRecord
+from studies.spec import parse_spec
+from studies.worker import RunContext, WorkerSettings, run_worker
+from tests.trial_runners import instant_runner, sampled_value
+
+HEARTBEAT_S, GRACE_S = 1, 2
+QUICK = WorkerSettings(heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S, poll_interval_s=0.1,
+                       handle_signals=False, max_consecutive_failures=3)
+
+
+def create(db: Database, n_trials: int, name: str = "claims") -> int:
+    return registry.create_study(db, spec=parse_spec({"name": name, "n_trials": n_trials, "sampler": "random"})).id
+
+
+def loaded(db: Database) -> claims.LoadedStudies:
+    return claims.LoadedStudies(db, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+
+
+def claim(db: Database, study_id: int, studies: claims.LoadedStudies) -> claims.ClaimedTrial | None:
+    return claims.claim_next_trial(db, study_ids=[study_id], studies=studies, worker_id="test")
+
+
+def complete(claimed: claims.ClaimedTrial) -> None:
+    claimed.study.tell(claimed.trial, [sampled_value(claimed.trial, claimed.spec)])
+
+
+def all_trials(db: Database, study_id: int) -> list[TrialRecord]:
+    return registry.list_trials(db, study_id=study_id, offset=0, limit=1000).items
+
+
+def test_claims_stop_at_the_budget_and_a_crashed_trial_is_replaced(database: Database) -> None:
+    study_id, studies = create(database, 3), loaded(database)
+    held = [claim(database, study_id, studies) for _ in range(3)]
+    assert all(held) and claim(database, study_id, studies) is None
+
+    held[0].study.tell(held[0].trial, state=TrialState.FAIL)
+    replacement = claim(database, study_id, studies)
+    assert replacement is not None and replacement.number == 3
+    assert claim(database, study_id, studies) is None
+    for claimed in (*held[1:], replacement):
+        complete(claimed)
+    assert claim(database, study_id, studies) is None
+    record = registry.get_study(database, study_id=study_id)
+    assert (record.state, record.counts.complete, record.counts.fail) == ("done", 3, 1)
+
+
+def test_an_interrupted_trial_comes_back_with_its_params_while_the_budget_is_full(database: Database) -> None:
+    study_id, studies = create(database, 2), loaded(database)
+    first, second = claim(database, study_id, studies), claim(database, study_id, studies)
+    sampled_value(first.trial, first.spec)
+    complete(second)
+
+    assert claims.release_for_retry(database, first, max_retry=3)
+    retry = claim(database, study_id, studies)
+    assert retry is not None and retry.trial.params == first.trial.params
+    complete(retry)
+    trials = {t.number: t for t in all_trials(database, study_id)}
+    assert trials[first.number].state == "fail"
+    assert (trials[retry.number].state, trials[retry.number].retried_from) == ("complete", first.number)
+    assert registry.get_study(database, study_id=study_id).counts.complete == 2
+
+
+def test_stale_and_orphaned_trials_are_reaped_and_retried_with_their_params(database: Database) -> None:
+    study_id, studies = create(database, 2), loaded(database)
+    silent = claim(database, study_id, studies)  # claimed, then its worker stops heartbeating
+    sampled_value(silent.trial, silent.spec)
+    # Asked for by a process that died before its first heartbeat: Optuna alone would never reap it.
+    orphan = optuna.load_study(study_name="claims", storage=database.optuna_storage()).ask()
+    sampled_value(orphan, silent.spec)
+    assert claim(database, study_id, studies) is None  # both slots are RUNNING
+
+    time.sleep(GRACE_S + 1.5)
+    retries = [claim(database, study_id, studies), claim(database, study_id, studies)]
+    assert all(retries) and claim(database, study_id, studies) is None
+    assert sorted(r.trial.params["stage2.weight_decay"] for r in retries) == sorted(
+        t.params["stage2.weight_decay"] for t in (silent.trial, orphan))
+    for retry in retries:
+        complete(retry)
+    trials = all_trials(database, study_id)
+    assert sorted((t.state, t.retried_from) for t in trials) == [
+        ("complete", silent.number), ("complete", orphan.number), ("fail", None), ("fail", None)]
+
+
+def test_concurrent_claimers_never_exceed_the_budget(database: Database) -> None:
+    study_id, n_trials = create(database, 24), 24
+    claimed_numbers: list[int] = []
+
+    def work() -> None:
+        studies = loaded(database)
+        while (claimed := claim(database, study_id, studies)) is not None:
+            claimed_numbers.append(claimed.number)
+            complete(claimed)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(claimed_numbers) == list(range(n_trials))
+    record = registry.get_study(database, study_id=study_id)
+    assert (record.counts.complete, sum(record.counts.model_dump().values())) == (n_trials, n_trials)
+
+
+def test_repeated_failures_stop_the_study_with_the_reason(database: Database) -> None:
+    study_id = create(database, 10)
+
+    def broken(trial: optuna.Trial, spec: object, context: RunContext) -> list[float]:
+        raise RuntimeError("CUDA out of memory")
+
+    summary = run_worker(database, study_names=["claims"], settings=QUICK, trial_runner=broken)
+    record = registry.get_study(database, study_id=study_id)
+    assert summary.failed == 3 and record.counts.fail == 3 and record.state == "stopped"
+    assert "3 trials in a row failed" in record.stop_reason and "CUDA out of memory" in record.stop_reason
+
+
+def test_a_result_for_a_trial_reaped_meanwhile_is_dropped_and_the_worker_goes_on(database: Database) -> None:
+    study_id = create(database, 3)
+    reaped: list[int] = []
+
+    def reaped_while_running(trial: optuna.Trial, spec: object, context: RunContext) -> list[float]:
+        value = sampled_value(trial, spec)
+        if not reaped:  # what a reaper does to a trial whose heartbeat lapsed: FAIL it, queue a clone
+            storage = trial.study._storage
+            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            RetryHeartbeatStaleTrialCallback(max_retry=3)(trial.study, storage.get_trial(trial._trial_id))
+            reaped.append(trial.number)
+        return [value]
+
+    summary = run_worker(database, study_names=["claims"], settings=QUICK, trial_runner=reaped_while_running)
+    assert (summary.late_tells, summary.completed) == (1, 3)
+    trials = all_trials(database, study_id)
+    assert [t.number for t in trials if t.state == "fail"] == reaped
+    assert [t.retried_from for t in trials if t.state == "complete"].count(reaped[0]) == 1
+
+
+def test_live_workers_shows_a_running_worker_and_forgets_it_when_it_exits(database: Database) -> None:
+    study_id = create(database, 1)
+    started, release = threading.Event(), threading.Event()
+
+    def held(trial: optuna.Trial, spec: object, context: RunContext) -> list[float]:
+        started.set()
+        release.wait(10)
+        return instant_runner(trial, spec, context)
+
+    worker = threading.Thread(target=run_worker, args=(database,),
+                              kwargs={"study_names": None, "settings": QUICK, "trial_runner": held})
+    worker.start()
+    assert started.wait(10)
+    time.sleep(HEARTBEAT_S + 0.5)  # one heartbeat after the trial started
+    live = registry.live_workers(database)
+    release.set()
+    worker.join(10)
+    assert len(live) == 1 and (live[0].state, live[0].current_study_id, live[0].current_trial_number) == (
+        "running", study_id, 0)
+    assert registry.live_workers(database) == []
+
+
+def test_named_lock_excludes_other_holders(database: Database) -> None:
+    inside: list[int] = []
+    overlaps: list[int] = []
+
+    def hold(index: int) -> None:
+        with database.named_lock("stage1:abc"):
+            inside.append(index)
+            if len(inside) > 1:
+                overlaps.append(index)
+            time.sleep(0.05)
+            inside.remove(index)
+
+    threads = [threading.Thread(target=hold, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert overlaps == []
+
+
+@pytest.mark.postgres
+def test_lost_connections_are_transient_and_bad_sql_is_not(postgres_url: str) -> None:
+    unreachable = sa.create_engine("postgresql+psycopg2://postgres@127.0.0.1:1/x", connect_args={"connect_timeout": 1})
+    with pytest.raises(sa.exc.OperationalError) as lost:
+        unreachable.connect()
+    db = Database.connect(postgres_url)
+    with pytest.raises(sa.exc.ProgrammingError) as bad, db.engine.connect() as connection:
+        connection.execute(sa.text("SELECT * FROM no_such_table"))
+    db.dispose()
+    assert is_transient(lost.value) and not is_transient(bad.value)

@@ -1,0 +1,52 @@
+"""`tailtune train` as a user runs it: a real process, its exit code, its output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.trainers.fake_data import write_fake_image_folder
+
+TAILTUNE = [sys.executable, "-m", "tailtune"]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*TAILTUNE, *args], capture_output=True, text=True, timeout=300)
+
+
+def test_train_json_has_per_stage_per_split_results(tmp_path: Path) -> None:
+    completed = _run("train", "--dataset", "digits-lt", "--method", "wb", "--epochs", "4", "--json",
+                     "--checkpoint-dir", str(tmp_path / "ckpt"))
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout)
+    for stage in ("stage1", "stage2"):
+        for split in ("val", "test"):
+            assert set(result[stage][split]) == {"all", "many", "medium", "few"}
+    assert (tmp_path / "ckpt" / "stage1.pt").exists()
+
+
+def test_train_table_on_a_folder_data_set(tmp_path: Path) -> None:
+    root = write_fake_image_folder(tmp_path / "shapes", train_counts={"circle": 30, "square": 12, "star": 6},
+                                   test_counts={"circle": 5, "square": 5, "star": 5})
+    completed = _run("train", "--dataset", f"folder:{root}", "--image-size", "28", "--epochs", "2")
+    assert completed.returncode == 0, completed.stderr
+    assert "stage 2" in completed.stdout and "test Few" in completed.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--dataset", "mnist-lt"], "unknown data set"),
+    (["--dataset", "cifar100-lt", "--data-root", "/nonexistent/cifar"], "/nonexistent/cifar"),
+    (["--imbalance-factor", "0.5"], "imbalance"),
+    (["--set", "stage2.maxnorm=absolute", "--set", "stage2.maxnorm_radius=-1"], "maxnorm_radius"),
+    (["--method", "magic"], "unknown method"),
+    (["--set", "stage1.lr=1e12", "--epochs", "2"], "NaN"),
+])
+def test_bad_input_is_one_clear_line_and_nonzero_exit(args: list[str], message: str) -> None:
+    completed = _run("train", *args)
+    assert completed.returncode != 0
+    assert message in completed.stderr
+    assert "Traceback" not in completed.stderr

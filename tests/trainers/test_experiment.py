@@ -1,0 +1,58 @@
+"""End-to-end runs of every method on digits-lt, on the CPU."""
+
+from __future__ import annotations
+
+import pytest
+
+from trainers.config import RunOptions, with_fields
+from trainers.device import resolve_runtime
+from trainers.errors import TrainingDivergedError
+from trainers.experiment import run_experiment, run_stage2, train_backbone
+from trainers.presets import method_defaults
+
+CPU = resolve_runtime(RunOptions(device="cpu"))
+
+
+def test_wb_stage2_improves_few_split_over_stage1() -> None:
+    """The papers' central claim, at the default configuration with a fixed seed."""
+    result = run_experiment(method_defaults("wb"), CPU)
+    assert result.stage1.test.few is not None and result.stage2.test.few is not None
+    assert result.stage2.test.few > result.stage1.test.few
+    assert result.stage1.test.all > 50, "stage 1 must learn digits"
+    assert result.split_rule.few_classes and result.split_rule.many_classes
+
+
+@pytest.mark.parametrize("method", ["tau-norm", "los", "ewb"])
+def test_every_method_trains_and_reports_all_splits(method: str) -> None:
+    config = with_fields(method_defaults(method), {"stage1.epochs": 8})
+    result = run_experiment(config, CPU)
+    for stage in (result.stage1, result.stage2):
+        for split in (stage.val, stage.test):
+            assert 0 <= split.all <= 100
+            assert None not in (split.many, split.medium, split.few)
+    assert len(result.stage2.per_class_test) == 10
+    assert result.stage2.diagnostics.fdr_test is not None
+
+
+def test_tau_zero_is_stage1_and_stage2_on_cached_features_is_reproducible() -> None:
+    backbone = train_backbone(with_fields(method_defaults("tau-norm"), {"stage1.epochs": 4}), CPU)
+    identity = with_fields(method_defaults("tau-norm"), {"stage1.epochs": 4, "stage2.tau": 0.0})
+    assert run_stage2(backbone, identity, CPU).per_class_test == backbone.stage1.per_class_test
+    wb = with_fields(method_defaults("wb"), {"stage1.epochs": 4})
+    assert run_stage2(backbone, wb, CPU).per_class_test == run_stage2(backbone, wb, CPU).per_class_test
+
+
+def test_end_to_end_retraining_path_runs_with_bn_in_train_mode() -> None:
+    config = with_fields(method_defaults("wb"), {"stage1.epochs": 3, "stage2.bn_mode": "train",
+                                                 "stage2.maxnorm_every": "epoch", "stage2.epochs": 2})
+    backbone = train_backbone(config, CPU)
+    result = run_stage2(backbone, config, CPU)
+    radius = min(backbone.stage1.diagnostics.weight_norms) + 0.1 * (
+        max(backbone.stage1.diagnostics.weight_norms) - min(backbone.stage1.diagnostics.weight_norms))
+    assert max(result.diagnostics.weight_norms) <= radius + 1e-4
+
+
+def test_nan_loss_stops_with_a_message_naming_the_fix() -> None:
+    config = with_fields(method_defaults("wb"), {"stage1.epochs": 2, "stage1.lr": 1e12})
+    with pytest.raises(TrainingDivergedError, match="lower the learning rate"):
+        train_backbone(config, CPU)

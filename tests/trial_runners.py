@@ -1,0 +1,55 @@
+"""Trial runners that stand in for training where a test is about claiming, heartbeats and signals.
+
+Worker subprocesses load them with the hidden option `--trial-runner tests.trial_runners:NAME` (the
+repository root on PYTHONPATH). Each samples the study's real search space, so a retried trial's params
+can be compared.
+"""
+
+from __future__ import annotations
+
+import time
+
+import optuna
+
+from studies.space import FloatRange
+from studies.spec import StudySpec
+from studies.worker import RunContext
+
+STOP_POLL_S = 0.05
+
+
+def sampled_value(trial: optuna.Trial, spec: StudySpec) -> float:
+    """Suggests every searched parameter; the value is their float sum, so it depends on every one."""
+    total = 0.0
+    for name, param in spec.resolved_space().items():
+        if isinstance(param, FloatRange):
+            total += trial.suggest_float(name, param.low, param.high, log=param.log)
+        else:
+            trial.suggest_categorical(name, param.choices)
+    trial.set_user_attr("val", {"all": total, "many": total, "medium": None, "few": total / 2})
+    trial.set_user_attr("test", {"all": total / 2, "many": total, "medium": None, "few": 0.0})
+    return total
+
+
+def sleep_for(seconds: float, context: RunContext) -> None:
+    """Sleeps like a training loop with short epochs: checks the stop signal between them."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        context.check_stop()
+        time.sleep(STOP_POLL_S)
+
+
+def instant_runner(trial: optuna.Trial, spec: StudySpec, context: RunContext) -> list[float]:
+    return [sampled_value(trial, spec)] * len(spec.objectives)
+
+
+def sleep_runner(trial: optuna.Trial, spec: StudySpec, context: RunContext) -> list[float]:
+    value = sampled_value(trial, spec)
+    sleep_for(1.0, context)
+    return [value] * len(spec.objectives)
+
+
+def long_runner(trial: optuna.Trial, spec: StudySpec, context: RunContext) -> list[float]:
+    value = sampled_value(trial, spec)
+    sleep_for(4.0, context)
+    return [value] * len(spec.objectives)

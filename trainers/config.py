@@ -1,0 +1,175 @@
+"""Typed configuration of one training run: data, model, stage 1 and the stage-2 variant.
+
+Validated once at the edge (CLI, REST, study spec) and passed down as objects. Field defaults are the
+"tailtune default" choices of ALGORITHMS.md; the papers' recipes live in `trainers.presets`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Arch = Literal["auto", "resnet34-cifar", "resnet32-cifar", "resnet50", "resnext50", "small-cnn"]
+Method = Literal["wb", "tau-norm", "los", "ewb"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+class DataConfig(_Frozen):
+    """Which data set, how long-tailed, and where it lives on disk."""
+
+    name: str = Field("digits-lt", description="digits-lt | cifar10-lt | cifar100-lt | imagenet-lt | "
+                      "inat2018 | folder:PATH")
+    root: Path | None = Field(None, description="directory holding the data set files")
+    imbalance_factor: float | None = Field(
+        None, description="n_max / n_min of the long-tailed profile (>= 1); None: the data set's default")
+    image_size: int | None = Field(None, ge=4, le=1024, description="side length images are resized to")
+    download: bool = Field(False, description="let torchvision download CIFAR when the root lacks it")
+    cifar_counts: Literal["ewb", "wb"] = Field(
+        "ewb", description="ewb: n_max 480 with round() and a 20-per-class val split; wb: the WB code's floor() counts")
+    split_seed: int = Field(0, description="seed of the val/test carving where a data set needs one")
+
+    @field_validator("imbalance_factor")
+    @classmethod
+    def _imbalance_at_least_one(cls, value: float | None) -> float | None:
+        if value is not None and (not math.isfinite(value) or value < 1):
+            raise ValueError(f"imbalance factor must be >= 1 (n_max / n_min), got {value}")
+        return value
+
+
+class ModelConfig(_Frozen):
+    arch: Arch = Field("auto", description="auto picks small-cnn for small images, resnet34-cifar for CIFAR, "
+                       "resnext50 for ImageNet-LT, resnet50 for iNaturalist")
+
+
+class Stage1Config(_Frozen):
+    """WB stage 1 (CE + weight decay) or, with an ETF classifier and feature regularisation, EWB one-stage."""
+
+    epochs: int = Field(30, ge=1)
+    lr: float = Field(0.01, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    batch_size: int = Field(64, ge=1)
+    weight_decay: float = Field(5e-3, ge=0, description="lambda_1 (WB) or lambda_wd (EWB), on all trained parameters")
+    feature_reg: float = Field(0.0, ge=0, description="lambda_fr: weight of mean ||f||^2/2 (EWB)")
+    classifier: Literal["linear", "etf"] = "linear"
+
+    _finite_values = field_validator("lr", "weight_decay", "feature_reg")(_finite)
+
+
+class RetrainConfig(_Frozen):
+    """Stage 2: classifier re-training on the frozen stage-1 backbone (WB or LOS)."""
+
+    kind: Literal["retrain"] = "retrain"
+    loss: Literal["ce", "cb", "cb-bce", "los"] = "cb"
+    cb_beta: float = Field(0.9999, gt=0, le=1, description="effective-number beta; 1 = inverse frequency")
+    over_smoothing: float = Field(0.98, ge=0, le=1, description="LOS delta: true class gets 1 - delta + delta/K")
+    weight_decay: float = Field(0.1, ge=0, description="lambda_2 on the re-trained parameters")
+    maxnorm: Literal["none", "relative", "absolute"] = "relative"
+    maxnorm_thresh: float = Field(0.1, ge=0, le=1, description="relative radius t: min + t (max - min) of "
+                                  "the stage-1 row norms")
+    maxnorm_radius: float | None = Field(None, description="absolute radius delta > 0 (maxnorm=absolute)")
+    maxnorm_every: Literal["step", "epoch"] = "step"
+    epochs: int = Field(10, ge=1)
+    lr: float = Field(0.01, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    batch_size: int = Field(64, ge=1)
+    layers: Literal["classifier", "last-two"] = "classifier"
+    bn_mode: Literal["frozen", "train"] = Field(
+        "frozen", description="frozen: backbone in eval mode so features can be cached; train: the authors' code")
+    feature_views: int = Field(4, ge=1, description="augmented views of the train set cached per backbone")
+
+    @model_validator(mode="after")
+    def _radius_given_when_absolute(self) -> RetrainConfig:
+        if self.maxnorm == "absolute" and (self.maxnorm_radius is None or not self.maxnorm_radius > 0):
+            raise ValueError(f"maxnorm_radius (delta) must be > 0 with maxnorm=absolute, got {self.maxnorm_radius}")
+        return self
+
+    @property
+    def uses_cached_features(self) -> bool:
+        return self.layers == "classifier" and self.bn_mode == "frozen"
+
+
+class TauNormConfig(_Frozen):
+    """Post-hoc W_k <- W_k / ||W_k||^tau on the stage-1 classifier (tau=1: L2-normalisation)."""
+
+    kind: Literal["tau-norm"] = "tau-norm"
+    tau: float = Field(1.9, ge=0, le=10)
+
+
+class LogitAdjustConfig(_Frozen):
+    """Post-hoc logit adjustment with class priors pi_k (EWB uses the multiplicative form)."""
+
+    kind: Literal["logit-adjust"] = "logit-adjust"
+    tau: float = Field(0.65, ge=0, le=10)
+    form: Literal["multiplicative", "additive"] = "multiplicative"
+
+
+Stage2Config = Annotated[RetrainConfig | TauNormConfig | LogitAdjustConfig, Field(discriminator="kind")]
+
+
+class EvalConfig(_Frozen):
+    flip_tta: bool = Field(False, description="average logits over the image and its horizontal flip (WB preset)")
+
+
+class RunOptions(_Frozen):
+    """How to run, not what to compute: none of these change the result beyond floating-point noise."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    channels_last: bool = True
+    amp: Literal["auto", "off", "bf16"] = Field("auto", description="auto: bf16 autocast on CUDA only")
+    compile: Literal["auto", "off", "on"] = Field("auto", description="auto: torch.compile on CUDA only")
+    checkpoint_dir: Path | None = None
+    progress: bool = False
+
+
+class ExperimentConfig(_Frozen):
+    method: Method = "wb"
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    stage1: Stage1Config = Stage1Config()
+    stage2: Stage2Config = RetrainConfig()
+    eval: EvalConfig = EvalConfig()
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _stage2_fits_method(self) -> ExperimentConfig:
+        expected = {"wb": "retrain", "los": "retrain", "tau-norm": "tau-norm", "ewb": "logit-adjust"}[self.method]
+        if self.stage2.kind != expected:
+            raise ValueError(f"method {self.method!r} needs a stage2 of kind {expected!r}, got {self.stage2.kind!r}")
+        if self.method == "los" and self.stage2.loss != "los":
+            raise ValueError("method 'los' re-trains with loss='los'")
+        if self.method == "ewb" and self.stage1.classifier != "etf":
+            raise ValueError("method 'ewb' trains stage 1 with classifier='etf'")
+        return self
+
+
+def with_fields(base: ExperimentConfig, values: dict[str, Any]) -> ExperimentConfig:
+    """A copy of `base` with dotted fields (`stage2.weight_decay`) set, re-validated as a whole."""
+    tree = base.model_dump()
+    for dotted, value in values.items():
+        node = tree
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                raise ValueError(f"unknown config field {dotted!r}")
+            node = node[part]
+        if leaf not in node:
+            raise ValueError(f"unknown config field {dotted!r}; e.g. stage1.weight_decay, stage2.tau")
+        node[leaf] = value
+    try:
+        return ExperimentConfig.model_validate(tree)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ValueError(f"{where}: {first['msg']}") from None

@@ -1,0 +1,40 @@
+"""Long-tailed data sets as whole uint8 tensors: `load_dataset(DataConfig) -> LTDataset`.
+
+Names: digits-lt (embedded, no files), cifar10-lt, cifar100-lt, imagenet-lt, inat2018, folder:PATH.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from trainers.config import DataConfig
+from trainers.data.cifar import CIFAR10, CIFAR100, load_cifar_lt
+from trainers.data.digits import load_digits_lt
+from trainers.data.filelists import load_imagenet_lt, load_inat2018
+from trainers.data.folder import FOLDER_PREFIX, load_folder
+from trainers.data.profiles import lt_counts
+from trainers.data.types import AugmentSpec, ImageSplit, LTDataset
+from trainers.errors import UserInputError
+
+__all__ = ["DATASET_NAMES", "AugmentSpec", "ImageSplit", "LTDataset", "load_dataset", "lt_counts"]
+
+_LOADERS: dict[str, Callable[[DataConfig], LTDataset]] = {
+    "digits-lt": load_digits_lt,
+    "cifar10-lt": lambda cfg: load_cifar_lt(cfg, CIFAR10),
+    "cifar100-lt": lambda cfg: load_cifar_lt(cfg, CIFAR100),
+    "imagenet-lt": load_imagenet_lt,
+    "inat2018": load_inat2018,
+}
+DATASET_NAMES = (*_LOADERS, f"{FOLDER_PREFIX}PATH")
+_GENERATED_PROFILES = {"digits-lt", "cifar10-lt", "cifar100-lt"}  # the only ones an imbalance factor shapes
+
+
+def load_dataset(cfg: DataConfig) -> LTDataset:
+    """Load the configured data set whole into memory; UserInputError names what to fix."""
+    is_folder = cfg.name.startswith(FOLDER_PREFIX)
+    if not is_folder and cfg.name not in _LOADERS:
+        raise UserInputError(f"unknown data set {cfg.name!r}; choose one of {', '.join(DATASET_NAMES)}")
+    if cfg.imbalance_factor is not None and cfg.name not in _GENERATED_PROFILES:
+        raise UserInputError(f"{cfg.name} keeps the class counts of its files; drop the imbalance factor "
+                             f"(it shapes only {', '.join(sorted(_GENERATED_PROFILES))})")
+    return load_folder(cfg) if is_folder else _LOADERS[cfg.name](cfg)

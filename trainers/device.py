@@ -1,0 +1,46 @@
+"""Where and how a run executes: device, autocast and compile choices, with clean CPU fallbacks."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from trainers.config import RunOptions
+from trainers.errors import UserInputError
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    autocast_dtype: torch.dtype | None  # None: full fp32
+    compile: bool
+    channels_last: bool
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def maybe_compile(self, function: Callable) -> Callable:
+        return torch.compile(function) if self.compile else function
+
+
+def resolve_runtime(options: RunOptions) -> Runtime:
+    """bf16 autocast and torch.compile pay off on CUDA; on a 2-core CPU they measured slower, so off there."""
+    if options.device == "cuda" and not torch.cuda.is_available():
+        raise UserInputError("--device cuda asked for, but no CUDA device is visible; use --device auto or cpu")
+    use_cuda = options.device == "cuda" or (options.device == "auto" and torch.cuda.is_available())
+    device = torch.device("cuda" if use_cuda else "cpu")
+    autocast = {"auto": torch.bfloat16 if use_cuda else None, "off": None, "bf16": torch.bfloat16}[options.amp]
+    compile_model = {"auto": use_cuda, "off": False, "on": True}[options.compile]
+    return Runtime(device=device, autocast_dtype=autocast, compile=compile_model,
+                   channels_last=options.channels_last)
+
+
+def seeded_generator(seed: int, device: torch.device) -> torch.Generator:
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    return generator

@@ -1,0 +1,181 @@
+"""One configuration, start to finish: train the backbone (stage 1), then stage 2, then report per split.
+
+    tailtune train --dataset digits-lt --method wb
+
+`train_backbone` and `run_stage2` are separate so a study can train a backbone once, cache it, and run many
+stage-2 trials on it (studies/cache.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from trainers.config import ExperimentConfig, LogitAdjustConfig, RetrainConfig, TauNormConfig
+from trainers.data import load_dataset
+from trainers.data.types import LTDataset
+from trainers.device import Runtime
+from trainers.features import FeatureBank, extract_feature_bank
+from trainers.heads import Head, train_heads
+from trainers.loop import EpochCallback, SGDSettings, fit
+from trainers.losses import feature_regularization, make_loss
+from trainers.maxnorm import project_rows_, relative_radius, row_norms
+from trainers.metrics import logits_magnitude_and_rsd, per_class_accuracy, split_accuracy, split_rule
+from trainers.models import LTModel, build_model, resolve_arch
+from trainers.posthoc import etf_classifier_weight, logit_adjust, tau_normalize
+from trainers.provenance import provenance
+from trainers.results import Diagnostics, ExperimentResult, SplitRule, StageResult
+
+
+@dataclass
+class Backbone:
+    """A trained stage-1 model with everything stage 2 needs: its data, split rule and cached features."""
+
+    model: LTModel
+    data: LTDataset
+    rule: SplitRule
+    features: FeatureBank
+    stage1: StageResult
+
+    @property
+    def head(self) -> Head:
+        return Head(self.model.classifier.weight.detach(), self.model.classifier.bias.detach())
+
+
+def run_experiment(config: ExperimentConfig, runtime: Runtime, on_epoch: EpochCallback | None = None,
+                   checkpoint_dir: Path | None = None) -> ExperimentResult:
+    backbone = train_backbone(config, runtime, on_epoch)
+    stage2 = run_stage2(backbone, config, runtime, on_epoch)
+    if checkpoint_dir is not None:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        torch.save(backbone.model.state_dict(), checkpoint_dir / "stage1.pt")
+        (checkpoint_dir / "config.json").write_text(config.model_dump_json(indent=2))
+    return ExperimentResult(config=config, class_counts=backbone.data.class_counts,
+                            class_names=backbone.data.class_names, split_rule=backbone.rule,
+                            stage1=backbone.stage1, stage2=stage2, provenance=provenance(runtime.device))
+
+
+def feature_views(config: ExperimentConfig) -> int:
+    return config.stage2.feature_views if isinstance(config.stage2, RetrainConfig) else 1
+
+
+# ---------------------------------------------------------------------------------------------- stage 1
+def train_backbone(config: ExperimentConfig, runtime: Runtime,
+                   on_epoch: EpochCallback | None = None) -> Backbone:
+    started = time.perf_counter()
+    data = load_dataset(config.data)
+    torch.manual_seed(config.seed)
+    model = build_backbone_model(config, data, runtime)
+    stage1 = config.stage1
+    cross_entropy = F.cross_entropy
+
+    def loss(logits: torch.Tensor, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if stage1.feature_reg == 0:
+            return cross_entropy(logits, labels)
+        return cross_entropy(logits, labels) + stage1.feature_reg * feature_regularization(features)
+
+    trained = [p for p in model.parameters() if p.requires_grad]
+    fit(model, trained, data, loss, SGDSettings(stage1.epochs, stage1.lr, stage1.momentum, stage1.weight_decay,
+                                                stage1.batch_size),
+        runtime, seed=config.seed, stage="stage 1", on_epoch=on_epoch)
+    bank = extract_feature_bank(model, data, runtime, views=feature_views(config), seed=config.seed)
+    rule = split_rule(data.class_counts)
+    head = Head(model.classifier.weight.detach(), model.classifier.bias.detach())
+    result = evaluate_head(bank, head, rule, config, elapsed=time.perf_counter() - started)
+    return Backbone(model=model, data=data, rule=rule, features=bank, stage1=result)
+
+
+def build_backbone_model(config: ExperimentConfig, data: LTDataset, runtime: Runtime) -> LTModel:
+    """The untrained stage-1 model for a config (with its fixed ETF classifier for EWB), on the device."""
+    arch = resolve_arch(config.model.arch, data.name, data.image_size)
+    model = build_model(arch, data.num_classes, data.channels, data.image_size)
+    if config.stage1.classifier == "etf":
+        # EWB: a fixed simplex-ETF classifier; only its bias trains, initialised U(-1/d, 1/d).
+        dim = model.feature_dim
+        with torch.no_grad():
+            model.classifier.weight.copy_(etf_classifier_weight(data.num_classes, dim, config.seed))
+            model.classifier.bias.uniform_(-1 / dim, 1 / dim)
+        model.classifier.weight.requires_grad_(False)
+    memory_format = torch.channels_last if runtime.channels_last else torch.contiguous_format
+    return model.to(runtime.device, memory_format=memory_format)
+
+
+# ---------------------------------------------------------------------------------------------- stage 2
+def run_stage2(backbone: Backbone, config: ExperimentConfig, runtime: Runtime,
+               on_epoch: EpochCallback | None = None) -> StageResult:
+    started = time.perf_counter()
+    stage2 = config.stage2
+    if isinstance(stage2, TauNormConfig):
+        head = backbone.head
+        return evaluate_head(backbone.features, Head(tau_normalize(head.weight, stage2.tau), head.bias),
+                             backbone.rule, config, elapsed=time.perf_counter() - started)
+    if isinstance(stage2, LogitAdjustConfig):
+        return evaluate_head(backbone.features, backbone.head, backbone.rule, config,
+                             elapsed=time.perf_counter() - started, adjust=stage2)
+    if stage2.uses_cached_features:
+        [head] = train_heads(backbone.features, backbone.head, [stage2], backbone.data.class_counts,
+                             seed=config.seed)
+        return evaluate_head(backbone.features, head, backbone.rule, config,
+                             elapsed=time.perf_counter() - started)
+    return _retrain_end_to_end(backbone, stage2, config, runtime, on_epoch, started)
+
+
+def _retrain_end_to_end(backbone: Backbone, stage2: RetrainConfig, config: ExperimentConfig, runtime: Runtime,
+                        on_epoch: EpochCallback | None, started: float) -> StageResult:
+    """The authors' way: BN statistics keep updating and/or the last block trains, so no cached features."""
+    model = copy.deepcopy(backbone.model)
+    model.requires_grad_(False)
+    trained = [model.classifier.weight, model.classifier.bias]
+    if stage2.layers == "last-two":
+        trained += list(model.last_block_parameters())
+    for param in trained:
+        param.requires_grad_(True)
+    weight = model.classifier.weight
+    radius = _maxnorm_radius(stage2, backbone.head.weight)
+    project = (lambda: project_rows_(weight.data, radius)) if radius is not None else None
+    class_loss = make_loss(stage2.loss, backbone.data.class_counts, stage2.cb_beta, stage2.over_smoothing)
+    fit(model, trained, backbone.data, lambda logits, _features, labels: class_loss(logits, labels),
+        SGDSettings(stage2.epochs, stage2.lr, stage2.momentum, stage2.weight_decay, stage2.batch_size), runtime,
+        seed=config.seed + 1, stage="stage 2", bn_train=stage2.bn_mode == "train",
+        after_step=project if stage2.maxnorm_every == "step" else None,
+        after_epoch=project if stage2.maxnorm_every == "epoch" else None, on_epoch=on_epoch)
+    bank = extract_feature_bank(model, backbone.data, runtime, views=1, seed=config.seed)
+    head = Head(model.classifier.weight.detach(), model.classifier.bias.detach())
+    return evaluate_head(bank, head, backbone.rule, config, elapsed=time.perf_counter() - started)
+
+
+def _maxnorm_radius(stage2: RetrainConfig, stage1_weight: torch.Tensor) -> float | None:
+    if stage2.maxnorm == "relative":
+        return float(relative_radius(row_norms(stage1_weight), stage2.maxnorm_thresh))
+    return stage2.maxnorm_radius if stage2.maxnorm == "absolute" else None
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+def evaluate_head(bank: FeatureBank, head: Head, rule: SplitRule, config: ExperimentConfig, *, elapsed: float,
+                  adjust: LogitAdjustConfig | None = None) -> StageResult:
+    num_classes = head.weight.shape[0]
+    prior = torch.bincount(bank.train_labels, minlength=num_classes).float()
+    prior = prior / prior.sum()
+
+    def logits_of(features: torch.Tensor, flipped: torch.Tensor) -> torch.Tensor:
+        logits = head.logits(features)
+        if config.eval.flip_tta:
+            logits = (logits + head.logits(flipped)) / 2
+        return logit_adjust(logits, prior, adjust.tau, adjust.form) if adjust else logits
+
+    val_logits = logits_of(bank.val, bank.val_flipped)
+    test_logits = logits_of(bank.test, bank.test_flipped)
+    per_class_val = per_class_accuracy(val_logits, bank.val_labels, num_classes)
+    per_class_test = per_class_accuracy(test_logits, bank.test_labels, num_classes)
+    magnitude, rsd = logits_magnitude_and_rsd(test_logits, bank.test_labels, num_classes)
+    diagnostics = Diagnostics(weight_norms=row_norms(head.weight).tolist(), fdr_train=bank.fdr_train,
+                              fdr_test=bank.fdr_test, logits_magnitude=magnitude.tolist(),
+                              regularized_std=rsd.tolist())
+    return StageResult(val=split_accuracy(per_class_val, rule), test=split_accuracy(per_class_test, rule),
+                       per_class_val=per_class_val.tolist(), per_class_test=per_class_test.tolist(),
+                       diagnostics=diagnostics, wall_time_s=elapsed)

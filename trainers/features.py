@@ -1,0 +1,72 @@
+"""Features of a frozen backbone, computed once so every stage-2 trial on it costs seconds, not a training run.
+
+The backbone runs in eval mode (BN running statistics fixed), so a view of an image always gives the same
+feature; the train set is cached under a few augmented views to keep the re-training's augmentation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from trainers.augment import random_crop_flip
+from trainers.data.types import ImageSplit, LTDataset
+from trainers.device import Runtime, seeded_generator
+from trainers.loop import predict
+from trainers.metrics import fisher_discriminant_ratio
+from trainers.models import LTModel
+
+
+@dataclass(frozen=True)
+class FeatureBank:
+    train_views: torch.Tensor  # V x N x d, augmented views of the train split
+    train_plain: torch.Tensor  # N x d, unaugmented (for diagnostics)
+    train_labels: torch.Tensor
+    val: torch.Tensor
+    val_flipped: torch.Tensor
+    val_labels: torch.Tensor
+    test: torch.Tensor
+    test_flipped: torch.Tensor
+    test_labels: torch.Tensor
+    fdr_train: float
+    fdr_test: float
+
+    def save(self, path: Path) -> None:
+        torch.save(asdict(self), path)
+
+    @classmethod
+    def load(cls, path: Path, device: torch.device) -> FeatureBank:
+        stored = torch.load(path, map_location=device, weights_only=True)
+        return cls(**stored)
+
+    def to(self, device: torch.device) -> FeatureBank:
+        moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in asdict(self).items()}
+        return FeatureBank(**moved)
+
+
+def extract_feature_bank(model: LTModel, data: LTDataset, runtime: Runtime, *, views: int,
+                         seed: int) -> FeatureBank:
+    generator = seeded_generator(seed, runtime.device)
+    train_plain, _ = predict(model, data.train, data, runtime)
+    train_views = [_augmented_features(model, data, runtime, generator) for _ in range(views)]
+    val, _ = predict(model, data.val, data, runtime)
+    val_flipped, _ = predict(model, data.val, data, runtime, flip=True)
+    test, _ = predict(model, data.test, data, runtime)
+    test_flipped, _ = predict(model, data.test, data, runtime, flip=True)
+    device = runtime.device
+    return FeatureBank(
+        train_views=torch.stack(train_views), train_plain=train_plain, train_labels=data.train.labels.to(device),
+        val=val, val_flipped=val_flipped, val_labels=data.val.labels.to(device),
+        test=test, test_flipped=test_flipped, test_labels=data.test.labels.to(device),
+        fdr_train=fisher_discriminant_ratio(train_plain, data.train.labels),
+        fdr_test=fisher_discriminant_ratio(test, data.test.labels))
+
+
+def _augmented_features(model: LTModel, data: LTDataset, runtime: Runtime,
+                        generator: torch.Generator) -> torch.Tensor:
+    images = data.train.images.to(runtime.device)
+    augmented = random_crop_flip(images, data.augment.crop_padding, data.augment.horizontal_flip, generator)
+    features, _ = predict(model, ImageSplit(augmented, data.train.labels), data, runtime)
+    return features

@@ -1,0 +1,62 @@
+"""Typed results of a run: per-split accuracies, diagnostics, and the provenance of every number."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from trainers.config import ExperimentConfig
+
+
+class SplitAccuracy(BaseModel):
+    """Per-class-mean top-1 accuracy in percent; None where the split has no class."""
+
+    all: float
+    many: float | None
+    medium: float | None
+    few: float | None
+
+
+class SplitRule(BaseModel):
+    """How classes were assigned to Many / Medium / Few from their train counts."""
+
+    many_above: float = Field(description="a class is Many when n_k > many_above")
+    few_below: float = Field(description="a class is Few when n_k < few_below; Medium otherwise")
+    rule: str = Field(description="'paper' (100 / 20) or 'log-scaled' for small data sets, with the reason")
+    many_classes: list[int]
+    medium_classes: list[int]
+    few_classes: list[int]
+
+
+class Diagnostics(BaseModel):
+    weight_norms: list[float] = Field(description="||W_k||_2 per class, in class-index order")
+    fdr_train: float | None = None
+    fdr_test: float | None = None
+    logits_magnitude: list[float] | None = Field(None, description="per class, on the test set (LOS)")
+    regularized_std: list[float] | None = Field(None, description="per class, on the test set (LOS)")
+
+
+class StageResult(BaseModel):
+    val: SplitAccuracy
+    test: SplitAccuracy
+    per_class_val: list[float]
+    per_class_test: list[float]
+    diagnostics: Diagnostics
+    wall_time_s: float
+
+
+class Provenance(BaseModel):
+    device: str
+    torch_version: str
+    cuda_version: str | None
+    git_revision: str | None
+    tailtune_version: str
+
+
+class ExperimentResult(BaseModel):
+    config: ExperimentConfig
+    class_counts: list[int]
+    class_names: list[str]
+    split_rule: SplitRule
+    stage1: StageResult
+    stage2: StageResult
+    provenance: Provenance
