@@ -65,15 +65,25 @@ class LoadedStudies:
                                                      grace_period=grace_period, max_retry=max_retry)
         self.max_retry = max_retry
         self._seed_offset = seed_offset
-        self._studies: dict[int, tuple[optuna.Study, StudySpec]] = {}
+        self._studies: dict[tuple[int, str], tuple[optuna.Study, StudySpec]] = {}
 
     def get(self, row: Any) -> tuple[optuna.Study, StudySpec]:
-        if row.id not in self._studies:
+        # Keyed by name too: SQLite hands a deleted study's id to the next study created.
+        key = (row.id, row.name)
+        if key not in self._studies:
             spec = StudySpec.model_validate_json(row.spec_json)
-            study = optuna.load_study(study_name=row.name, storage=self.storage,
-                                      sampler=build_sampler(spec, self._seed_offset), pruner=build_pruner(spec))
-            self._studies[row.id] = (study, spec)
-        return self._studies[row.id]
+            sampler = build_sampler(spec, self._seed_offset)
+            study = optuna.load_study(study_name=row.name, storage=self.storage, sampler=sampler,
+                                      pruner=build_pruner(spec))
+            self._studies[key] = (study, spec)
+        return self._studies[key]
+
+
+def retry_callback(max_retry: int) -> RetryHeartbeatStaleTrialCallback:
+    """Optuna's retry of a failed trial: a WAITING clone with the same params and lineage system attrs."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # optuna==5.0.0 is pinned
+        return RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
 
 
 def claim_next_trial(db: Database, *, study_ids: Sequence[int], studies: LoadedStudies,
@@ -92,14 +102,14 @@ def _claim_in(db: Database, study_id: int, studies: LoadedStudies, worker_id: st
         if row is None or row.state != "active":
             return None
         study, spec = studies.get(row)
-        _reap(db, study)
+        _reap(connection, study)
         counts = trial_counts(connection, [study_id])[study_id]
         if counts.finished + counts.running >= row.n_trials:
             budget_used = counts.finished >= row.n_trials
             trial = None
         else:
             trial = _ask(study)
-            # Optuna reaps only trials that have a heartbeat row: write the first one before the lock is released.
+            # Optuna reaps only trials with a heartbeat row: write the first one before releasing the lock.
             studies.storage.record_heartbeat(trial._trial_id)
             studies.storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, worker_id)
     if trial is None:
@@ -107,6 +117,12 @@ def _claim_in(db: Database, study_id: int, studies: LoadedStudies, worker_id: st
             mark_done_if_finished(db, study_id=study_id)
         return None
     return ClaimedTrial(study_id=study_id, spec=spec, study=study, trial=trial)
+
+
+def record_heartbeat(connection: sa.Connection, trial_id: int) -> None:
+    """Optuna's `record_heartbeat` in the caller's transaction (the claim wrote the trial's heartbeat row)."""
+    connection.execute(trial_heartbeats.update().where(trial_heartbeats.c.trial_id == trial_id)
+                       .values(heartbeat=sa.func.now()))
 
 
 def _ask(study: optuna.Study) -> optuna.Trial:
@@ -124,37 +140,38 @@ def reap_stale_trials(db: Database, *, study_id: int, heartbeat_interval: int, g
                             max_retry=max_retry)
 
     def reap() -> None:
-        with locked_study(db, study_id) as (_, row):
+        with locked_study(db, study_id) as (connection, row):
             if row is not None:
-                _reap(db, studies.get(row)[0])
+                _reap(connection, studies.get(row)[0])
 
     retry_transient(reap, what=f"reap stale trials of study {study_id}")
 
 
-def _reap(db: Database, study: optuna.Study) -> None:
-    _adopt_orphans(db, study._study_id)
+def _reap(connection: sa.Connection, study: optuna.Study) -> None:
+    _adopt_orphans(connection, study)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         fail_stale_trials(study)
 
 
-def _adopt_orphans(db: Database, study_id: int) -> None:
+def _adopt_orphans(connection: sa.Connection, study: optuna.Study) -> None:
     """Gives RUNNING trials that have no heartbeat row one stamped now, so the grace period applies to them.
 
     Such a trial was asked for by a process that died (or lost its connection) before its first heartbeat;
     Optuna never reaps a trial without a heartbeat row, so it would stay RUNNING forever. Claims write the
     first heartbeat under the study lock, which the caller holds, so no live claim is in that state now.
+    The heartbeat goes through Optuna's connection: one more of ours would make the pool a deadlock.
     """
     no_heartbeat = ~sa.exists().where(trial_heartbeats.c.trial_id == trials.c.trial_id)
-    orphans = sa.select(trials.c.trial_id, sa.func.now()).where(
-        trials.c.study_id == study_id, trials.c.state == TrialState.RUNNING, no_heartbeat)
-    with db.engine.begin() as connection:
-        connection.execute(trial_heartbeats.insert().from_select(["trial_id", "heartbeat"], orphans))
+    orphans = connection.execute(sa.select(trials.c.trial_id).where(
+        trials.c.study_id == study._study_id, trials.c.state == TrialState.RUNNING, no_heartbeat)).scalars()
+    for trial_id in orphans.all():
+        study._storage.record_heartbeat(trial_id)
 
 
 # ---------------------------------------------------------------------------------------------- outcomes
 def release_for_retry(db: Database, claimed: ClaimedTrial, *, max_retry: int) -> bool:
-    """Fails an interrupted trial and queues a WAITING clone with its params; False if it was reaped already."""
+    """Fails an interrupted trial and queues a WAITING clone with its params; False if it was reaped."""
     def release() -> bool:
         with locked_study(db, claimed.study_id):
             storage = claimed.study._storage
@@ -162,7 +179,7 @@ def release_for_retry(db: Database, claimed: ClaimedTrial, *, max_retry: int) ->
                 return False  # reaped while it ran: the reaper queued its retry
             # FAIL first, clone second: dying between the two loses the lineage, never duplicates a run.
             storage.set_trial_state_values(claimed.trial_id, TrialState.FAIL)
-            RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(claimed.study, storage.get_trial(claimed.trial_id))
+            retry_callback(max_retry)(claimed.study, storage.get_trial(claimed.trial_id))
             return True
 
     return retry_transient(release, what=f"release trial {claimed.number} for retry")

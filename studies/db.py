@@ -102,7 +102,7 @@ class Database:
         except sa.exc.SQLAlchemyError as error:
             db.dispose()
             raise DatabaseUnavailableError(
-                f"cannot use the database at {redacted(url)}: {_first_line(error)}; check --storage "
+                f"cannot use the database at {redacted(url)}: {describe(error)}; check --storage "
                 "(or TAILTUNE_DATABASE_URL) and that the server is running") from None
         return db
 
@@ -116,17 +116,8 @@ class Database:
         with the same params and their lineage (system attrs failed_trial, retry_history)."""
         key = (heartbeat_interval, grace_period, max_retry)
         if key not in self._storages:
-            with warnings.catch_warnings():
-                # Heartbeats and their retry callback are "experimental" in Optuna; optuna==5.0.0 is pinned.
-                warnings.simplefilter("ignore", ExperimentalWarning)
-                callback = RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if heartbeat_interval else None
-                # `connect` created and version-checked the schema; skipping both saves queries per storage.
-                storage = RDBStorage(self.url, engine_kwargs=engine_kwargs(self.url),
-                                     skip_compatibility_check=True, skip_table_creation=True,
-                                     heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-                                     heartbeat_stale_trial_callback=callback)
-            _engines.add(storage.engine)
-            self._storages[key] = storage
+            self._storages[key] = _new_storage(self.url, heartbeat_interval, grace_period, max_retry)
+            _engines.add(self._storages[key].engine)
         return self._storages[key]
 
     @contextlib.contextmanager
@@ -182,6 +173,18 @@ class Database:
         return f"{Path(database).resolve()}.{suffix}"
 
 
+def _new_storage(url: str, heartbeat_interval: int | None, grace_period: int | None,
+                 max_retry: int) -> RDBStorage:
+    with warnings.catch_warnings():
+        # Heartbeats and their retry callback are "experimental" in Optuna; optuna==5.0.0 is pinned.
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        callback = RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if heartbeat_interval else None
+        # `connect` created and version-checked the schema; skipping both saves queries per storage.
+        return RDBStorage(url, engine_kwargs=engine_kwargs(url), skip_compatibility_check=True,
+                          skip_table_creation=True, heartbeat_interval=heartbeat_interval,
+                          grace_period=grace_period, heartbeat_stale_trial_callback=callback)
+
+
 def engine_kwargs(url: str, *, pool_size: int = POOL_SIZE) -> dict[str, object]:
     if url.startswith("sqlite"):
         # Writers wait up to 30 s for the file lock instead of failing at once with "database is locked".
@@ -194,7 +197,7 @@ def engine_kwargs(url: str, *, pool_size: int = POOL_SIZE) -> dict[str, object]:
 
 # ---------------------------------------------------------------------------------------------- retries
 def is_transient(error: BaseException) -> bool:
-    """Errors that a later attempt may not meet: lost connections, deadlocks, serialization failures, locks."""
+    """Errors a later attempt may not meet: lost connections, deadlocks, serialization failures, locks."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
@@ -229,7 +232,7 @@ def retry_transient(call: Callable[[], T], *, deadline_s: float = 60.0, what: st
         except Exception as error:
             if not is_transient(error) or time.monotonic() - started + delay > deadline_s:
                 raise
-            log.warning("%s failed (%s); retrying in %.2f s", what, _first_line(error), delay)
+            log.warning("%s failed (%s); retrying in %.2f s", what, describe(error), delay)
             # Jitter spreads workers that failed together (a server restart) so they do not retry in step.
             time.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 2, 2.0)
@@ -270,10 +273,13 @@ def _release_advisory_lock(connection: sa.Connection, key: int) -> None:
         connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
     except sa.exc.SQLAlchemyError as error:
         # The session is gone, and the server released its advisory locks with it.
-        log.warning("could not release advisory lock %d (%s); its session already ended", key, _first_line(error))
+        log.warning("could not release advisory lock %d (%s); its session had ended", key, describe(error))
 
 
-def _first_line(error: BaseException) -> str:
+def describe(error: BaseException) -> str:
+    """The root cause's first line: Optuna wraps driver errors in a generic "exception during the commit"."""
+    while error.__cause__ is not None:
+        error = error.__cause__
     text = str(getattr(error, "orig", None) or error).strip()
     return text.splitlines()[0] if text else type(error).__name__
 

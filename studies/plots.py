@@ -33,7 +33,8 @@ STYLES = {
     "medium": Style("#2a8a3e", "s", "-.", filled=False),
     "few": Style("#c0392b", "D", ":", filled=True),
 }
-STAGE_STYLES = {"before": Style("#7f7f7f", "o", "--", filled=False), "after": Style("black", "s", "-", filled=True)}
+STAGE_STYLES = {"before": Style("#7f7f7f", "o", "--", filled=False),
+                "after": Style("black", "s", "-", filled=True)}
 GROUP_SHADES = {"many": "#f2f2f2", "medium": "#ffffff", "few": "#e0e0e0"}
 
 
@@ -101,9 +102,8 @@ def draw_params(panels: list[ParamPoints], path: Path) -> None:
     for index, panel in enumerate(panels):
         _draw_param(figure.add_subplot(rows, columns, index + 1), panel)
     figure.suptitle("val accuracy per split against each searched parameter (one point per finished trial)")
-    handles = {label: handle for axes in figure.axes for handle, label in zip(*axes.get_legend_handles_labels(),
-                                                                              strict=True)}
-    figure.legend(handles.values(), handles.keys(), loc="outside lower center", ncols=len(handles))
+    entries = _legend_entries(figure.axes)
+    figure.legend(entries.values(), entries.keys(), loc="outside lower center", ncols=len(entries))
     figure.savefig(path)
 
 
@@ -143,7 +143,8 @@ def draw_weight_norms(profile: ClassProfile, path: Path) -> None:
         norms_axes.plot(positions, norms, linestyle=style.linestyle, label=label,
                         **_marker(style, size=5 if len(positions) <= 100 else 0))
     norms_axes.set(ylabel="classifier weight norm ||W_k||", ylim=(0, None))
-    figure.suptitle(f"best trial ({profile.trial_number}): per-class classifier weight norms and test accuracy")
+    figure.suptitle(f"best trial ({profile.trial_number}): per-class classifier weight norms and "
+                    "test accuracy")
     accuracy_axes.bar(positions, profile.test_accuracy, color="#808080", edgecolor="black", linewidth=0.4,
                       width=0.8, label="test accuracy")
     accuracy_axes.set(ylabel="per-class test accuracy (%)", ylim=(0, 105))
@@ -155,7 +156,8 @@ def draw_weight_norms(profile: ClassProfile, path: Path) -> None:
     _shade_groups(norms_axes, profile.groups, labelled=True)
     _shade_groups(accuracy_axes, profile.groups, labelled=False)
     norms_axes.legend(loc="best", fontsize="small", framealpha=0.9)
-    _merged_legend(accuracy_axes, counts_axes)
+    entries = _legend_entries([accuracy_axes, counts_axes])
+    counts_axes.legend(entries.values(), entries.keys(), loc="upper right", fontsize="small")
     figure.savefig(path)
 
 
@@ -185,10 +187,12 @@ def _draw_grouped(axes: Axes, groups: list[str], values: list[float]) -> None:
         style = STYLES[group]
         axes.plot(positions, group_values, linestyle="none", label=f"{LABELS[group]} (mean {mean:.3g})",
                   **_marker(style, size=6))
-        axes.hlines(mean, positions[0] - 0.4, positions[-1] + 0.4, color=style.color, linestyle="--", linewidth=1.5)
+        axes.hlines(mean, positions[0] - 0.4, positions[-1] + 0.4, color=style.color, linestyle="--",
+                    linewidth=1.5)
 
 
-def draw_trade_off(points: list[TradeOffPoint], front: list[TradeOffPoint], best_number: int, path: Path) -> None:
+def draw_trade_off(points: list[TradeOffPoint], front: list[TradeOffPoint], best_number: int,
+                   path: Path) -> None:
     figure = Figure(figsize=(8, 6), dpi=DPI, layout="constrained")
     axes = figure.add_subplot()
     axes.plot([p.val_all for p in points], [p.val_few for p in points], linestyle="none", color="#7f7f7f",
@@ -198,10 +202,10 @@ def draw_trade_off(points: list[TradeOffPoint], front: list[TradeOffPoint], best
     axes.step([p.val_all for p in ordered], [p.val_few for p in ordered], where="pre", color="black",
               linestyle="--", linewidth=1.2)
     axes.plot([p.val_all for p in ordered], [p.val_few for p in ordered], linestyle="none", color="black",
-              marker="s", markersize=7, label="Pareto front (Few, All)")
+              marker="s", markersize=7, label="Pareto front (Few, All)", zorder=3)
     best = [p for p in points if p.trial_number == best_number]
-    axes.plot([p.val_all for p in best], [p.val_few for p in best], linestyle="none", color="black", marker="*",
-              markersize=16, markerfacecolor="white", label=f"best trial ({best_number})")
+    axes.plot([p.val_all for p in best], [p.val_few for p in best], linestyle="none", color="black",
+              marker="*", markersize=16, markerfacecolor="white", label=f"best trial ({best_number})")
     for point in ordered:
         axes.annotate(str(point.trial_number), (point.val_all, point.val_few), textcoords="offset points",
                       xytext=(4, 4), fontsize="x-small")
@@ -239,13 +243,14 @@ def _shade_groups(axes: Axes, groups: list[str], labelled: bool) -> None:
     axes.set_xlim(-0.5, len(groups) - 0.5)
 
 
-def _merged_legend(*axes_list: Axes) -> None:
-    handles, labels = [], []
+def _legend_entries(axes_list: list[Axes]) -> dict[str, object]:
+    """Legend handles of several axes by label, once each (one legend for panels or twin axes)."""
+    entries: dict[str, object] = {}
     for axes in axes_list:
-        more_handles, more_labels = axes.get_legend_handles_labels()
-        handles += more_handles
-        labels += more_labels
-    axes_list[-1].legend(handles, labels, loc="upper right", fontsize="small")
+        handles, labels = axes.get_legend_handles_labels()
+        for handle, label in zip(handles, labels, strict=True):
+            entries.setdefault(label, handle)
+    return entries
 
 
 def _finish(axes: Axes, figure: Figure, path: Path) -> None:

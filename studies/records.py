@@ -44,7 +44,7 @@ class StudyRecord(BaseModel):
     state: StudyState
     method: str
     dataset: str
-    n_trials: int = Field(description="budget: the study is done when this many trials are COMPLETE or PRUNED")
+    n_trials: int = Field(description="budget: the study is done when this many are COMPLETE or PRUNED")
     counts: TrialCounts
     best_trial_number: int | None = None
     best_values: list[float] | None = None

@@ -54,9 +54,9 @@ class StudyBusyError(UserInputError):
 
 # ---------------------------------------------------------------------------------------------- studies
 def create_study(db: Database, *, spec: StudySpec) -> StudyRecord:
-    """Creates the Optuna study, then our row; a failure after the first step deletes the Optuna study again."""
+    """Creates the Optuna study, then our row; a failure after the first step deletes the Optuna study."""
     storage = db.optuna_storage()
-    directions = [StudyDirection.MAXIMIZE if d == "maximize" else StudyDirection.MINIMIZE for d in spec.directions]
+    directions = [StudyDirection[direction.upper()] for direction in spec.directions]
     try:
         study_id = storage.create_new_study(directions, study_name=spec.name)
     except optuna.exceptions.DuplicatedStudyError:
@@ -93,16 +93,18 @@ def get_study(db: Database, *, study_id: int) -> StudyRecord:
 def get_study_by_name(db: Database, *, name: str) -> StudyRecord:
     records = _study_records(db, study_table.c.name == name, offset=0, limit=1)
     if not records:
-        raise StudyNotFoundError(f"no study named {name!r}; create it with `tailtune study create {name} ...`")
+        raise StudyNotFoundError(f"no study named {name!r}; create it: tailtune study create {name} ...")
     return records[0]
 
 
-def list_studies(db: Database, *, state: str | None = None, offset: int = 0, limit: int = 50) -> Page[StudyRecord]:
+def list_studies(db: Database, *, state: str | None = None, offset: int = 0,
+                 limit: int = 50) -> Page[StudyRecord]:
     where = study_table.c.state == state if state is not None else sa.true()
+    count = sa.select(sa.func.count()).select_from(_joined_studies()).where(where)
     with db.engine.connect() as connection:
-        total = connection.execute(sa.select(sa.func.count()).select_from(_joined_studies()).where(where)).scalar_one()
-    return Page[StudyRecord](items=_study_records(db, where, offset=offset, limit=limit), total=total, offset=offset,
-                             limit=limit)
+        total = connection.execute(count).scalar_one()
+    items = _study_records(db, where, offset=offset, limit=limit)
+    return Page[StudyRecord](items=items, total=total, offset=offset, limit=limit)
 
 
 def stop_study(db: Database, *, study_id: int) -> StudyRecord:
@@ -111,7 +113,8 @@ def stop_study(db: Database, *, study_id: int) -> StudyRecord:
         found = connection.execute(sa.select(study_table.c.id).where(study_table.c.id == study_id)).first()
         connection.execute(study_table.update()
                            .where(study_table.c.id == study_id, study_table.c.state == "active")
-                           .values(state="stopped", stop_reason="stopped on request", updated_at=sa.func.now()))
+                           .values(state="stopped", stop_reason="stopped on request",
+                                   updated_at=sa.func.now()))
     if found is None:
         raise StudyNotFoundError(f"no study with id {study_id}; list studies to see their ids")
     return get_study(db, study_id=study_id)
@@ -161,7 +164,7 @@ def trial_counts(connection: sa.Connection, study_ids: Sequence[int]) -> dict[in
 def mark_done_if_finished(db: Database, *, study_id: int) -> bool:
     """Sets an active study whose budget is used up to done; returns whether it is finished."""
     with db.engine.begin() as connection:
-        row = connection.execute(sa.select(study_table.c.n_trials).where(study_table.c.id == study_id)).first()
+        row = connection.execute(sa.select(study_table).where(study_table.c.id == study_id)).first()
         if row is None:
             return True
         finished = trial_counts(connection, [study_id])[study_id].finished >= row.n_trials
@@ -177,7 +180,8 @@ def _joined_studies() -> sa.Join:
     return study_table.join(optuna_studies, optuna_studies.c.study_id == study_table.c.id)
 
 
-def _study_records(db: Database, where: sa.ColumnElement[bool], *, offset: int, limit: int) -> list[StudyRecord]:
+def _study_records(db: Database, where: sa.ColumnElement[bool], *, offset: int,
+                   limit: int) -> list[StudyRecord]:
     def read() -> list[StudyRecord]:
         with db.engine.connect() as connection:
             rows = connection.execute(sa.select(study_table).select_from(_joined_studies()).where(where)
@@ -214,8 +218,9 @@ def _best_trials(connection: sa.Connection, study_ids: list[int]) -> dict[int, t
     """
     rank = sa.func.row_number().over(partition_by=trials.c.study_id,
                                      order_by=(trial_values.c.value.desc(), trials.c.number)).label("rank")
+    first_value = sa.and_(trial_values.c.trial_id == trials.c.trial_id, trial_values.c.objective == 0)
     ranked = (sa.select(trials.c.study_id, trials.c.trial_id, trials.c.number, rank)
-              .join(trial_values, sa.and_(trial_values.c.trial_id == trials.c.trial_id, trial_values.c.objective == 0))
+              .join(trial_values, first_value)
               .where(trials.c.study_id.in_(study_ids), trials.c.state == TrialState.COMPLETE,
                      trial_values.c.value_type == _FINITE).subquery())
     rows = connection.execute(sa.select(ranked.c.study_id, ranked.c.trial_id, ranked.c.number)
@@ -237,9 +242,10 @@ def list_trials(db: Database, *, study_id: int, offset: int = 0, limit: int = 50
 
     def read() -> Page[TrialRecord]:
         with db.engine.connect() as connection:
-            if connection.execute(sa.select(study_table.c.id).where(study_table.c.id == study_id)).first() is None:
+            if connection.execute(sa.select(study_table).where(study_table.c.id == study_id)).first() is None:
                 raise StudyNotFoundError(f"no study with id {study_id}; list studies to see their ids")
-            total = connection.execute(sa.select(sa.func.count()).where(trials.c.study_id == study_id)).scalar_one()
+            count = sa.select(sa.func.count()).where(trials.c.study_id == study_id)
+            total = connection.execute(count).scalar_one()
             rows = connection.execute(page_query).all()
             details = _TrialDetails.read(connection, [row.trial_id for row in rows])
         return Page[TrialRecord](items=[details.record(row) for row in rows], total=total, offset=offset,
@@ -269,7 +275,8 @@ class _TrialDetails:
         for row in connection.execute(sa.select(trial_values).where(trial_values.c.trial_id.in_(trial_ids))):
             value = models.TrialValueModel.stored_repr_to_value(row.value, row.value_type)
             by_objective[row.trial_id][row.objective] = value if math.isfinite(value) else None
-        details.values = {trial_id: [values[i] for i in sorted(values)] for trial_id, values in by_objective.items()}
+        details.values = {trial_id: [values[i] for i in sorted(values)]
+                          for trial_id, values in by_objective.items()}
         details._read_attrs(connection, trial_user_attrs, trial_ids, SPLIT_ATTRS, details.user_attrs)
         details._read_attrs(connection, trial_system_attrs, trial_ids, (WORKER_ATTR, "retry_history"),
                             details.system_attrs)
@@ -302,8 +309,10 @@ def live_workers(db: Database) -> list[WorkerRecord]:
             now = _utc(connection.execute(sa.select(sa.func.current_timestamp())).scalar_one())
             rows = connection.execute(sa.select(worker_table).where(worker_table.c.state != "exited")
                                       .order_by(worker_table.c.started_at)).all()
-        return [WorkerRecord(**{**row._asdict(), "started_at": _utc(row.started_at), "last_seen": _utc(row.last_seen)})
-                for row in rows if (now - _utc(row.last_seen)).total_seconds() <= 3 * row.heartbeat_interval_s]
+        return [WorkerRecord(**{**row._asdict(), "started_at": _utc(row.started_at),
+                                "last_seen": _utc(row.last_seen)})
+                for row in rows
+                if (now - _utc(row.last_seen)).total_seconds() <= 3 * row.heartbeat_interval_s]
 
     return retry_transient(read, what="list workers")
 

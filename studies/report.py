@@ -17,7 +17,6 @@ import html
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
@@ -38,10 +37,10 @@ from studies.plots import (
     draw_trade_off,
     draw_weight_norms,
 )
+from studies.registry import SPEC_ATTR
 from trainers.errors import UserInputError
 from trainers.metrics import split_rule
 
-SPEC_ATTR = "tailtune_spec"  # the study user attr studies/registry.py stores the spec under
 LEADERBOARD_ROWS = 10
 
 
@@ -59,7 +58,6 @@ class FinishedStudy:
     objectives: list[str]  # val split of each objective, e.g. ["all"] or ["few", "all"]
     trials: list[FrozenTrial]
     n_trials_total: int
-    spec: dict[str, Any] | None
 
     @property
     def best(self) -> FrozenTrial:
@@ -67,7 +65,8 @@ class FinishedStudy:
         return max(self.trials, key=lambda t: (t.values[0], -t.number))
 
 
-def build_report(storage_url: str, study_name: str, out_dir: Path, artifact_dir: Path | None = None) -> ReportFiles:
+def build_report(storage_url: str, study_name: str, out_dir: Path,
+                 artifact_dir: Path | None = None) -> ReportFiles:
     """Writes the figures and index.html under `out_dir`; with `artifact_dir`, attaches the PNGs to the study
     in Optuna's FileSystemArtifactStore there (optuna-dashboard's Artifacts tab, started with that dir)."""
     db = Database.connect(storage_url)
@@ -97,21 +96,23 @@ def _load_study(db: Database, study_name: str) -> optuna.Study:
 
 
 def finished_study(study: optuna.Study) -> FinishedStudy:
-    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "val" in t.user_attrs]
-    spec = study.user_attrs.get(SPEC_ATTR)
-    return FinishedStudy(name=study.study_name, objectives=_objectives(study, spec),
-                         trials=sorted(trials, key=lambda t: t.number),
-                         n_trials_total=len(study.get_trials(deepcopy=False)), spec=spec)
+    every_trial = study.get_trials(deepcopy=False)
+    # A COMPLETE trial without "val" was told by hand, not by studies/objective.py: it has nothing to plot.
+    trials = [t for t in every_trial if t.state == TrialState.COMPLETE and "val" in t.user_attrs]
+    return FinishedStudy(name=study.study_name, objectives=_objectives(study),
+                         trials=sorted(trials, key=lambda t: t.number), n_trials_total=len(every_trial))
 
 
-def _objectives(study: optuna.Study, spec: dict[str, Any] | None) -> list[str]:
-    if spec is not None:
-        return list(spec["objectives"])
+def _objectives(study: optuna.Study) -> list[str]:
+    """The val split of each objective: from the stored spec, else from Optuna's metric names."""
+    if SPEC_ATTR in study.user_attrs:
+        return list(study.user_attrs[SPEC_ATTR]["objectives"])
     names = study.metric_names or []
     if names and all(name in SPLITS for name in names):
         return list(names)
-    return ["all"] * len(study.directions) if len(study.directions) == 1 else [f"objective {i}" for i in
-                                                                              range(len(study.directions))]
+    if len(study.directions) == 1:
+        return ["all"]  # StudySpec's default objective
+    return [f"objective {i}" for i in range(len(study.directions))]
 
 
 # ---------------------------------------------------------------------------------------------- series
@@ -135,8 +136,8 @@ def best_so_far(finished: FinishedStudy) -> list[Series]:
         if other != objective:
             points = [(n, t.user_attrs["val"][other]) for n, t in zip(numbers, incumbents, strict=True)]
             points = [(n, v) for n, v in points if v is not None]
-            series.append(Series(f"val {LABELS[other]} of the best trial so far", other, [n for n, _ in points],
-                                 [v for _, v in points]))
+            series.append(Series(f"val {LABELS[other]} of the best trial so far", other,
+                                 [n for n, _ in points], [v for _, v in points]))
     return series
 
 
@@ -195,8 +196,8 @@ def class_profile(trial: FrozenTrial) -> ClassProfile:
 
 
 def trade_off_points(finished: FinishedStudy) -> list[TradeOffPoint]:
-    points = [(t.number, t.user_attrs["val"]["all"], t.user_attrs["val"]["few"]) for t in finished.trials]
-    return [TradeOffPoint(number, val_all, val_few) for number, val_all, val_few in points if val_few is not None]
+    vals = [(t.number, t.user_attrs["val"]) for t in finished.trials]
+    return [TradeOffPoint(number, val["all"], val["few"]) for number, val in vals if val["few"] is not None]
 
 
 def pareto_front(points: list[TradeOffPoint]) -> list[TradeOffPoint]:
@@ -268,7 +269,8 @@ FIGURE_CAPTIONS = {
                           "distribution is log.",
     "weight-norms": "Best trial: per-class classifier weight norms before and after stage 2 (WB Fig. 6), and "
                     "per-class test accuracy, classes sorted by training images.",
-    "los-logits": "Best trial (LOS): logits magnitude and regularized standard deviation per class and per group.",
+    "los-logits": "Best trial (LOS): logits magnitude and regularized standard deviation per class and per "
+                  "class group.",
     "pareto-few-all": "Few vs All val accuracy of every finished trial; squares: the Pareto front.",
 }
 
@@ -284,10 +286,15 @@ def render_html(finished: FinishedStudy, pngs: list[Path]) -> str:
                       f"test All {_percent(best.user_attrs['test']['all'])}",
         "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
-    figures = "\n".join(f'<figure><img src="{html.escape(p.name)}" alt="{html.escape(p.stem)}">'
-                        f"<figcaption>{html.escape(FIGURE_CAPTIONS[p.stem])}</figcaption></figure>" for p in pngs)
-    return _PAGE.format(title=html.escape(f"tailtune report: {finished.name}"), summary=_summary_table(summary),
-                        leaderboard=_leaderboard_table(finished), figures=figures)
+    return _PAGE.format(title=html.escape(f"tailtune report: {finished.name}"),
+                        summary=_summary_table(summary), leaderboard=_leaderboard_table(finished),
+                        figures="\n".join(map(_figure, pngs)))
+
+
+def _figure(png: Path) -> str:
+    name = html.escape(png.name)
+    return (f'<figure><a href="{name}"><img src="{name}" alt="{html.escape(png.stem)}"></a>'
+            f"<figcaption>{html.escape(FIGURE_CAPTIONS[png.stem])}</figcaption></figure>")
 
 
 def _summary_table(summary: dict[str, str]) -> str:
@@ -302,11 +309,12 @@ def _leaderboard_table(finished: FinishedStudy) -> str:
             + "".join(f"<th>{LABELS[s]}</th>" for s in SPLITS) * 2 + "</tr>")
     rows = []
     for trial in leaderboard(finished):
-        cells = [f"#{trial.number}"] + [_format(trial.params[p]) if p in trial.params else "-" for p in params]
+        cells = [f"#{trial.number}"] + [_format(trial.params.get(p, "-")) for p in params]
         cells += [_percent(trial.user_attrs[part][s]) for part in ("val", "test") for s in SPLITS]
         rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-    caption = (f"top {len(rows)} finished trials by val {LABELS.get(finished.objectives[0], finished.objectives[0])}"
-               " (per-class-mean accuracy)")
+    objective = finished.objectives[0]
+    caption = f"top {len(rows)} finished trials by val {LABELS.get(objective, objective)} " \
+              "(per-class-mean accuracy)"
     return f'<table class="leaderboard"><caption>{caption}</caption>{head}{"".join(rows)}</table>'
 
 
@@ -326,7 +334,8 @@ h1 {{ font-size: 1.5em; }} h2 {{ font-size: 1.15em; margin-top: 1.6em; }}
 table {{ border-collapse: collapse; margin: 8px 0 16px; font-size: 0.9em; }}
 th, td {{ border: 1px solid #bbb; padding: 3px 8px; text-align: right; }}
 table.summary th {{ text-align: left; background: #f2f2f2; }} table.summary td {{ text-align: left; }}
-table.leaderboard tr:nth-child(even) td {{ background: #f7f7f7; }} table.leaderboard th {{ background: #e8e8e8; }}
+table.leaderboard tr:nth-child(even) td {{ background: #f7f7f7; }}
+table.leaderboard th {{ background: #e8e8e8; }}
 caption {{ caption-side: top; text-align: left; padding-bottom: 4px; color: #444; }}
 figure {{ margin: 0 0 28px; }} img {{ max-width: 100%; border: 1px solid #ddd; }}
 figcaption {{ color: #444; font-size: 0.9em; }}

@@ -5,7 +5,7 @@
 A worker heartbeats its trial and its own row (`tailtune_worker`) from a thread with its own connection, so
 a long training step never looks like a dead worker (optuna #4234). Before every claim it reaps trials whose
 heartbeat is older than the grace period (studies/claims.py). On SIGTERM it lets the current trial finish
-for `stop_timeout_s`, then interrupts it at the next epoch boundary, fails it with a queued retry, and exits 0.
+for `stop_timeout_s`, then interrupts it at the next epoch boundary, fails it with a queued retry, exits 0.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from optuna.trial import TrialState
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from studies import claims, registry
-from studies.db import Database, is_transient, retry_transient, study_table, worker_table
+from studies.db import Database, describe, is_transient, retry_transient, study_table, worker_table
 from studies.spec import StudySpec
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ class WorkerSettings(BaseModel):
     artifact_dir: Path = Field(Path("tailtune-artifacts"), description="stage-1 cache shared by workers")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     poll_interval_s: float = Field(1.0, gt=0, description="wait between claims while others hold the budget")
-    stop_timeout_s: float = Field(5.0, ge=0, description="after SIGTERM, how long the current trial may run on")
+    stop_timeout_s: float = Field(5.0, ge=0, description="after SIGTERM, seconds the trial may run on")
     max_consecutive_failures: int = Field(5, ge=1, description="a study is stopped after this many in a row")
     max_retry: int = Field(3, ge=0, description="retries of one killed or interrupted trial")
     outage_timeout_s: float = Field(300.0, gt=0, description="how long the database may be unreachable")
@@ -58,8 +58,8 @@ class WorkerSettings(BaseModel):
     def _grace_covers_heartbeats(self) -> WorkerSettings:
         # Below two missed heartbeats, a slow network or a GC pause reaps a live trial (optuna #4234).
         if self.grace_period < 2 * self.heartbeat_interval:
-            raise ValueError(f"grace_period ({self.grace_period} s) must be at least twice heartbeat_interval "
-                             f"({self.heartbeat_interval} s); three times is the default")
+            raise ValueError(f"grace_period ({self.grace_period} s) must be at least twice "
+                             f"heartbeat_interval ({self.heartbeat_interval} s); three times is the default")
         return self
 
 
@@ -113,7 +113,8 @@ def run_worker(db: Database, *, study_names: list[str] | None, settings: WorkerS
     """Runs trials of the named studies (all active ones when None) until their budgets are met or it is
     stopped; raises StudyNotFoundError for an unknown name before it claims anything."""
     worker = _Worker(db, settings, trial_runner or objective_runner)
-    study_ids = None if study_names is None else [registry.get_study_by_name(db, name=n).id for n in study_names]
+    study_ids = None if study_names is None else [registry.get_study_by_name(db, name=name).id
+                                                  for name in study_names]
     with worker.registered(), worker.signals_handled():
         worker.run(study_ids)
     return worker.summary
@@ -129,7 +130,7 @@ class _StopFlag:
 
     def request(self, signum: int, frame: FrameType | None = None) -> None:
         if self._requested_at is None:
-            log.warning("got %s: finishing the current trial for up to %.0f s, then exiting",
+            log.warning("got %s: finishing the current trial for up to %.1f s, then exiting",
                         signal.Signals(signum).name, self._timeout_s)
             self._requested_at = time.monotonic()
         self.event.set()
@@ -143,12 +144,11 @@ class _StopFlag:
 
 
 class _Heartbeat(threading.Thread):
-    """Records the current trial's heartbeat and the worker's row, over connections of its own."""
+    """Records the current trial's heartbeat and the worker's row in one transaction, on its own pool."""
 
-    def __init__(self, db: Database, worker_id: str, interval_s: int, grace_period: int) -> None:
+    def __init__(self, db: Database, worker_id: str, interval_s: int) -> None:
         super().__init__(name="tailtune-heartbeat", daemon=True)
         self._db = db.with_own_engine()
-        self._storage = self._db.optuna_storage(heartbeat_interval=interval_s, grace_period=grace_period)
         self._worker_id = worker_id
         self._interval_s = interval_s
         self._stopped = threading.Event()
@@ -162,19 +162,22 @@ class _Heartbeat(threading.Thread):
     def beat(self) -> None:
         current = self.current
         try:
-            if current is not None:
-                self._storage.record_heartbeat(current.trial_id)
             with self._db.engine.begin() as connection:
+                if current is not None:
+                    claims.record_heartbeat(connection, current.trial_id)
                 connection.execute(worker_table.update().where(worker_table.c.id == self._worker_id).values(
                     last_seen=sa.func.now(), state=self.state,
                     current_study_id=current.study_id if current else None,
                     current_trial_number=current.number if current else None))
         except Exception as error:  # a missed beat is survivable; the grace period covers a few of them
-            log.warning("heartbeat failed: %s", error)
+            log.warning("heartbeat failed: %s", describe(error))
 
     def stop(self) -> None:
+        """Stops beating and marks the worker exited."""
         self._stopped.set()
         self.join()
+        self.state, self.current = "exited", None
+        self.beat()
         self._db.dispose()
 
 
@@ -187,7 +190,7 @@ class _Worker:
         self.studies = claims.LoadedStudies(db, heartbeat_interval=settings.heartbeat_interval,
                                             grace_period=settings.grace_period, max_retry=settings.max_retry,
                                             seed_offset=int(self.worker_id[:6], 16))
-        self.heartbeat = _Heartbeat(db, self.worker_id, settings.heartbeat_interval, settings.grace_period)
+        self.heartbeat = _Heartbeat(db, self.worker_id, settings.heartbeat_interval)
         self._outage_since: float | None = None
         self._cache: Stage1Cache | None = None
 
@@ -200,9 +203,6 @@ class _Worker:
             yield
         finally:
             self.heartbeat.stop()
-            self.heartbeat.state = "exited"
-            self.heartbeat.current = None
-            self.heartbeat.beat()
             log.info("worker %s exits: %s", self.worker_id, self.summary.exit_reason)
 
     def _insert_row(self) -> None:
@@ -240,7 +240,8 @@ class _Worker:
         targets = self._open_studies(study_ids)
         if not targets:
             return False
-        claimed = claims.claim_next_trial(self.db, study_ids=targets, studies=self.studies, worker_id=self.worker_id)
+        claimed = claims.claim_next_trial(self.db, study_ids=targets, studies=self.studies,
+                                          worker_id=self.worker_id)
         if claimed is None:
             self.stop.event.wait(self.settings.poll_interval_s)
         else:
@@ -252,7 +253,7 @@ class _Worker:
         because a trial that dies elsewhere comes back as a retry that someone must run."""
         def read() -> list[int]:
             with self.db.engine.connect() as connection:
-                query = sa.select(study_table.c.id, study_table.c.n_trials).where(study_table.c.state == "active")
+                query = sa.select(study_table).where(study_table.c.state == "active")
                 if study_ids is not None:
                     query = query.where(study_table.c.id.in_(study_ids))
                 rows = connection.execute(query.order_by(study_table.c.id)).all()
@@ -267,9 +268,10 @@ class _Worker:
         now = time.monotonic()
         self._outage_since = self._outage_since or now
         if now - self._outage_since > self.settings.outage_timeout_s:
-            raise WorkerOutageError(f"the database was unreachable for over {self.settings.outage_timeout_s:.0f} s; "
-                                    f"last error: {error}") from error
-        log.warning("database unavailable (%s); trying again", error)
+            limit = self.settings.outage_timeout_s
+            raise WorkerOutageError(f"the database was unreachable for over {limit:.0f} s; "
+                                    f"last error: {describe(error)}") from error
+        log.warning("database unavailable (%s); trying again", describe(error))
         self.stop.event.wait(self.settings.poll_interval_s)
 
     # ------------------------------------------------------------------------------------------ one trial
@@ -292,7 +294,8 @@ class _Worker:
             self.heartbeat.current = None
             self.heartbeat.state = "stopping" if self.stop.requested else "idle"
 
-    def _finish(self, claimed: claims.ClaimedTrial, values: list[float] | None, state: TrialState | None) -> None:
+    def _finish(self, claimed: claims.ClaimedTrial, values: list[float] | None,
+                state: TrialState | None) -> None:
         told = self._tell(claimed, values, state)
         if told in (TrialState.COMPLETE, TrialState.PRUNED):
             self.summary.completed += told == TrialState.COMPLETE
@@ -305,7 +308,7 @@ class _Worker:
     def _handle_failure(self, claimed: claims.ClaimedTrial, error: Exception) -> None:
         if self.stop.trial_must_stop() or is_transient(error):
             # Not the trial's fault: run the same params again, and do not count it towards the failure limit.
-            log.warning("trial %d interrupted (%s); queued for retry", claimed.number, error)
+            log.warning("trial %d interrupted (%s); queued for retry", claimed.number, describe(error))
             if claims.release_for_retry(self.db, claimed, max_retry=self.settings.max_retry):
                 self.summary.interrupted += 1
             return
@@ -318,7 +321,8 @@ class _Worker:
         limit = self.settings.max_consecutive_failures
         if retry_transient(lambda: claims.record_failure(self.db, study_id=claimed.study_id, error=message,
                                                          limit=limit), what="record a failed trial"):
-            log.error("study %d stopped: %d trials failed in a row; last: %s", claimed.study_id, limit, message)
+            log.error("study %d stopped: %d trials failed in a row; last: %s", claimed.study_id, limit,
+                      message)
 
     def _tell(self, claimed: claims.ClaimedTrial, values: list[float] | None,
               state: TrialState | None) -> TrialState | None:
@@ -335,8 +339,9 @@ class _Worker:
             told = None  # reaped between the check and the write, or the study was deleted meanwhile
         if told is None:
             self.summary.late_tells += 1
-            log.warning("trial %d had been finished elsewhere (reaped after its heartbeat lapsed, or deleted); "
-                        "this result is dropped and its retry runs the same params again", claimed.number)
+            log.warning("trial %d had been finished elsewhere (reaped after its heartbeat lapsed, or "
+                        "deleted); this result is dropped and its retry runs the same params again",
+                        claimed.number)
         return told
 
     def _stage1_cache(self) -> Stage1Cache:

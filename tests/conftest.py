@@ -5,7 +5,7 @@ PostgreSQL server the suite owns and may stop and start.
     sqlite_url          sqlite:///<tmp_path>/tailtune.db
     storage_url         parametrised over ["postgres", "sqlite"] for contract tests (optuna's StorageSupplier)
     database            studies.db.Database connected to storage_url (schema created), disposed afterwards
-    throwaway_postgres  a server started with pg_ctl on a temp dir; .url, .stop(), .start() (restarts_postgres)
+    throwaway_postgres  a server run by pg_ctl on a temp dir: .url, .stop(), .start() (restarts_postgres)
 
 The server behind `postgres_url` is the machine's 127.0.0.1:5432 when it answers, else one the suite starts.
 """
@@ -75,14 +75,14 @@ class ThrowawayPostgres:
     def init(self) -> None:
         self.socket_dir.mkdir(parents=True)
         _hand_to_postgres_user(self.data_dir.parent)
-        self._as_server_user([str(self.bin / "initdb"), "-D", str(self.data_dir), "-A", "trust", "-U", "postgres",
-                              "--no-sync", "-E", "UTF8"])
+        self._as_server_user([str(self.bin / "initdb"), "-D", str(self.data_dir), "-A", "trust",
+                              "-U", "postgres", "--no-sync", "-E", "UTF8"])
 
     def start(self) -> None:
         options = (f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off "
                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=100")
-        self._as_server_user([str(self.bin / "pg_ctl"), "-D", str(self.data_dir), "-o", options, "-w", "-t", "30",
-                              "-l", str(self.data_dir.parent / "server.log"), "start"])
+        self._as_server_user([str(self.bin / "pg_ctl"), "-D", str(self.data_dir), "-o", options, "-w",
+                              "-t", "30", "-l", str(self.data_dir.parent / "server.log"), "start"])
 
     def stop(self) -> None:
         # "fast" drops every client connection at once, as a crash or a failover would.

@@ -51,5 +51,5 @@ def sleep_runner(trial: optuna.Trial, spec: StudySpec, context: RunContext) -> l
 
 def long_runner(trial: optuna.Trial, spec: StudySpec, context: RunContext) -> list[float]:
     value = sampled_value(trial, spec)
-    sleep_for(4.0, context)
+    sleep_for(2.0, context)
     return [value] * len(spec.objectives)

@@ -9,6 +9,7 @@ stage-2 trials on it (studies/cache.py).
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,8 +175,13 @@ def evaluate_head(bank: FeatureBank, head: Head, rule: SplitRule, config: Experi
     per_class_test = per_class_accuracy(test_logits, bank.test_labels, num_classes)
     magnitude, rsd = logits_magnitude_and_rsd(test_logits, bank.test_labels, num_classes)
     diagnostics = Diagnostics(weight_norms=row_norms(head.weight).tolist(), fdr_train=bank.fdr_train,
-                              fdr_test=bank.fdr_test, logits_magnitude=magnitude.tolist(),
-                              regularized_std=rsd.tolist())
+                              fdr_test=bank.fdr_test, logits_magnitude=_finite_or_none(magnitude),
+                              regularized_std=_finite_or_none(rsd))
     return StageResult(val=split_accuracy(per_class_val, rule), test=split_accuracy(per_class_test, rule),
-                       per_class_val=per_class_val.tolist(), per_class_test=per_class_test.tolist(),
+                       per_class_val=_finite_or_none(per_class_val), per_class_test=_finite_or_none(per_class_test),
                        diagnostics=diagnostics, wall_time_s=elapsed)
+
+
+def _finite_or_none(values: torch.Tensor) -> list[float | None]:
+    """NaN marks "no sample of this class"; JSON has no NaN, so it travels as null."""
+    return [value if math.isfinite(value) else None for value in values.tolist()]

@@ -31,15 +31,15 @@ class Diagnostics(BaseModel):
     weight_norms: list[float] = Field(description="||W_k||_2 per class, in class-index order")
     fdr_train: float | None = None
     fdr_test: float | None = None
-    logits_magnitude: list[float] | None = Field(None, description="per class, on the test set (LOS)")
-    regularized_std: list[float] | None = Field(None, description="per class, on the test set (LOS)")
+    logits_magnitude: list[float | None] = Field(description="per class, on the test set (LOS)")
+    regularized_std: list[float | None] = Field(description="per class, on the test set (LOS)")
 
 
 class StageResult(BaseModel):
     val: SplitAccuracy
     test: SplitAccuracy
-    per_class_val: list[float]
-    per_class_test: list[float]
+    per_class_val: list[float | None] = Field(description="percent; None for a class absent from the split")
+    per_class_test: list[float | None]
     diagnostics: Diagnostics
     wall_time_s: float
 

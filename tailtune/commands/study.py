@@ -34,7 +34,7 @@ from tailtune.commands.worker import (
 )
 from trainers.errors import UserInputError
 
-app = typer.Typer(no_args_is_help=True, help="Create, run and inspect studies (Optuna studies with a budget).")
+app = typer.Typer(no_args_is_help=True, help="Create, run and inspect studies (Optuna studies with budgets).")
 console = Console()
 
 NameArgument = Annotated[str, typer.Argument(help="study name")]
@@ -44,14 +44,14 @@ JsonOption = Annotated[bool, typer.Option("--json", help="print the study as one
 @app.command()
 def create(
     name: NameArgument,
-    n_trials: Annotated[int | None, typer.Option(help="budget: trials that must finish (COMPLETE or PRUNED)")] = None,
+    n_trials: Annotated[int | None, typer.Option(help="budget: trials to finish (COMPLETE, PRUNED)")] = None,
     storage: StorageOption = None,
-    dataset: Annotated[str, typer.Option(help="digits-lt | cifar10-lt | cifar100-lt | ... | folder:PATH")] = "digits-lt",
+    dataset: Annotated[str, typer.Option(help="digits-lt | cifar10-lt | ... | folder:PATH")] = "digits-lt",
     method: Annotated[str, typer.Option(help="wb | tau-norm | los | ewb")] = "wb",
     sampler: Annotated[str, typer.Option(help="tpe | gp | random | grid")] = "tpe",
     pruner: Annotated[str, typer.Option(help="none | median | successive-halving | hyperband")] = "none",
-    objective: Annotated[list[str] | None, typer.Option(help="val split to maximise (repeatable): all | many | "
-                                                             "medium | few")] = None,
+    objective: Annotated[list[str] | None, typer.Option(help="val split to maximise (repeatable): "
+                                                             "all | many | medium | few")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     preset: Annotated[str | None, typer.Option(help="a paper recipe as the base configuration")] = None,
     fix: Annotated[list[str] | None, typer.Option(help="config field fixed for every trial, e.g. "
@@ -109,9 +109,11 @@ def status(name: NameArgument, storage: StorageOption = None, as_json: JsonOptio
         typer.echo(record.model_dump_json(indent=2))
         return
     counts = record.counts
-    console.print(f"study {record.name} (id {record.id}): {record.state}, {record.method} on {record.dataset}")
+    console.print(f"study {record.name} (id {record.id}): {record.state}, {record.method} on "
+                  f"{record.dataset}")
     console.print(f"budget: {counts.finished}/{record.n_trials} finished  |  complete {counts.complete}, "
-                  f"pruned {counts.pruned}, running {counts.running}, waiting {counts.waiting}, fail {counts.fail}")
+                  f"pruned {counts.pruned}, running {counts.running}, waiting {counts.waiting}, "
+                  f"fail {counts.fail}")
     if record.stop_reason:
         console.print(f"stopped: {record.stop_reason}")
 
@@ -122,7 +124,8 @@ def best(name: NameArgument, storage: StorageOption = None, as_json: JsonOption 
     with user_errors():
         record = registry.get_study_by_name(connect(storage), name=name)
         if record.best_trial_number is None:
-            raise UserInputError(f"study {name!r} has no COMPLETE trial yet; run `tailtune worker --study {name}`")
+            raise UserInputError(f"study {name!r} has no COMPLETE trial yet; run a worker: "
+                                 f"tailtune worker --study {name}")
     if as_json:
         typer.echo(record.model_dump_json(include={"name", "best_trial_number", "best_values", "best_params",
                                                     "best_val", "best_test"}, indent=2))
@@ -164,7 +167,8 @@ def split_table(record: StudyRecord) -> Table:
 
 def _cells(values: SplitValues | None) -> list[str]:
     values = values or {}
-    return [f"{values[key]:.2f}" if values.get(key) is not None else "-" for key in ("all", "many", "medium", "few")]
+    return [f"{values[key]:.2f}" if values.get(key) is not None else "-"
+            for key in ("all", "many", "medium", "few")]
 
 
 def parse_space(items: list[str]) -> dict[str, dict[str, Any]]:

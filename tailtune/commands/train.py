@@ -109,13 +109,14 @@ def _cells(split: SplitAccuracy) -> list[str]:
 
 def result_table(result: ExperimentResult) -> Table:
     rule = result.split_rule
-    table = Table(title=f"{result.config.method} on {result.config.data.name}  (accuracy %, per-class mean)",
-                  caption=f"Many: n > {rule.many_above:g} ({len(rule.many_classes)} classes), "
-                          f"Few: n < {rule.few_below:g} ({len(rule.few_classes)}), rule: {rule.rule}")
+    table = Table(title=f"{result.config.method} on {result.config.data.name}: per-class mean accuracy, %",
+                  caption=f"Many: n > {rule.many_above:.4g} train images ({len(rule.many_classes)} classes), "
+                          f"Few: n < {rule.few_below:.4g} ({len(rule.few_classes)} classes); rule: {rule.rule}")
     table.add_column("stage")
-    for split in ("val", "test"):
-        for column in ("All", "Many", "Medium", "Few"):
-            table.add_column(f"{split} {column}", justify="right")
+    table.add_column("split")
+    for column in ("All", "Many", "Medium", "Few"):
+        table.add_column(column, justify="right")
     for name, stage in (("stage 1", result.stage1), ("stage 2", result.stage2)):
-        table.add_row(name, *_cells(stage.val), *_cells(stage.test))
+        table.add_row(name, "val", *_cells(stage.val))
+        table.add_row("", "test", *_cells(stage.test), end_section=True)
     return table

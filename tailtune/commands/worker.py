@@ -25,18 +25,18 @@ StorageOption = Annotated[str | None, typer.Option(
     "--storage", envvar="TAILTUNE_DATABASE_URL", show_envvar=True,
     help="database URL: postgresql://USER@HOST/DB or sqlite:///FILE.db")]
 HeartbeatOption = Annotated[int, typer.Option(help="seconds between a worker's heartbeats")]
-GraceOption = Annotated[int, typer.Option(help="seconds without a heartbeat before a trial is retried (>= 2x)")]
+GraceOption = Annotated[int, typer.Option(help="seconds without heartbeat before a trial is retried (>= 2x)")]
 ArtifactDirOption = Annotated[Path, typer.Option(envvar="TAILTUNE_ARTIFACT_DIR", show_envvar=True,
                                                  help="stage-1 cache, shared by the workers of one machine")]
 DeviceOption = Annotated[str, typer.Option(help="auto | cpu | cuda")]
-StopTimeoutOption = Annotated[float, typer.Option(help="after SIGTERM, seconds the current trial may still run")]
+StopTimeoutOption = Annotated[float, typer.Option(help="after SIGTERM, seconds the current trial may run on")]
 # Hidden: a `module:function` trial runner in place of the real objective (tests, benchmarks).
 RunnerOption = Annotated[str | None, typer.Option(hidden=True)]
 
 
 def worker(
     storage: StorageOption = None,
-    study: Annotated[list[str] | None, typer.Option(help="study name (repeatable); default: every active study")] = None,
+    study: Annotated[list[str] | None, typer.Option(help="study name (repeatable); default: all")] = None,
     heartbeat_interval: HeartbeatOption = 10,
     grace_period: GraceOption = 30,
     artifact_dir: ArtifactDirOption = Path("tailtune-artifacts"),
@@ -75,7 +75,7 @@ def load_runner(reference: str | None) -> TrialRunner | None:
     try:
         return getattr(importlib.import_module(module_name), function_name)
     except (ImportError, AttributeError, ValueError):
-        raise UserInputError(f"cannot import trial runner {reference!r}; give it as module:function") from None
+        raise UserInputError(f"cannot import trial runner {reference!r}; give module:function") from None
 
 
 def configure_logging() -> None:

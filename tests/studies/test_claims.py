@@ -8,7 +8,6 @@ import time
 import optuna
 import pytest
 import sqlalchemy as sa
-from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from studies import claims, registry
@@ -24,7 +23,8 @@ QUICK = WorkerSettings(heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S, pol
 
 
 def create(db: Database, n_trials: int, name: str = "claims") -> int:
-    return registry.create_study(db, spec=parse_spec({"name": name, "n_trials": n_trials, "sampler": "random"})).id
+    spec = parse_spec({"name": name, "n_trials": n_trials, "sampler": "random"})
+    return registry.create_study(db, spec=spec).id
 
 
 def loaded(db: Database) -> claims.LoadedStudies:
@@ -137,7 +137,7 @@ def test_a_result_for_a_trial_reaped_meanwhile_is_dropped_and_the_worker_goes_on
         if not reaped:  # what a reaper does to a trial whose heartbeat lapsed: FAIL it, queue a clone
             storage = trial.study._storage
             storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-            RetryHeartbeatStaleTrialCallback(max_retry=3)(trial.study, storage.get_trial(trial._trial_id))
+            claims.retry_callback(3)(trial.study, storage.get_trial(trial._trial_id))
             reaped.append(trial.number)
         return [value]
 
@@ -148,25 +148,32 @@ def test_a_result_for_a_trial_reaped_meanwhile_is_dropped_and_the_worker_goes_on
     assert [t.retried_from for t in trials if t.state == "complete"].count(reaped[0]) == 1
 
 
-def test_live_workers_shows_a_running_worker_and_forgets_it_when_it_exits(database: Database) -> None:
+def test_a_long_trial_is_heartbeated_not_reaped_and_its_worker_is_live(database: Database) -> None:
     study_id = create(database, 1)
     started, release = threading.Event(), threading.Event()
+    summaries = []
 
     def held(trial: optuna.Trial, spec: object, context: RunContext) -> list[float]:
         started.set()
         release.wait(10)
         return instant_runner(trial, spec, context)
 
-    worker = threading.Thread(target=run_worker, args=(database,),
-                              kwargs={"study_names": None, "settings": QUICK, "trial_runner": held})
+    def work() -> None:
+        summaries.append(run_worker(database, study_names=None, settings=QUICK, trial_runner=held))
+
+    worker = threading.Thread(target=work)
     worker.start()
     assert started.wait(10)
-    time.sleep(HEARTBEAT_S + 0.5)  # one heartbeat after the trial started
+    time.sleep(GRACE_S + 1.5)  # longer than the grace period: only the heartbeat thread keeps it alive
+    assert claim(database, study_id, loaded(database)) is None  # this claim reaps stale trials first
     live = registry.live_workers(database)
     release.set()
     worker.join(10)
+
     assert len(live) == 1 and (live[0].state, live[0].current_study_id, live[0].current_trial_number) == (
         "running", study_id, 0)
+    assert [t.state for t in all_trials(database, study_id)] == ["complete"]
+    assert (summaries[0].completed, summaries[0].late_tells) == (1, 0)
     assert registry.live_workers(database) == []
 
 
@@ -192,7 +199,8 @@ def test_named_lock_excludes_other_holders(database: Database) -> None:
 
 @pytest.mark.postgres
 def test_lost_connections_are_transient_and_bad_sql_is_not(postgres_url: str) -> None:
-    unreachable = sa.create_engine("postgresql+psycopg2://postgres@127.0.0.1:1/x", connect_args={"connect_timeout": 1})
+    unreachable = sa.create_engine("postgresql+psycopg2://postgres@127.0.0.1:1/x",
+                                   connect_args={"connect_timeout": 1})
     with pytest.raises(sa.exc.OperationalError) as lost:
         unreachable.connect()
     db = Database.connect(postgres_url)

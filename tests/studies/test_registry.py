@@ -1,4 +1,4 @@
-"""The study registry's contract, run against PostgreSQL and SQLite alike (optuna's StorageSupplier pattern)."""
+"""The study registry's contract, run against PostgreSQL and SQLite alike (optuna's StorageSupplier)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from studies.db import Database, study_table
 from studies.spec import StudySpec, parse_spec
 from studies.worker import WorkerSettings, run_worker
 from tailtune.commands import study as study_command
-from trainers.errors import UserInputError
 from tests.trial_runners import instant_runner
+from trainers.errors import UserInputError
 
 QUICK = WorkerSettings(heartbeat_interval=1, grace_period=3, poll_interval_s=0.1, handle_signals=False)
 
@@ -54,7 +54,8 @@ def test_list_studies_pages_and_filters_by_state(database: Database) -> None:
     page = registry.list_studies(database, offset=1, limit=1)
     assert (page.total, [s.name for s in page.items]) == (3, ["s1"])
     assert [s.name for s in registry.list_studies(database, offset=0, limit=10).items] == ["s0", "s1", "s2"]
-    assert [s.name for s in registry.list_studies(database, state="stopped", offset=0, limit=10).items] == ["s1"]
+    stopped = registry.list_studies(database, state="stopped", offset=0, limit=10)
+    assert [s.name for s in stopped.items] == ["s1"]
     assert registry.list_studies(database, state="active", offset=0, limit=10).total == 2
 
 
@@ -86,10 +87,11 @@ def test_concurrent_creates_of_one_name_leave_one_study(database: Database) -> N
 
 
 def test_bad_spec_from_the_cli_writes_nothing(storage_url: str) -> None:
-    result = CliRunner().invoke(study_command.app, ["create", "bad", "--n-trials", "4", "--storage", storage_url,
-                                                    "--space", "stage2.tau=3:1"])
+    result = CliRunner().invoke(study_command.app, ["create", "bad", "--n-trials", "4", "--storage",
+                                                    storage_url, "--space", "stage2.tau=3:1"])
     assert result.exit_code == 2, result.output
-    assert result.output.startswith("error: invalid study spec") and "low (3.0) must be <= high" in result.output
+    assert result.output.startswith("error: invalid study spec")
+    assert "low (3.0) must be <= high" in result.output
     assert "Traceback" not in result.output
     db = Database.connect(storage_url)
     assert optuna_study_names(db) == [] and row_count(db) == 0
@@ -142,12 +144,14 @@ def test_trials_page_by_number_and_by_value_with_splits(database: Database) -> N
     assert values == sorted(values, reverse=True) and len(values) == 7
     top = everything[0]
     assert top.state == "complete" and top.worker == summary.worker_id and top.duration_s is not None
-    assert top.val["all"] == pytest.approx(top.values[0]) and set(top.test) == {"all", "many", "medium", "few"}
+    assert top.val["all"] == pytest.approx(top.values[0])
+    assert set(top.test) == {"all", "many", "medium", "few"}
     assert set(top.params) == set(record.spec.resolved_space())
 
     study = registry.get_study(database, study_id=record.id)
     assert study.state == "done" and study.counts.complete == 7
-    assert (study.best_trial_number, study.best_values, study.best_params) == (top.number, top.values, top.params)
+    assert (study.best_trial_number, study.best_values) == (top.number, top.values)
+    assert study.best_params == top.params
     assert study.best_val == top.val and study.best_test == top.test
 
 
@@ -163,13 +167,14 @@ def test_unknown_ids_and_names_raise_not_found(database: Database) -> None:
 
 def test_cli_create_run_status_best(storage_url: str) -> None:
     cli = CliRunner()
-    created = cli.invoke(study_command.app, ["create", "cli-study", "--n-trials", "3", "--storage", storage_url,
-                                             "--sampler", "random", "--objective", "all", "--objective", "few",
-                                             "--fix", "stage1.epochs=2", "--space", "stage2.maxnorm_thresh=0.1:0.9",
-                                             "--space", "stage2.loss=ce,cb"])
+    created = cli.invoke(study_command.app, [
+        "create", "cli-study", "--n-trials", "3", "--storage", storage_url, "--sampler", "random",
+        "--objective", "all", "--objective", "few", "--fix", "stage1.epochs=2",
+        "--space", "stage2.maxnorm_thresh=0.1:0.9", "--space", "stage2.loss=ce,cb"])
     assert created.exit_code == 0, created.output
-    ran = cli.invoke(study_command.app, ["run", "cli-study", "--storage", storage_url, "--heartbeat-interval", "1",
-                                         "--grace-period", "3", "--trial-runner", "tests.trial_runners:instant_runner"])
+    ran = cli.invoke(study_command.app, [
+        "run", "cli-study", "--storage", storage_url, "--heartbeat-interval", "1", "--grace-period", "3",
+        "--trial-runner", "tests.trial_runners:instant_runner"])
     assert ran.exit_code == 0, ran.output
     status = cli.invoke(study_command.app, ["status", "cli-study", "--storage", storage_url, "--json"])
     record = registry.StudyRecord.model_validate_json(status.stdout)

@@ -22,10 +22,10 @@ from optuna.artifacts import get_all_artifact_meta
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
+from studies.registry import SPEC_ATTR
 from studies.report import (
-    SPEC_ATTR,
-    build_report,
     best_so_far,
+    build_report,
     class_profile,
     finished_study,
     leaderboard,
@@ -70,18 +70,21 @@ def _splits(per_class: list[float]) -> dict[str, float]:
 
 
 def _stored_attrs(method: str, strength: float, rng: random.Random) -> dict[str, Any]:
-    """What run_trial stores: a tail that `strength` (0..1) lifts at a small cost to the head, plus noise."""
+    """What run_trial stores: a tail that `strength` (0..1) lifts at a cost to the head, a per-trial quality
+    shared by all classes, and per-class noise."""
+    quality = rng.uniform(-12.0, 0.0)
+
     def per_class(shift: float) -> list[float]:
-        return [min(100.0, max(0.0, 95 - 8 * k * (1 - strength) - 6 * strength * (k < 4) + shift
+        return [min(100.0, max(0.0, 95 - 6 * k * (1 - strength) - 15 * strength * (k < 4) + quality + shift
                                + rng.gauss(0, 2))) for k in range(len(CLASS_COUNTS))]
 
     stage1_norms = [1.0 + 0.25 * (n ** 0.5) / 10 for n in CLASS_COUNTS]
     stage2_norms = [norm * (1 - strength) + 1.1 * strength for norm in stage1_norms]
     test = per_class(-2.0)
-    diagnostics = {"weight_norms": stage2_norms, "fdr_train": 9.0 + rng.random(), "fdr_test": 7.0 + rng.random(),
-                   "logits_magnitude": None, "regularized_std": None}
+    diagnostics = {"weight_norms": stage2_norms, "fdr_train": 9.0 + rng.random(),
+                   "fdr_test": 7.0 + rng.random(), "logits_magnitude": None, "regularized_std": None}
     if method == "los":
-        diagnostics["logits_magnitude"] = [0.05 + 0.02 * (n / 500) + 0.01 * rng.random() for n in CLASS_COUNTS]
+        diagnostics["logits_magnitude"] = [0.05 + 0.02 * n / 500 + 0.01 * rng.random() for n in CLASS_COUNTS]
         diagnostics["regularized_std"] = [0.8 + 0.5 * rng.random() for _ in CLASS_COUNTS]
     return {"val": _splits(per_class(0.0)), "test": _splits(test), "stage1_val": _splits(per_class(-10.0)),
             "stage1_test": _splits(per_class(-12.0)), "diagnostics": diagnostics,
@@ -161,7 +164,7 @@ def test_best_so_far_is_the_running_best_objective_ending_at_the_best_value(url:
     objective, few = best_so_far(finished_study(study))
     stored = [t.value for t in sorted(study.trials, key=lambda t: t.number)]
     assert objective.values == [max(stored[: i + 1]) for i in range(len(stored))]
-    assert all(a <= b for a, b in zip(objective.values, objective.values[1:]))
+    assert all(a <= b for a, b in zip(objective.values, objective.values[1:], strict=False))
     assert objective.values[-1] == study.best_value
     incumbents = [max(study.trials[: i + 1], key=lambda t: t.value) for i in range(len(stored))]
     assert few.values == [t.user_attrs["val"]["few"] for t in incumbents]
@@ -209,8 +212,8 @@ def test_pareto_front_holds_exactly_the_undominated_trials(url: str) -> None:
     front = pareto_front(points)
 
     def dominated(p: Any) -> bool:
-        return any(q.val_all >= p.val_all and q.val_few >= p.val_few and (q.val_all, q.val_few) != (p.val_all, p.val_few)
-                   for q in points)
+        return any(q.val_all >= p.val_all and q.val_few >= p.val_few
+                   and (q.val_all, q.val_few) != (p.val_all, p.val_few) for q in points)
 
     assert {p.trial_number for p in front} == {p.trial_number for p in points if not dominated(p)}
     assert len(front) >= 1
@@ -236,26 +239,27 @@ def test_an_unknown_study_is_a_user_error(url: str, tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------- artifacts
 def test_pngs_are_attached_to_the_study_and_refreshed_not_duplicated(url: str, tmp_path: Path) -> None:
     study = make_study(url, "wb-artifacts", n_trials=5)
-    artifact_dir = tmp_path / "artifacts"
-    first = build_report(url, "wb-artifacts", tmp_path / "out", artifact_dir)
+    artifact_dir, out = tmp_path / "artifacts", tmp_path / "out"
+    first = build_report(url, "wb-artifacts", out, artifact_dir)
+    first_best_so_far = (out / "best-so-far.png").read_bytes()
     metas = get_all_artifact_meta(optuna.load_study(study_name="wb-artifacts", storage=url))
     assert sorted(m.filename for m in metas) == sorted(p.name for p in first.pngs)
     for meta in metas:
         assert meta.mimetype == "image/png"
-        assert (artifact_dir / meta.artifact_id).read_bytes() == (tmp_path / "out" / meta.filename).read_bytes()
+        assert (artifact_dir / meta.artifact_id).read_bytes() == (out / meta.filename).read_bytes()
     add_trials(study, StudySpec.model_validate(study.user_attrs[SPEC_ATTR]), n_trials=4, seed=9)
-    build_report(url, "wb-artifacts", tmp_path / "out", artifact_dir)
+    build_report(url, "wb-artifacts", out, artifact_dir)
     again = get_all_artifact_meta(optuna.load_study(study_name="wb-artifacts", storage=url))
     assert sorted(m.artifact_id for m in again) == sorted(m.artifact_id for m in metas)
-    best_so_far_meta = next(m for m in again if m.filename == "best-so-far.png")
-    assert (artifact_dir / best_so_far_meta.artifact_id).read_bytes() == (tmp_path / "out" /
-                                                                           "best-so-far.png").read_bytes()
+    refreshed = artifact_dir / next(m.artifact_id for m in again if m.filename == "best-so-far.png")
+    assert refreshed.read_bytes() == (out / "best-so-far.png").read_bytes() != first_best_so_far
 
 
 # ---------------------------------------------------------------------------------------------- command line
 def test_cli_writes_the_report_and_reports_errors_in_one_line(url: str, tmp_path: Path) -> None:
     make_study(url, "wb-cli", n_trials=4)
-    run = [sys.executable, "-m", "tailtune", "report", "--storage", url, "--artifact-dir", str(tmp_path / "a")]
+    run = [sys.executable, "-m", "tailtune", "report", "--storage", url, "--artifact-dir",
+           str(tmp_path / "a")]
     done = subprocess.run([*run, "wb-cli", "--out", str(tmp_path / "r")], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
@@ -273,9 +277,11 @@ def test_report_of_a_real_tiny_digits_study(url: str, tmp_path: Path) -> None:
     from trainers.config import RunOptions
     from trainers.device import resolve_runtime
 
-    spec = StudySpec(name="digits-real", method="wb", n_trials=3, fixed={"stage1.epochs": 3, "stage2.epochs": 2},
+    spec = StudySpec(name="digits-real", method="wb", n_trials=3,
+                     fixed={"stage1.epochs": 3, "stage2.epochs": 2},
                      search_space={"stage1.weight_decay": Choices(choices=[5e-3])})
-    cache = Stage1Cache(tmp_path / "cache", lambda _: nullcontext(), resolve_runtime(RunOptions(device="cpu")))
+    cpu = resolve_runtime(RunOptions(device="cpu"))
+    cache = Stage1Cache(tmp_path / "cache", lambda _: nullcontext(), cpu)
 
     class Context:
         def __init__(self) -> None:

@@ -46,7 +46,8 @@ def upgrade() -> None:
         sa.Column("current_trial_number", sa.Integer, nullable=True),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
         sa.Column("last_seen", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-        sa.CheckConstraint("state IN ('idle', 'running', 'stopping', 'exited')", name="ck_tailtune_worker_state"),
+        sa.CheckConstraint("state IN ('idle', 'running', 'stopping', 'exited')",
+                           name="ck_tailtune_worker_state"),
     )
     op.create_index("ix_tailtune_worker_last_seen", "tailtune_worker", ["last_seen"])
     # Budget counts (per study and state) and paged trial lists (per study, by number) on Optuna's table.

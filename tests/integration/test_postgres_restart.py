@@ -1,0 +1,42 @@
+"""PostgreSQL stops and starts again under running workers: they reconnect and the budget is still exact."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from studies.db import Database
+from tests.conftest import ThrowawayPostgres
+from tests.integration.workers import (
+    assert_budget_met_with_retries,
+    create_study,
+    start_workers,
+    trials_of,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.postgres, pytest.mark.multiprocess, pytest.mark.restarts_postgres, pytest.mark.slow]
+
+OUTAGE_S = 2.0
+
+
+def test_workers_survive_a_postgres_restart(throwaway_postgres: ThrowawayPostgres, tmp_path: Path) -> None:
+    url = throwaway_postgres.new_database_url()
+    db = Database.connect(url)
+    study_id = create_study(db, "restarted", 8)
+    workers = start_workers(url, "restarted", "sleep_runner", tmp_path, 2)
+    finished_two = lambda: sum(t.state == "complete" for t in trials_of(db, study_id)) >= 2  # noqa: E731
+    wait_for(finished_two, 60, "two finished trials", workers)
+
+    throwaway_postgres.stop()
+    time.sleep(OUTAGE_S)
+    throwaway_postgres.start()
+
+    for worker in workers:
+        assert worker.wait(90) == 0, worker.log()
+    assert any("retrying" in worker.log() or "unavailable" in worker.log() for worker in workers), \
+        "no worker noticed the outage"
+    assert_budget_met_with_retries(trials_of(db, study_id), 8)
+    db.dispose()

@@ -1,0 +1,84 @@
+"""Several `tailtune worker` processes on one PostgreSQL study: exact budget, SIGKILL, SIGTERM, contention."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from studies import registry
+from studies.db import Database
+from tests.integration.workers import (
+    GRACE_S,
+    assert_budget_met_with_retries,
+    create_study,
+    running_trial_of,
+    start_workers,
+    trials_of,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.postgres, pytest.mark.multiprocess, pytest.mark.slow]
+
+STARTUP_S = 60  # three processes importing the CLI at once on two busy cores
+
+
+@pytest.fixture
+def db(postgres_url: str) -> Iterator[Database]:
+    database = Database.connect(postgres_url)
+    yield database
+    database.dispose()
+
+
+def test_sigkill_mid_trial_the_trial_is_retried_and_the_budget_is_exact(db: Database, postgres_url: str,
+                                                                         tmp_path: Path) -> None:
+    study_id = create_study(db, "killed", 12)
+    workers = start_workers(postgres_url, "killed", "sleep_runner", tmp_path, 3)
+    victim = workers[0]
+    killed_trial = wait_for(lambda: running_trial_of(db, study_id, victim.pid), STARTUP_S,
+                            "a trial on the victim", workers)
+    victim.signal(signal.SIGKILL)
+    assert victim.wait(5) == -signal.SIGKILL
+
+    for worker in workers[1:]:
+        assert worker.wait(60) == 0, worker.log()
+    trials = trials_of(db, study_id)
+    assert_budget_met_with_retries(trials, 12)
+    assert {t.number: t.state for t in trials}[killed_trial.number] == "fail"
+    assert killed_trial.number in [t.retried_from for t in trials if t.state == "complete"]
+    assert registry.get_study(db, study_id=study_id).state == "done"
+
+
+def test_sigterm_hands_the_trial_back_and_exits_zero_within_seconds(db: Database, postgres_url: str,
+                                                                     tmp_path: Path) -> None:
+    study_id = create_study(db, "terminated", 3)
+    workers = start_workers(postgres_url, "terminated", "long_runner", tmp_path, 2, "--stop-timeout", "0.3")
+    victim = workers[0]
+    interrupted = wait_for(lambda: running_trial_of(db, study_id, victim.pid), STARTUP_S,
+                           "a trial on the victim", workers)
+    signalled = time.monotonic()
+    victim.signal(signal.SIGTERM)
+    assert victim.wait(10) == 0, victim.log()
+    assert time.monotonic() - signalled < 3.0
+    assert "1 handed back" in victim.log()
+
+    assert workers[1].wait(60) == 0, workers[1].log()
+    trials = trials_of(db, study_id)
+    assert_budget_met_with_retries(trials, 3)
+    assert {t.number: t.state for t in trials}[interrupted.number] == "fail"
+    assert interrupted.number in [t.retried_from for t in trials if t.state == "complete"]
+
+
+def test_four_processes_of_instant_trials_finish_exactly_the_budget(db: Database, postgres_url: str,
+                                                                    tmp_path: Path) -> None:
+    study_id = create_study(db, "contended", 60)
+    workers = start_workers(postgres_url, "contended", "instant_runner", tmp_path, 4)
+    for worker in workers:
+        assert worker.wait(STARTUP_S + 30) == 0, worker.log()
+    trials = trials_of(db, study_id)
+    assert len(trials) == 60 and all(t.state == "complete" for t in trials)
+    assert len({t.worker for t in trials}) > 1, "one worker ran everything: no contention was tested"
+    assert GRACE_S >= 3
