@@ -88,3 +88,9 @@ def summary_line(summary: WorkerSummary) -> str:
     return (f"worker {summary.worker_id}: {summary.completed} complete, {summary.pruned} pruned, "
             f"{summary.failed} failed, {summary.interrupted} handed back, {summary.late_tells} late; "
             f"{summary.exit_reason}")
+
+
+if __name__ == "__main__":
+    # `python -m tailtune.commands.worker` is `tailtune worker` without importing every other command first
+    # (the full CLI loads torch and matplotlib at import, seconds per worker start).
+    typer.run(worker)

@@ -82,3 +82,24 @@ def test_four_processes_of_instant_trials_finish_exactly_the_budget(db: Database
     assert len(trials) == 60 and all(t.state == "complete" for t in trials)
     assert len({t.worker for t in trials}) > 1, "one worker ran everything: no contention was tested"
     assert GRACE_S >= 3
+
+
+def test_three_workers_run_real_digits_trials_and_train_one_shared_backbone(db: Database, postgres_url: str,
+                                                                            tmp_path: Path) -> None:
+    # Stage 1 fixed, so every trial shares one backbone: the workers must train it once between them.
+    fixed = {"stage1.epochs": 1, "stage1.weight_decay": 5e-3, "stage2.epochs": 1, "stage2.feature_views": 1}
+    study_id = create_study(db, "digits", 4, dataset="digits-lt", method="wb", fixed=fixed)
+    artifacts = tmp_path / "artifacts"
+    workers = start_workers(postgres_url, "digits", None, tmp_path, 3, "--device", "cpu",
+                            "--artifact-dir", str(artifacts))
+    for worker in workers:
+        assert worker.wait(STARTUP_S + 60) == 0, worker.log()
+
+    trials = trials_of(db, study_id)
+    assert [t.state for t in trials] == ["complete"] * 4
+    for trial in trials:
+        assert set(trial.val) == set(trial.test) == {"all", "many", "medium", "few"}
+        assert trial.values == [trial.val["all"]] and trial.diagnostics is not None
+    assert len(list((artifacts / "stage1").iterdir())) == 1
+    study = registry.get_study(db, study_id=study_id)
+    assert study.state == "done" and study.best_val["all"] == max(t.val["all"] for t in trials)

@@ -1,4 +1,4 @@
-"""Real `tailtune worker` processes for the integration tests, and the queries their assertions need."""
+"""`tailtune worker` processes for the integration tests, and the queries their assertions need."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from studies.records import TrialRecord
 from studies.spec import parse_spec
 
 REPO = Path(__file__).resolve().parents[2]
-TAILTUNE_WORKER = [str(Path(sys.executable).parent / "tailtune"), "worker"]
-TAILTUNE_WORKER = [sys.executable, "/tmp/launch_worker.py", "worker"]  # DEV ONLY
+# `tailtune worker` itself, started as a module so that a test does not wait for the other commands' imports.
+TAILTUNE_WORKER = [sys.executable, "-m", "tailtune.commands.worker"]
 HEARTBEAT_S, GRACE_S = 1, 3
 
 

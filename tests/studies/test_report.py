@@ -10,8 +10,6 @@ from __future__ import annotations
 import random
 import re
 import struct
-import subprocess
-import sys
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ import pytest
 from optuna.artifacts import get_all_artifact_meta
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
+from typer.testing import CliRunner
 
 from studies.registry import SPEC_ATTR
 from studies.report import (
@@ -36,6 +35,7 @@ from studies.report import (
 )
 from studies.space import Choices, FloatRange
 from studies.spec import StudySpec
+from tailtune.cli import app
 from trainers.errors import UserInputError
 
 CLASS_COUNTS = [500, 310, 190, 120, 72, 44, 27, 16, 10, 6]
@@ -258,15 +258,13 @@ def test_pngs_are_attached_to_the_study_and_refreshed_not_duplicated(url: str, t
 # ---------------------------------------------------------------------------------------------- command line
 def test_cli_writes_the_report_and_reports_errors_in_one_line(url: str, tmp_path: Path) -> None:
     make_study(url, "wb-cli", n_trials=4)
-    run = [sys.executable, "-m", "tailtune", "report", "--storage", url, "--artifact-dir",
-           str(tmp_path / "a")]
-    done = subprocess.run([*run, "wb-cli", "--out", str(tmp_path / "r")], capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert (tmp_path / "r" / "index.html").exists() and str(tmp_path / "r" / "index.html") in done.stdout
-    missing = subprocess.run([*run, "nope"], capture_output=True, text=True, timeout=120)
-    assert missing.returncode == 2 and "no study named 'nope'" in missing.stderr
-    assert "Traceback" not in missing.stderr
+    options = ["--storage", url, "--artifact-dir", str(tmp_path / "a")]
+    done = CliRunner().invoke(app, ["report", "wb-cli", *options, "--out", str(tmp_path / "r")])
+    assert done.exit_code == 0, done.output
+    assert (tmp_path / "r" / "index.html").exists() and "index.html" in done.stdout
+    missing = CliRunner().invoke(app, ["report", "nope", *options])
+    assert missing.exit_code == 2 and "no study named 'nope'" in missing.stderr
+    assert missing.exception is None or isinstance(missing.exception, SystemExit)
 
 
 # ---------------------------------------------------------------------------------------------- real study
