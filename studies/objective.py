@@ -58,8 +58,14 @@ def run_trial(trial: optuna.Trial, spec: StudySpec, context: TrialContext) -> li
 
 
 def trial_attributes(stage1: StageResult, stage2: StageResult, class_counts: list[int]) -> dict[str, Any]:
-    """Per-split accuracies (keys all/many/medium/few, percent) and diagnostics, as JSON-ready values."""
-    return {
+    """Per-split accuracies (keys all/many/medium/few, percent) and diagnostics, as JSON-ready values.
+
+    The per-split numbers are also stored flat (`val_all`, `test_few`, ...) so optuna-dashboard shows them as
+    sortable columns.
+    """
+    flat = {f"{name}_{split}": value for name, result in (("val", stage2.val), ("test", stage2.test))
+            for split, value in result.model_dump().items()}
+    return flat | {
         "val": stage2.val.model_dump(), "test": stage2.test.model_dump(),
         "stage1_val": stage1.val.model_dump(), "stage1_test": stage1.test.model_dump(),
         "diagnostics": stage2.diagnostics.model_dump(),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 SPLITS = ("all", "many", "medium", "few")
 GROUPS = ("many", "medium", "few")
@@ -92,6 +93,7 @@ def draw_best_so_far(series: list[Series], every_trial: Series, title: str, path
         axes.plot(line.trial_numbers, line.values, drawstyle="steps-post", linestyle=style.linestyle,
                   linewidth=1.8, label=line.label, zorder=2, **_marker(style, size=5))
     axes.set(xlabel="trial number", ylabel="val accuracy (%)", title=title)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     _finish(axes, figure, path)
 
 

@@ -5,6 +5,7 @@ PostgreSQL server the suite owns and may stop and start.
     sqlite_url          sqlite:///<tmp_path>/tailtune.db
     storage_url         parametrised over ["postgres", "sqlite"] for contract tests (optuna's StorageSupplier)
     database            studies.db.Database connected to storage_url (schema created), disposed afterwards
+    postgres_database   the same on postgres_url only
     throwaway_postgres  a server run by pg_ctl on a temp dir: .url, .stop(), .start() (restarts_postgres)
 
 The server behind `postgres_url` is the machine's 127.0.0.1:5432 when it answers, else one the suite starts.
@@ -12,6 +13,7 @@ The server behind `postgres_url` is the machine's 127.0.0.1:5432 when it answers
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -163,13 +165,25 @@ def storage_url(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue("postgres_url" if request.param == "postgres" else "sqlite_url")
 
 
-@pytest.fixture
-def database(storage_url: str) -> Iterator[Database]:
-    db = Database.connect(storage_url)
+@contextlib.contextmanager
+def _connected(url: str) -> Iterator[Database]:
+    db = Database.connect(url)
     try:
         yield db
     finally:
         db.dispose()
+
+
+@pytest.fixture
+def database(storage_url: str) -> Iterator[Database]:
+    with _connected(storage_url) as db:
+        yield db
+
+
+@pytest.fixture
+def postgres_database(postgres_url: str) -> Iterator[Database]:
+    with _connected(postgres_url) as db:
+        yield db
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,8 @@ REPO = Path(__file__).resolve().parents[2]
 # `tailtune worker` itself, started as a module so that a test does not wait for the other commands' imports.
 TAILTUNE_WORKER = [sys.executable, "-m", "tailtune.commands.worker"]
 HEARTBEAT_S, GRACE_S = 1, 3
+# Several workers share two cores here: one math thread each keeps them from thrashing.
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 class WorkerProcess:
@@ -33,7 +35,7 @@ class WorkerProcess:
         self.log_path = log_path
         with log_path.open("wb") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                                            env={**os.environ, "PYTHONPATH": str(REPO)})
+                                            env={**os.environ, "PYTHONPATH": str(REPO), **ONE_THREAD})
 
     @property
     def pid(self) -> int:
