@@ -71,8 +71,8 @@ class ClassProfile:
     stage1_norms: list[float]
     stage2_norms: list[float]
     test_accuracy: list[float]
-    logits_magnitude: list[float] | None
-    regularized_std: list[float] | None
+    logits_magnitude: list[float | None] | None  # None per class without test samples
+    regularized_std: list[float | None] | None
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,7 @@ def draw_logits(profile: ClassProfile, path: Path) -> None:
                  (("logits magnitude (L1-normalised logits)", profile.logits_magnitude),
                   ("regularized std (std / logits magnitude)", profile.regularized_std)), strict=True)
     for index, (axes, (label, values)) in enumerate(panels):
-        _draw_grouped(axes, profile.groups, values or [])
+        _draw_grouped(axes, profile.groups, values or [None] * len(profile.groups))
         axes.set(ylabel=label)
         _shade_groups(axes, profile.groups, labelled=index == 0)
         axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
@@ -179,9 +179,10 @@ def draw_logits(profile: ClassProfile, path: Path) -> None:
     figure.savefig(path)
 
 
-def _draw_grouped(axes: Axes, groups: list[str], values: list[float]) -> None:
+def _draw_grouped(axes: Axes, groups: list[str], values: list[float | None]) -> None:
+    """Per-class points and the group mean; a class without test samples (None) is left out of both."""
     for group in GROUPS:
-        positions = [i for i, g in enumerate(groups) if g == group]
+        positions = [i for i, g in enumerate(groups) if g == group and values[i] is not None]
         if not positions:
             continue
         group_values = [values[i] for i in positions]

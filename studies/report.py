@@ -14,9 +14,11 @@ The series each figure draws are computed by the public functions below, so test
 from __future__ import annotations
 
 import html
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
@@ -57,7 +59,7 @@ class FinishedStudy:
     name: str
     objectives: list[str]  # val split of each objective, e.g. ["all"] or ["few", "all"]
     trials: list[FrozenTrial]
-    n_trials_total: int
+    state_counts: dict[str, int]  # every trial of the study by state, e.g. {"COMPLETE": 34, "PRUNED": 6}
 
     @property
     def best(self) -> FrozenTrial:
@@ -100,7 +102,8 @@ def finished_study(study: optuna.Study) -> FinishedStudy:
     # A COMPLETE trial without "val" was told by hand, not by studies/objective.py: it has nothing to plot.
     trials = [t for t in every_trial if t.state == TrialState.COMPLETE and "val" in t.user_attrs]
     return FinishedStudy(name=study.study_name, objectives=_objectives(study),
-                         trials=sorted(trials, key=lambda t: t.number), n_trials_total=len(every_trial))
+                         trials=sorted(trials, key=lambda t: t.number),
+                         state_counts=dict(Counter(t.state.name for t in every_trial)))
 
 
 def _objectives(study: optuna.Study) -> list[str]:
@@ -184,15 +187,17 @@ def class_profile(trial: FrozenTrial) -> ClassProfile:
                                                 ("few", rule.few_classes)) for k in members}
     diagnostics = attrs["diagnostics"]
 
-    def ordered(values: list[float] | None) -> list[float] | None:
-        return [values[k] for k in order] if values is not None else None
+    def ordered(values: list[Any]) -> list[Any]:
+        return [values[k] for k in order]
+
+    def ordered_if_stored(name: str) -> list[float | None] | None:
+        return ordered(diagnostics[name]) if diagnostics.get(name) is not None else None
 
     return ClassProfile(
-        trial_number=trial.number, classes=order, counts=[counts[k] for k in order],
-        groups=[group_of[k] for k in order], stage1_norms=ordered(attrs["stage1_weight_norms"]),
-        stage2_norms=ordered(diagnostics["weight_norms"]), test_accuracy=ordered(attrs["per_class_test"]),
-        logits_magnitude=ordered(diagnostics.get("logits_magnitude")),
-        regularized_std=ordered(diagnostics.get("regularized_std")))
+        trial_number=trial.number, classes=order, counts=ordered(counts), groups=[group_of[k] for k in order],
+        stage1_norms=ordered(attrs["stage1_weight_norms"]), stage2_norms=ordered(diagnostics["weight_norms"]),
+        test_accuracy=ordered(attrs["per_class_test"]), logits_magnitude=ordered_if_stored("logits_magnitude"),
+        regularized_std=ordered_if_stored("regularized_std"))
 
 
 def trade_off_points(finished: FinishedStudy) -> list[TradeOffPoint]:
@@ -281,7 +286,7 @@ def render_html(finished: FinishedStudy, pngs: list[Path]) -> str:
         "study": finished.name, "method": best.user_attrs["config"]["method"],
         "data set": best.user_attrs["config"]["data"]["name"],
         "objectives": ", ".join(f"val {LABELS.get(o, o)} (max)" for o in finished.objectives),
-        "finished trials": f"{len(finished.trials)} of {finished.n_trials_total}",
+        "trials": ", ".join(f"{n} {state.lower()}" for state, n in sorted(finished.state_counts.items())),
         "best trial": f"#{best.number}: val All {_percent(best.user_attrs['val']['all'])}, "
                       f"test All {_percent(best.user_attrs['test']['all'])}",
         "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -304,7 +309,9 @@ def _summary_table(summary: dict[str, str]) -> str:
 
 def _leaderboard_table(finished: FinishedStudy) -> str:
     params = list(searched_params(finished))
-    head = ("<tr><th rowspan=2>trial</th>" + "".join(f"<th rowspan=2>{html.escape(p)}</th>" for p in params)
+    # <wbr> after each dot lets long dotted names (stage2.maxnorm_thresh) wrap in a narrow column.
+    names = [html.escape(p).replace(".", ".<wbr>") for p in params]
+    head = ("<tr><th rowspan=2>trial</th>" + "".join(f"<th rowspan=2>{name}</th>" for name in names)
             + "<th colspan=4>val (%)</th><th colspan=4>test (%)</th></tr><tr>"
             + "".join(f"<th>{LABELS[s]}</th>" for s in SPLITS) * 2 + "</tr>")
     rows = []
@@ -312,10 +319,10 @@ def _leaderboard_table(finished: FinishedStudy) -> str:
         cells = [f"#{trial.number}"] + [_format(trial.params.get(p, "-")) for p in params]
         cells += [_percent(trial.user_attrs[part][s]) for part in ("val", "test") for s in SPLITS]
         rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-    objective = finished.objectives[0]
-    caption = f"top {len(rows)} finished trials by val {LABELS.get(objective, objective)} " \
-              "(per-class-mean accuracy)"
-    return f'<table class="leaderboard"><caption>{caption}</caption>{head}{"".join(rows)}</table>'
+    objective = LABELS.get(finished.objectives[0], finished.objectives[0])
+    caption = f"top {len(rows)} finished trials by val {objective} (per-class-mean accuracy)"
+    table = f'<table class="leaderboard"><caption>{caption}</caption>{head}{"".join(rows)}</table>'
+    return f'<div class="scroll">{table}</div>'
 
 
 def _format(value: object) -> str:
@@ -331,8 +338,9 @@ _PAGE = """<!doctype html>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 24px auto; max-width: 1180px; color: #111; }}
 h1 {{ font-size: 1.5em; }} h2 {{ font-size: 1.15em; margin-top: 1.6em; }}
-table {{ border-collapse: collapse; margin: 8px 0 16px; font-size: 0.9em; }}
-th, td {{ border: 1px solid #bbb; padding: 3px 8px; text-align: right; }}
+table {{ border-collapse: collapse; margin: 8px 0 16px; font-size: 0.85em; }}
+th, td {{ border: 1px solid #bbb; padding: 2px 6px; text-align: right; }}
+.scroll {{ overflow-x: auto; }}
 table.summary th {{ text-align: left; background: #f2f2f2; }} table.summary td {{ text-align: left; }}
 table.leaderboard tr:nth-child(even) td {{ background: #f7f7f7; }}
 table.leaderboard th {{ background: #e8e8e8; }}

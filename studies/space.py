@@ -42,6 +42,12 @@ class Choices(BaseModel):
     type: Literal["categorical"] = "categorical"
     choices: list[ParamValue] = Field(min_length=1)
 
+    @model_validator(mode="after")
+    def _finite_choices(self) -> Choices:
+        if any(isinstance(c, float) and not math.isfinite(c) for c in self.choices):
+            raise ValueError("choices must be finite numbers or strings")
+        return self
+
 
 ParamSpec = Annotated[FloatRange | Choices, Field(discriminator="type")]
 

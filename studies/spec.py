@@ -6,6 +6,8 @@ same search space and the same base configuration.
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -41,6 +43,22 @@ class StudySpec(BaseModel):
     objectives: list[SplitName] = Field(default_factory=lambda: ["all"], min_length=1, max_length=4,
                                         description="val balanced accuracy of these splits, all maximised")
     seed: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul_characters(cls, data: Any) -> Any:
+        # PostgreSQL text cannot hold NUL; refusing it here keeps a bad request a 422, not a database error.
+        if "\\u0000" in json.dumps(data, default=str):
+            raise ValueError("text fields must not contain NUL (\\x00) characters")
+        return data
+
+    @field_validator("fixed")
+    @classmethod
+    def _finite_fixed_values(cls, value: dict[str, ParamValue]) -> dict[str, ParamValue]:
+        for name, fixed in value.items():
+            if isinstance(fixed, float) and not math.isfinite(fixed):
+                raise ValueError(f"fixed value of {name!r} must be finite")
+        return value
 
     @field_validator("objectives")
     @classmethod

@@ -10,6 +10,7 @@ for `stop_timeout_s`, then interrupts it at the next epoch boundary, fails it wi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -18,7 +19,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -195,7 +195,7 @@ class _Worker:
         self._cache: Stage1Cache | None = None
 
     # ------------------------------------------------------------------------------------------ lifecycle
-    @contextmanager
+    @contextlib.contextmanager
     def registered(self) -> Iterator[None]:
         retry_transient(self._insert_row, what="register the worker")
         self.heartbeat.start()
@@ -206,12 +206,13 @@ class _Worker:
             log.info("worker %s exits: %s", self.worker_id, self.summary.exit_reason)
 
     def _insert_row(self) -> None:
-        with self.db.engine.begin() as connection:
+        # A retried insert whose first attempt committed before the connection dropped finds its own row.
+        with contextlib.suppress(sa.exc.IntegrityError), self.db.engine.begin() as connection:
             connection.execute(worker_table.insert().values(
                 id=self.worker_id, host=socket.gethostname(), pid=os.getpid(), state="idle",
                 heartbeat_interval_s=self.settings.heartbeat_interval))
 
-    @contextmanager
+    @contextlib.contextmanager
     def signals_handled(self) -> Iterator[None]:
         if not self.settings.handle_signals or threading.current_thread() is not threading.main_thread():
             yield
@@ -244,6 +245,8 @@ class _Worker:
                                           worker_id=self.worker_id)
         if claimed is None:
             self.stop.event.wait(self.settings.poll_interval_s)
+        elif self.stop.requested:  # signalled while it claimed: hand the trial back rather than start it
+            self._hand_back(claimed, "the worker was asked to stop")
         else:
             self._run_trial(claimed)
         return True
@@ -308,13 +311,16 @@ class _Worker:
     def _handle_failure(self, claimed: claims.ClaimedTrial, error: Exception) -> None:
         if self.stop.trial_must_stop() or is_transient(error):
             # Not the trial's fault: run the same params again, and do not count it towards the failure limit.
-            log.warning("trial %d interrupted (%s); queued for retry", claimed.number, describe(error))
-            if claims.release_for_retry(self.db, claimed, max_retry=self.settings.max_retry):
-                self.summary.interrupted += 1
+            self._hand_back(claimed, describe(error))
             return
         log.exception("trial %d of study %d failed", claimed.number, claimed.study_id)
         if self._tell(claimed, None, TrialState.FAIL) == TrialState.FAIL:
             self._count_failure(claimed, f"{type(error).__name__}: {error}")
+
+    def _hand_back(self, claimed: claims.ClaimedTrial, reason: str) -> None:
+        log.warning("trial %d interrupted (%s); queued for retry", claimed.number, reason)
+        if claims.release_for_retry(self.db, claimed, max_retry=self.settings.max_retry):
+            self.summary.interrupted += 1
 
     def _count_failure(self, claimed: claims.ClaimedTrial, message: str) -> None:
         self.summary.failed += 1

@@ -23,11 +23,12 @@ def report(
     storage: StorageOption = None,
     out: Annotated[Path | None, typer.Option(help="directory for index.html and the PNGs "
                                                   "[default: ./reports/STUDY]")] = None,
-    artifact_dir: Annotated[Path, typer.Option(help="Optuna artifact store the PNGs are attached to; start "
-                                                    "optuna-dashboard with the same --artifact-dir")]
-    = Path("tailtune-artifacts/optuna"),
+    artifact_dir: Annotated[Path, typer.Option(
+        envvar="TAILTUNE_ARTIFACT_DIR", show_envvar=True,
+        help="tailtune's artifact directory; the PNGs are attached to the study in its optuna/ store, "
+             "where `tailtune dashboard` (same directory) shows them")] = Path("tailtune-artifacts"),
 ) -> None:
     """Write a study's report: best-so-far, accuracy per parameter, weight norms, LOS logits, Few vs All."""
     with user_errors():
-        files = build_report(storage or "", study, out or Path("reports") / study, artifact_dir)
+        files = build_report(storage or "", study, out or Path("reports") / study, artifact_dir / "optuna")
     console.print(f"wrote {len(files.pngs)} figures and {files.html}", highlight=False, soft_wrap=True)

@@ -30,6 +30,7 @@ from studies.report import (
     leaderboard,
     param_points,
     pareto_front,
+    render_html,
     searched_params,
     trade_off_points,
 )
@@ -85,7 +86,8 @@ def _stored_attrs(method: str, strength: float, rng: random.Random) -> dict[str,
                    "fdr_test": 7.0 + rng.random(), "logits_magnitude": None, "regularized_std": None}
     if method == "los":
         diagnostics["logits_magnitude"] = [0.05 + 0.02 * n / 500 + 0.01 * rng.random() for n in CLASS_COUNTS]
-        diagnostics["regularized_std"] = [0.8 + 0.5 * rng.random() for _ in CLASS_COUNTS]
+        # The rarest class without test samples: the trainer stores null for it (NaN has no JSON form).
+        diagnostics["regularized_std"] = [0.8 + 0.5 * rng.random() for _ in CLASS_COUNTS[:-1]] + [None]
     return {"val": _splits(per_class(0.0)), "test": _splits(test), "stage1_val": _splits(per_class(-10.0)),
             "stage1_test": _splits(per_class(-12.0)), "diagnostics": diagnostics,
             "stage1_weight_norms": stage1_norms, "per_class_test": test, "class_counts": CLASS_COUNTS,
@@ -139,15 +141,16 @@ def test_report_writes_valid_pngs_and_an_html_page_that_shows_them(url: str, tmp
     assert all((files.html.parent / p.name).exists() for p in files.pngs)
 
 
-def test_leaderboard_lists_top_trials_by_objective_with_params_and_splits(url: str, tmp_path: Path) -> None:
+def test_leaderboard_lists_top_trials_by_objective_with_params_and_splits(url: str) -> None:
     study = make_study(url, "wb-board", n_trials=14)
-    page = build_report(url, "wb-board", tmp_path / "out").html.read_text()
-    top = leaderboard(finished_study(study))
+    finished = finished_study(study)
+    page = render_html(finished, pngs=[])
+    top = leaderboard(finished)
     assert [t.values[0] for t in top] == sorted((t.value for t in study.trials), reverse=True)[:10]
     board = page[page.index('class="leaderboard"'):]
     assert [int(n) for n in re.findall(r"<td>#(\d+)</td>", board)] == [t.number for t in top]
     for name in ("stage2.weight_decay", "stage2.maxnorm_thresh", "stage1.weight_decay", "stage2.loss"):
-        assert f"<th rowspan=2>{name}</th>" in board
+        assert f"<th rowspan=2>{name.replace('.', '.<wbr>')}</th>" in board
     assert f"<td>{top[0].user_attrs['test']['few']:.2f}</td>" in board
 
 
@@ -262,6 +265,10 @@ def test_cli_writes_the_report_and_reports_errors_in_one_line(url: str, tmp_path
     done = CliRunner().invoke(app, ["report", "wb-cli", *options, "--out", str(tmp_path / "r")])
     assert done.exit_code == 0, done.output
     assert (tmp_path / "r" / "index.html").exists() and "index.html" in done.stdout
+    # `tailtune dashboard --artifact-dir A` serves the store A/optuna.
+    metas = get_all_artifact_meta(optuna.load_study(study_name="wb-cli", storage=url))
+    assert sorted((tmp_path / "a" / "optuna").iterdir()) == sorted(tmp_path / "a" / "optuna" / m.artifact_id
+                                                                   for m in metas)
     missing = CliRunner().invoke(app, ["report", "nope", *options])
     assert missing.exit_code == 2 and "no study named 'nope'" in missing.stderr
     assert missing.exception is None or isinstance(missing.exception, SystemExit)

@@ -1,0 +1,90 @@
+"""/studies: create, list, inspect, stop and delete studies. Routes validate, call studies/, and map errors."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path as FilePath
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query, Request, Response, status
+from fastapi.responses import HTMLResponse
+
+from service.api.deps import DatabaseDep, SettingsDep
+from service.schemas import Message, StudyCreated, StudyLinks
+from studies import registry
+from studies.db import redacted
+from studies.records import Page, StudyRecord, StudyState, TrialRecord
+from studies.report import build_report
+from studies.spec import StudySpec
+
+router = APIRouter(prefix="/studies", tags=["studies"])
+
+# Ids are PostgreSQL integers: larger values cannot name a study and must not reach the database.
+StudyId = Annotated[int, Path(ge=1, le=2**31 - 1, description="the study's id, as POST /studies returned it")]
+Offset = Annotated[int, Query(ge=0, le=2**31 - 1, description="items to skip")]
+Limit = Annotated[int, Query(ge=1, le=500, description="items per page (at most 500)")]
+NOT_FOUND = {404: {"model": Message}}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=StudyCreated,
+             responses={409: {"model": Message}, 422: {"description": "a message per bad field"}})
+def create_study(spec: StudySpec, db: DatabaseDep, request: Request) -> StudyCreated:
+    record = registry.create_study(db, spec=spec)
+    return StudyCreated(id=record.id, name=record.name, urls=_links(request, record.id, db))
+
+
+@router.get("", response_model=Page[StudyRecord])
+def list_studies(db: DatabaseDep, state: StudyState | None = None, offset: Offset = 0,
+                 limit: Limit = 50) -> Page[StudyRecord]:
+    return registry.list_studies(db, state=state, offset=offset, limit=limit)
+
+
+@router.get("/{study_id}", response_model=StudyRecord, responses=NOT_FOUND)
+def get_study(study_id: StudyId, db: DatabaseDep) -> StudyRecord:
+    return registry.get_study(db, study_id=study_id)
+
+
+@router.get("/{study_id}/trials", response_model=Page[TrialRecord], responses=NOT_FOUND)
+def list_trials(study_id: StudyId, db: DatabaseDep, offset: Offset = 0, limit: Limit = 50,
+                order: Annotated[Literal["number", "value"], Query(description="value: best first")] = "number",
+                ) -> Page[TrialRecord]:
+    registry.get_study(db, study_id=study_id)
+    return registry.list_trials(db, study_id=study_id, offset=offset, limit=limit, order=order)
+
+
+@router.post("/{study_id}/stop", response_model=StudyRecord, responses=NOT_FOUND)
+def stop_study(study_id: StudyId, db: DatabaseDep) -> StudyRecord:
+    """No new trials start; trials already running finish and count."""
+    return registry.stop_study(db, study_id=study_id)
+
+
+@router.delete("/{study_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
+               responses={**NOT_FOUND, 409: {"model": Message}})
+def delete_study(study_id: StudyId, db: DatabaseDep,
+                 force: Annotated[bool, Query(description="delete even while trials run")] = False) -> Response:
+    registry.delete_study(db, study_id=study_id, force=force)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{study_id}/report", responses={200: {"content": {"text/html": {}}, "description": "the report page"},
+                                            **NOT_FOUND, 422: {"model": Message}})
+def study_report(study_id: StudyId, db: DatabaseDep, settings: SettingsDep) -> HTMLResponse:
+    """The study's report page (figures inlined), as `tailtune report` writes it."""
+    record = registry.get_study(db, study_id=study_id)
+    files = build_report(db.url, record.name, settings.artifact_dir / "reports" / str(study_id))
+    return HTMLResponse(_inline_images(files.html))
+
+
+def _inline_images(html_path: FilePath) -> str:
+    """The report page with its PNGs as data: URIs, so one response carries the whole report."""
+    html = html_path.read_text()
+    for png in sorted(html_path.parent.glob("*.png")):
+        encoded = base64.b64encode(png.read_bytes()).decode()
+        html = html.replace(f'src="{png.name}"', f'src="data:image/png;base64,{encoded}"')
+    return html
+
+
+def _links(request: Request, study_id: int, db: DatabaseDep) -> StudyLinks:
+    base = str(request.url_for("get_study", study_id=study_id))
+    return StudyLinks(self=base, trials=f"{base}/trials", report=f"{base}/report",
+                      dashboard=f"optuna-dashboard {redacted(db.url)}")

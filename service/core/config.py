@@ -1,0 +1,18 @@
+"""The service's settings, read once from the environment (prefix TAILTUNE_) or a .env file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TAILTUNE_", env_file=".env", extra="ignore")
+
+    database_url: str = Field("sqlite:///tailtune.db", description="SQLAlchemy URL of the studies database")
+    api_token: SecretStr | None = Field(None, description="when set, every route but /healthz needs it as a "
+                                        "Bearer token")
+    artifact_dir: Path = Field(Path("tailtune-artifacts"), description="stage-1 cache and report figures")
+    page_limit_max: int = Field(500, ge=1, description="largest page a list endpoint returns")

@@ -1,0 +1,26 @@
+"""Request and response bodies of the REST API (the study spec and records come from studies/)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class StudyLinks(BaseModel):
+    self: str
+    trials: str
+    report: str
+    dashboard: str = Field(description="the command that opens optuna-dashboard on this database")
+
+
+class StudyCreated(BaseModel):
+    id: int = Field(description="the study's id (Optuna's study id, also optuna-dashboard's)")
+    name: str
+    urls: StudyLinks
+
+
+class Health(BaseModel):
+    database: str = Field(description="'ok', or why the database is unreachable")
+
+
+class Message(BaseModel):
+    detail: str

@@ -1,0 +1,154 @@
+"""The REST API against the real PostgreSQL: create, run, read, stop, delete, errors and auth."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy as sa
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+
+from service.core.config import Settings
+from service.main import create_app
+from studies.worker import WorkerSettings, run_worker
+
+pytestmark = pytest.mark.postgres
+
+QUICK = {"stage1.epochs": 2}
+
+
+@pytest.fixture
+def client(postgres_url: str, tmp_path: Path) -> Iterator[TestClient]:
+    app = create_app(Settings(database_url=postgres_url, artifact_dir=tmp_path))
+    with TestClient(app) as test_client:
+        yield test_client
+    app.state.database.dispose()
+
+
+def _create(client: TestClient, **overrides: object) -> dict:
+    body = {"name": "wb-api", "dataset": "digits-lt", "method": "wb", "n_trials": 3, "fixed": QUICK} | overrides
+    response = client.post("/studies", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def _run_worker(client: TestClient, name: str, tmp_path: Path) -> None:
+    settings = WorkerSettings(heartbeat_interval=1, grace_period=3, artifact_dir=tmp_path, device="cpu",
+                              handle_signals=False)
+    run_worker(client.app.state.database, study_names=[name], settings=settings)
+
+
+@pytest.mark.slow
+def test_create_run_and_read_per_split_results_over_http(client: TestClient, tmp_path: Path) -> None:
+    created = _create(client)
+    assert created["urls"]["self"].endswith(f"/studies/{created['id']}")
+    _run_worker(client, "wb-api", tmp_path)
+
+    study = client.get(f"/studies/{created['id']}").json()
+    assert study["state"] == "done" and study["counts"]["complete"] == 3
+    assert set(study["best_val"]) == set(study["best_test"]) == {"all", "many", "medium", "few"}
+    trials = client.get(f"/studies/{created['id']}/trials", params={"order": "value"}).json()
+    assert trials["total"] == 3
+    values = [t["values"][0] for t in trials["items"]]
+    assert values == sorted(values, reverse=True)
+    for trial in trials["items"]:
+        assert set(trial["val"]) == set(trial["test"]) == {"all", "many", "medium", "few"}
+        assert trial["val"]["all"] == pytest.approx(trial["values"][0])
+        assert trial["worker"] and trial["duration_s"] > 0
+    assert study["best_val"]["all"] == pytest.approx(values[0])
+    page = client.get(f"/studies/{created['id']}/trials", params={"offset": 1, "limit": 1}).json()
+    assert [t["number"] for t in page["items"]] == [1]
+    listed = client.get("/studies", params={"state": "done"}).json()
+    assert [s["name"] for s in listed["items"]] == ["wb-api"]
+
+
+def test_stop_blocks_new_trials_and_delete_refuses_while_a_trial_runs(client: TestClient, postgres_url: str,
+                                                                     tmp_path: Path) -> None:
+    created = _create(client, name="to-stop")
+    running = optuna.load_study(study_name="to-stop", storage=postgres_url).ask()  # a real RUNNING trial
+    stopped = client.post(f"/studies/{created['id']}/stop").json()
+    assert stopped["state"] == "stopped"
+    _run_worker(client, "to-stop", tmp_path)  # claims nothing: the study is stopped
+    assert client.get(f"/studies/{created['id']}").json()["counts"]["complete"] == 0
+
+    refused = client.delete(f"/studies/{created['id']}")
+    assert refused.status_code == 409 and "running" in refused.json()["detail"]
+    assert running.number == 0
+    assert client.delete(f"/studies/{created['id']}", params={"force": True}).status_code == 204
+    assert client.get(f"/studies/{created['id']}").status_code == 404
+
+
+def test_duplicate_name_is_409_and_unknown_id_is_404(client: TestClient) -> None:
+    _create(client, name="twice")
+    duplicate = client.post("/studies", json={"name": "twice", "dataset": "digits-lt", "method": "wb",
+                                              "n_trials": 2})
+    assert duplicate.status_code == 409 and "twice" in duplicate.json()["detail"]
+    missing = client.get("/studies/987654")
+    assert missing.status_code == 404 and "987654" in missing.json()["detail"]
+
+
+def _row_counts(postgres_url: str) -> tuple[int, int]:
+    engine = sa.create_engine(postgres_url, poolclass=sa.NullPool)
+    with engine.connect() as connection:
+        optuna_rows = connection.execute(sa.text("SELECT count(*) FROM studies")).scalar_one()
+        our_rows = connection.execute(sa.text("SELECT count(*) FROM tailtune_study")).scalar_one()
+    engine.dispose()
+    return optuna_rows, our_rows
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"dataset": "digits-lt", "method": "wb", "n_trials": 3}, "name"),
+    ({"name": "bad", "method": "magic", "n_trials": 3}, "method"),
+    ({"name": "bad", "n_trials": 0}, "n_trials"),
+    ({"name": "bad", "n_trials": 3, "search_space": {"stage2.weight_decay": {"type": "float", "low": 1,
+                                                                                "high": 0.1}}}, "low"),
+    ({"name": "bad", "n_trials": 3, "search_space": {"stage2.weight_decay": {"type": "float", "low": 0,
+                                                                                "high": 1, "log": True}}}, "log"),
+    ({"name": "bad", "n_trials": 3, "fixed": {"stage9.nothing": 1}}, "stage9.nothing"),
+    ({"name": "bad", "n_trials": 3, "search_space": {"stage2.loss": {"type": "categorical", "choices": []}}},
+     "choices"),
+    ({"name": "bad", "n_trials": 3, "dataset": "digits\u0000lt"}, "NUL"),
+])
+def test_bad_spec_is_422_naming_the_field_and_writes_nothing(client: TestClient, postgres_url: str,
+                                                            body: dict, field: str) -> None:
+    before = _row_counts(postgres_url)
+    response = client.post("/studies", json=body)
+    assert response.status_code == 422
+    assert field in response.text
+    assert _row_counts(postgres_url) == before
+
+
+def test_a_token_protects_every_route_but_healthz(postgres_url: str, tmp_path: Path) -> None:
+    app = create_app(Settings(database_url=postgres_url, artifact_dir=tmp_path, api_token="s3cret"))
+    routes = [r for r in app.routes if isinstance(r, APIRoute)]
+    with TestClient(app) as client:
+        for route in routes:
+            path = route.path.replace("{study_id}", "1")
+            for method in route.methods:
+                for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+                    status = client.request(method, path, headers=headers).status_code
+                    expected = 200 if route.path == "/healthz" else 401
+                    assert status == expected, (method, path, headers)
+        authorised = client.get("/studies", headers={"Authorization": "Bearer s3cret"})
+        assert authorised.status_code == 200
+    app.state.database.dispose()
+
+
+@pytest.mark.restarts_postgres
+def test_healthz_is_503_while_the_database_is_down_and_recovers(throwaway_postgres, tmp_path: Path) -> None:
+    app = create_app(Settings(database_url=throwaway_postgres.new_database_url(), artifact_dir=tmp_path))
+    with TestClient(app) as client:
+        assert client.get("/healthz").status_code == 200
+        throwaway_postgres.stop()
+        try:
+            down = client.get("/healthz")
+            assert down.status_code == 503 and "unreachable" in down.json()["database"]
+            assert client.get("/studies").status_code == 503
+        finally:
+            throwaway_postgres.start()
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/studies").status_code == 200
+    app.state.database.dispose()
