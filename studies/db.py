@@ -44,7 +44,7 @@ study_table = sa.Table(
     sa.Column("name", sa.String(512)),
     sa.Column("state", sa.String(16)),
     sa.Column("method", sa.String(32)),
-    sa.Column("dataset", sa.String(512)),
+    sa.Column("dataset", sa.Text),
     sa.Column("n_trials", sa.Integer),
     sa.Column("spec_json", sa.Text),
     sa.Column("consecutive_failures", sa.Integer),

@@ -29,7 +29,9 @@ def method_defaults(method: Method) -> ExperimentConfig:
     if method == "tau-norm":
         return ExperimentConfig(method="tau-norm", stage2=TauNormConfig())
     if method == "los":
-        return ExperimentConfig(method="los", stage2=_los_retrain())
+        # The LOS code's lr 5e-4 assumes CIFAR's ~170 steps per epoch; on small data sets (8 steps per epoch on
+        # digits-lt) it barely moves the classifier, so the tailtune default is WB's stage-2 lr, and lr is searched.
+        return ExperimentConfig(method="los", stage2=_los_retrain(lr=0.01))
     return ExperimentConfig(method="ewb", stage1=Stage1Config(weight_decay=5e-3, feature_reg=1e-2,
                                                               classifier="etf"),
                             stage2=LogitAdjustConfig(tau=0.65))
@@ -37,8 +39,9 @@ def method_defaults(method: Method) -> ExperimentConfig:
 
 def _los_retrain(**overrides: object) -> RetrainConfig:
     # LOS code: fc only, from the stage-1 classifier, SGD lr 5e-4, WD 0, 20 epochs, no MaxNorm.
-    return RetrainConfig(loss="los", over_smoothing=0.98, weight_decay=0.0, maxnorm="none", lr=5e-4,
-                         epochs=20, **overrides)
+    settings = {"loss": "los", "over_smoothing": 0.98, "weight_decay": 0.0, "maxnorm": "none", "lr": 5e-4,
+                "epochs": 20}
+    return RetrainConfig(**(settings | overrides))
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,10 @@ def test_workers_survive_a_postgres_restart(throwaway_postgres: ThrowawayPostgre
     wait_for(finished_two, 60, "two finished trials", workers)
 
     throwaway_postgres.stop()
+    assert not db.ping()
     time.sleep(OUTAGE_S)
     throwaway_postgres.start()
+    assert db.ping()  # the pool's pre-ping replaced the dead connections
 
     for worker in workers:
         assert worker.wait(90) == 0, worker.log()

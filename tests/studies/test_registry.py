@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 
 import optuna
 import pytest
@@ -84,6 +85,29 @@ def test_concurrent_creates_of_one_name_leave_one_study(database: Database) -> N
         thread.join()
     assert sorted(outcomes) == ["created", "exists", "exists", "exists"]
     assert optuna_study_names(database) == ["wb-digits"] and row_count(database) == 1
+
+
+@pytest.mark.postgres
+def test_a_failure_after_the_optuna_study_exists_removes_it_again(postgres_database: Database,
+                                                                  postgres_url: str) -> None:
+    # A role that may write Optuna's tables but not ours: the second step of create_study fails for real.
+    role = f"tailtune_limited_{uuid.uuid4().hex[:8]}"
+    with postgres_database.engine.begin() as connection:
+        for statement in (f'CREATE ROLE "{role}" LOGIN',
+                          f'GRANT ALL ON ALL TABLES IN SCHEMA public TO "{role}"',
+                          f'GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO "{role}"',
+                          f'REVOKE INSERT ON tailtune_study FROM "{role}"'):
+            connection.exec_driver_sql(statement)
+    try:
+        limited = Database.connect(sa.make_url(postgres_url).set(username=role).render_as_string(False))
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied for table tailtune_study"):
+            registry.create_study(limited, spec=make_spec())
+        limited.dispose()
+        assert optuna_study_names(postgres_database) == [] and row_count(postgres_database) == 0
+    finally:
+        with postgres_database.engine.begin() as connection:
+            connection.exec_driver_sql(f'DROP OWNED BY "{role}"')
+            connection.exec_driver_sql(f'DROP ROLE "{role}"')
 
 
 def test_bad_spec_from_the_cli_writes_nothing(storage_url: str) -> None:

@@ -25,7 +25,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(512), nullable=False, unique=True),
         sa.Column("state", sa.String(16), nullable=False, server_default="active"),
         sa.Column("method", sa.String(32), nullable=False),
-        sa.Column("dataset", sa.String(512), nullable=False),
+        sa.Column("dataset", sa.Text, nullable=False),
         sa.Column("n_trials", sa.Integer, nullable=False),
         sa.Column("spec_json", sa.Text, nullable=False),
         sa.Column("consecutive_failures", sa.Integer, nullable=False, server_default="0"),
