@@ -24,11 +24,11 @@ from typing import Any
 
 import optuna
 import sqlalchemy as sa
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.storages import RDBStorage, fail_stale_trials
 from optuna.storages._rdb import models
 from optuna.trial import TrialState
 
-from studies.db import Database, retry_transient, study_table
+from studies.db import Database, retry_callback, retry_transient, study_table
 from studies.registry import WORKER_ATTR, locked_study, mark_done_if_finished, trial_counts, trials
 from studies.samplers import build_pruner, build_sampler
 from studies.spec import StudySpec
@@ -79,13 +79,6 @@ class LoadedStudies:
         return self._studies[key]
 
 
-def retry_callback(max_retry: int) -> RetryHeartbeatStaleTrialCallback:
-    """Optuna's retry of a failed trial: a WAITING clone with the same params and lineage system attrs."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # optuna==5.0.0 is pinned
-        return RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
-
-
 def claim_next_trial(db: Database, *, study_ids: Sequence[int], studies: LoadedStudies,
                      worker_id: str) -> ClaimedTrial | None:
     """A RUNNING trial of the first study (in the order given) whose budget allows one more; None if none."""
@@ -104,16 +97,10 @@ def _claim_in(db: Database, study_id: int, studies: LoadedStudies, worker_id: st
         study, spec = studies.get(row)
         _reap(connection, study)
         counts = trial_counts(connection, [study_id])[study_id]
-        if counts.finished + counts.running >= row.n_trials:
-            budget_used = counts.finished >= row.n_trials
-            trial = None
-        else:
-            trial = _ask(study)
-            # Optuna reaps only trials with a heartbeat row: write the first one before releasing the lock.
-            studies.storage.record_heartbeat(trial._trial_id)
-            studies.storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, worker_id)
+        allowed = counts.finished + counts.running < row.n_trials
+        trial = _ask(study, studies.storage, worker_id) if allowed else None
     if trial is None:
-        if budget_used:
+        if counts.finished >= row.n_trials:
             mark_done_if_finished(db, study_id=study_id)
         return None
     return ClaimedTrial(study_id=study_id, spec=spec, study=study, trial=trial)
@@ -125,11 +112,15 @@ def record_heartbeat(connection: sa.Connection, trial_id: int) -> None:
                        .values(heartbeat=sa.func.now()))
 
 
-def _ask(study: optuna.Study) -> optuna.Trial:
+def _ask(study: optuna.Study, storage: RDBStorage, worker_id: str) -> optuna.Trial:
     with warnings.catch_warnings():
         # Optuna warns that heartbeats are meant for `optimize`; this module is what heartbeats with ask/tell.
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-        return study.ask()
+        trial = study.ask()
+    # Optuna reaps only trials with a heartbeat row: write the first one before the lock is released.
+    storage.record_heartbeat(trial._trial_id)
+    storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, worker_id)
+    return trial
 
 
 # ---------------------------------------------------------------------------------------------- reaping

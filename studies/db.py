@@ -129,7 +129,7 @@ class Database:
         entries are written atomically for this reason).
         """
         if self.is_sqlite:
-            with FileLock(self._sidecar(f"lock-{_digest(name)}")):
+            with FileLock(self._lock_file(name)):
                 yield
             return
         key = _advisory_key(name)
@@ -166,19 +166,26 @@ class Database:
             with self.engine.begin() as connection:
                 upgrade_schema(connection)
 
-    def _sidecar(self, suffix: str) -> str:
-        database = self.engine.url.database
-        if not database or database == ":memory:":
-            raise UserInputError("an in-memory SQLite database cannot be shared by workers; use sqlite:///FILE.db")
-        return f"{Path(database).resolve()}.{suffix}"
+    def _lock_file(self, name: str) -> Path:
+        """SQLite's named locks: files in a folder next to the database, `FILE.db.locks/`."""
+        folder = Path(f"{Path(self.engine.url.database or '').resolve()}.locks")
+        folder.mkdir(exist_ok=True)
+        return folder / _digest(name)
+
+
+def retry_callback(max_retry: int) -> RetryHeartbeatStaleTrialCallback:
+    """Optuna's retry of a failed trial: a WAITING clone with the same params and lineage system attrs
+    (failed_trial, retry_history); after `max_retry` retries of one lineage, none."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)  # "experimental" in Optuna; 5.0.0 is pinned
+        return RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
 
 
 def _new_storage(url: str, heartbeat_interval: int | None, grace_period: int | None,
                  max_retry: int) -> RDBStorage:
     with warnings.catch_warnings():
-        # Heartbeats and their retry callback are "experimental" in Optuna; optuna==5.0.0 is pinned.
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        callback = RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if heartbeat_interval else None
+        warnings.simplefilter("ignore", ExperimentalWarning)  # the heartbeat arguments, as above
+        callback = retry_callback(max_retry) if heartbeat_interval else None
         # `connect` created and version-checked the schema; skipping both saves queries per storage.
         return RDBStorage(url, engine_kwargs=engine_kwargs(url), skip_compatibility_check=True,
                           skip_table_creation=True, heartbeat_interval=heartbeat_interval,

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import optuna
 
 from studies.cache import Stage1Cache
-from studies.space import Choices, FloatRange, ParamValue
+from studies.space import sample_params
 from studies.spec import StudySpec
 from trainers.experiment import run_stage2
 from trainers.loop import EpochCallback
@@ -32,19 +32,9 @@ class StopRequested(Exception):
     """Raised at an epoch boundary when the worker was asked to stop (SIGTERM)."""
 
 
-def sample_params(trial: optuna.Trial, spec: StudySpec) -> dict[str, ParamValue]:
-    params: dict[str, ParamValue] = {}
-    for name, param in spec.resolved_space().items():
-        if isinstance(param, FloatRange):
-            params[name] = trial.suggest_float(name, param.low, param.high, log=param.log)
-        elif isinstance(param, Choices):
-            params[name] = trial.suggest_categorical(name, param.choices)
-    return params
-
-
 def run_trial(trial: optuna.Trial, spec: StudySpec, context: TrialContext) -> list[float]:
     started = time.perf_counter()
-    config = spec.config_for(sample_params(trial, spec))
+    config = spec.config_for(sample_params(trial, spec.resolved_space()))
     on_epoch = _epoch_callback(trial, context, prune=len(spec.objectives) == 1)
     cached = context.cache.backbone_for(config, on_epoch)
     stage2 = run_stage2(cached.backbone, config, context.cache.runtime, on_epoch)

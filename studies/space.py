@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable
 from typing import Annotated, Literal
 
+import optuna
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from trainers.config import Method
@@ -111,3 +112,14 @@ def config_values(params: dict[str, ParamValue]) -> dict[str, ParamValue]:
 
 def default_space(method: Method) -> dict[str, FloatRange | Choices]:
     return dict(_SPACES[method])
+
+
+def sample_params(trial: optuna.Trial, space: dict[str, FloatRange | Choices]) -> dict[str, ParamValue]:
+    """Asks the trial for every searched parameter (its sampler proposes the values)."""
+    params: dict[str, ParamValue] = {}
+    for name, param in space.items():
+        if isinstance(param, FloatRange):
+            params[name] = trial.suggest_float(name, param.low, param.high, log=param.log)
+        elif isinstance(param, Choices):
+            params[name] = trial.suggest_categorical(name, param.choices)
+    return params

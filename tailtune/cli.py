@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tailtune.commands import dashboard, demo, report, serve, study, train, worker
+from tailtune.commands import dashboard, db, demo, report, serve, study, train, worker
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Tune long-tailed image recognition: weight balancing, LOS and EWB, searched by Optuna.")
@@ -15,3 +15,4 @@ app.command("report")(report.report)
 app.command("dashboard")(dashboard.dashboard)
 app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)
+app.add_typer(db.app, name="db")

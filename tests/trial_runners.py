@@ -11,7 +11,7 @@ import time
 
 import optuna
 
-from studies.space import FloatRange
+from studies.space import sample_params
 from studies.spec import StudySpec
 from studies.worker import RunContext
 
@@ -19,13 +19,9 @@ STOP_POLL_S = 0.05
 
 
 def sampled_value(trial: optuna.Trial, spec: StudySpec) -> float:
-    """Suggests every searched parameter; the value is their float sum, so it depends on every one."""
-    total = 0.0
-    for name, param in spec.resolved_space().items():
-        if isinstance(param, FloatRange):
-            total += trial.suggest_float(name, param.low, param.high, log=param.log)
-        else:
-            trial.suggest_categorical(name, param.choices)
+    """Suggests every searched parameter; the value is the sum of the float ones, so it depends on each."""
+    params = sample_params(trial, spec.resolved_space())
+    total = sum(value for value in params.values() if isinstance(value, float))
     trial.set_user_attr("val", {"all": total, "many": total, "medium": None, "few": total / 2})
     trial.set_user_attr("test", {"all": total / 2, "many": total, "medium": None, "few": 0.0})
     return total

@@ -53,12 +53,12 @@ def worker(
 
 
 def connect(storage: str | None) -> Database:
+    configure_logging()
     return Database.connect(storage or "")
 
 
 def worker_settings(heartbeat_interval: int, grace_period: int, artifact_dir: Path, device: str,
                     stop_timeout: float) -> WorkerSettings:
-    configure_logging()
     try:
         return WorkerSettings(heartbeat_interval=heartbeat_interval, grace_period=grace_period,
                               artifact_dir=artifact_dir, device=device, stop_timeout_s=stop_timeout)

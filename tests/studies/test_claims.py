@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from optuna.trial import TrialState
 
 from studies import claims, registry
-from studies.db import Database, is_transient
+from studies.db import Database, is_transient, retry_callback
 from studies.records import TrialRecord
 from studies.spec import parse_spec
 from studies.worker import RunContext, WorkerSettings, run_worker
@@ -75,6 +75,7 @@ def test_an_interrupted_trial_comes_back_with_its_params_while_the_budget_is_ful
     assert registry.get_study(database, study_id=study_id).counts.complete == 2
 
 
+@pytest.mark.slow
 def test_stale_and_orphaned_trials_are_reaped_and_retried_with_their_params(database: Database) -> None:
     study_id, studies = create(database, 2), loaded(database)
     silent = claim(database, study_id, studies)  # claimed, then its worker stops heartbeating
@@ -137,7 +138,7 @@ def test_a_result_for_a_trial_reaped_meanwhile_is_dropped_and_the_worker_goes_on
         if not reaped:  # what a reaper does to a trial whose heartbeat lapsed: FAIL it, queue a clone
             storage = trial.study._storage
             storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-            claims.retry_callback(3)(trial.study, storage.get_trial(trial._trial_id))
+            retry_callback(3)(trial.study, storage.get_trial(trial._trial_id))
             reaped.append(trial.number)
         return [value]
 
@@ -148,6 +149,7 @@ def test_a_result_for_a_trial_reaped_meanwhile_is_dropped_and_the_worker_goes_on
     assert [t.retried_from for t in trials if t.state == "complete"].count(reaped[0]) == 1
 
 
+@pytest.mark.slow
 def test_a_long_trial_is_heartbeated_not_reaped_and_its_worker_is_live(database: Database) -> None:
     study_id = create(database, 1)
     started, release = threading.Event(), threading.Event()

@@ -1,0 +1,20 @@
+"""`tailtune db upgrade`: create or upgrade tailtune's tables (and Optuna's) once, before a deployment starts."""
+
+from __future__ import annotations
+
+import typer
+
+from studies.db import redacted
+from tailtune.commands.common import user_errors
+from tailtune.commands.worker import StorageOption, connect
+
+app = typer.Typer(no_args_is_help=True, help="Database schema.")
+
+
+@app.command()
+def upgrade(storage: StorageOption = None) -> None:
+    """Run the migrations (Optuna's schema and tailtune's Alembic revisions) and exit."""
+    with user_errors():
+        db = connect(storage)
+    typer.echo(f"database at {redacted(db.url)} is up to date")
+    db.dispose()
