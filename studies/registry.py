@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import warnings
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -64,6 +65,12 @@ def create_study(db: Database, *, spec: StudySpec) -> StudyRecord:
                                f"(tailtune study delete {spec.name})") from None
     try:
         storage.set_study_user_attr(study_id, SPEC_ATTR, spec.model_dump(mode="json"))
+        # Named metrics ("val all", "val few") label the axes in optuna-dashboard and the report; the API is
+        # marked experimental in optuna 5.0.0, which we pin.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.load_study(study_name=spec.name, storage=storage).set_metric_names(
+                [f"val {split}" for split in spec.objectives])
         _insert_study_row(db, study_id, spec)
     except BaseException:
         storage.delete_study(study_id)

@@ -53,6 +53,8 @@ class WorkerSettings(BaseModel):
     max_retry: int = Field(3, ge=0, description="retries of one killed or interrupted trial")
     outage_timeout_s: float = Field(300.0, gt=0, description="how long the database may be unreachable")
     handle_signals: bool = Field(True, description="install SIGTERM/SIGINT handlers (main thread only)")
+    wait_for_studies: bool = Field(False, description="when no study is open, wait for new ones instead of "
+                                   "exiting (a long-lived worker in a Deployment)")
 
     @model_validator(mode="after")
     def _grace_covers_heartbeats(self) -> WorkerSettings:
@@ -240,7 +242,9 @@ class _Worker:
         """Claims and runs one trial, or waits while others hold the rest of the budget; False when done."""
         targets = self._open_studies(study_ids)
         if not targets:
-            return False
+            if self.settings.wait_for_studies:
+                self.stop.event.wait(self.settings.poll_interval_s)
+            return self.settings.wait_for_studies
         claimed = claims.claim_next_trial(self.db, study_ids=targets, studies=self.studies,
                                           worker_id=self.worker_id)
         if claimed is None:

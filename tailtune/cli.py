@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+# Command modules import torch, matplotlib, FastAPI and optuna-dashboard inside the commands that need them,
+# so `tailtune --help` and a worker start in about a second instead of several.
 from tailtune.commands import dashboard, db, demo, report, serve, study, train, worker
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,

@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import optuna_dashboard
 import typer
-from optuna.artifacts import FileSystemArtifactStore
 
 from studies.db import redacted
 from tailtune.commands.common import user_errors
@@ -22,6 +20,9 @@ def dashboard(
                                                help="where report figures are stored")] = Path("tailtune-artifacts"),
 ) -> None:
     """Serve optuna-dashboard on the same database the workers use (per-split accuracies are user attrs)."""
+    import optuna_dashboard
+    from optuna.artifacts import FileSystemArtifactStore
+
     with user_errors():
         db = connect(storage)
     artifacts = artifact_dir / "optuna"

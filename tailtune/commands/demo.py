@@ -21,8 +21,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from service.core.config import Settings
-from service.main import create_app
-from studies.worker import WorkerSettings, run_worker
 from tailtune.commands.common import user_errors
 
 console = Console()
@@ -36,6 +34,8 @@ def demo(
     artifact_dir: Annotated[Path, typer.Option(help="stage-1 cache")] = Path("tailtune-artifacts"),
 ) -> None:
     """Run a real study through the REST API and an in-process worker, then print the leaderboard."""
+    from service.main import create_app
+
     storage = storage or _fresh_sqlite(Path("tailtune-demo.db"))
     body: dict[str, Any] = {"name": "demo-wb-digits", "dataset": "digits-lt", "method": "wb",
                             "n_trials": 4 if quick else n_trials, "seed": 0}
@@ -89,6 +89,8 @@ class _serving:
 
 def _run_with_progress(db: Any, client: httpx.Client, created: dict[str, Any], artifact_dir: Path) -> None:
     """The worker runs here; a thread follows the study over HTTP, as a user's client would."""
+    from studies.worker import WorkerSettings, run_worker
+
     settings = WorkerSettings(artifact_dir=artifact_dir, heartbeat_interval=5, grace_period=15, device="cpu")
     done = threading.Event()
     with Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(),

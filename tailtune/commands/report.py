@@ -11,7 +11,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from studies.report import build_report
 from tailtune.commands.common import user_errors
 from tailtune.commands.worker import StorageOption
 
@@ -29,6 +28,8 @@ def report(
              "where `tailtune dashboard` (same directory) shows them")] = Path("tailtune-artifacts"),
 ) -> None:
     """Write a study's report: best-so-far, accuracy per parameter, weight norms, LOS logits, Few vs All."""
+    from studies.report import build_report
+
     with user_errors():
         files = build_report(storage or "", study, out or Path("reports") / study, artifact_dir / "optuna")
     console.print(f"wrote {len(files.pngs)} figures and {files.html}", highlight=False, soft_wrap=True)

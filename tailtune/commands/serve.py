@@ -6,10 +6,8 @@ import logging
 from typing import Annotated
 
 import typer
-import uvicorn
 
 from service.core.config import Settings
-from service.main import create_app
 from tailtune.commands.common import user_errors
 from tailtune.commands.worker import StorageOption
 
@@ -23,6 +21,10 @@ def serve(
     storage: StorageOption = None,
 ) -> None:
     """Serve the REST API (OpenAPI docs at /docs). Env: TAILTUNE_DATABASE_URL, TAILTUNE_API_TOKEN."""
+    import uvicorn
+
+    from service.main import create_app
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     with user_errors():
         settings = Settings(**({"database_url": storage} if storage else {}))

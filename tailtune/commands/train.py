@@ -12,9 +12,7 @@ from rich.table import Table
 
 from tailtune.commands.common import parse_assignments, user_errors
 from trainers.config import ExperimentConfig, Method, RunOptions, with_fields
-from trainers.device import resolve_runtime
 from trainers.errors import UserInputError
-from trainers.experiment import run_experiment
 from trainers.presets import PRESETS, method_defaults
 from trainers.results import ExperimentResult, SplitAccuracy
 
@@ -77,6 +75,9 @@ def _run_options(device: str, checkpoint_dir: Path | None, progress: bool) -> Ru
 
 
 def _run(config: ExperimentConfig, options: RunOptions) -> ExperimentResult:
+    from trainers.device import resolve_runtime
+    from trainers.experiment import run_experiment
+
     with _EpochProgress(enabled=options.progress) as progress:
         return run_experiment(config, resolve_runtime(options), progress.on_epoch, options.checkpoint_dir)
 

@@ -43,10 +43,12 @@ def worker(
     device: DeviceOption = "auto",
     stop_timeout: StopTimeoutOption = 5.0,
     trial_runner: RunnerOption = None,
+    wait: Annotated[bool, typer.Option(help="when every study is done, wait for new ones instead of exiting "
+                                            "(long-lived workers in compose or Kubernetes)")] = False,
 ) -> None:
     """Run trials until the studies' budgets are met, then exit 0 (SIGTERM: finish or hand back, exit 0)."""
     with user_errors():
-        settings = worker_settings(heartbeat_interval, grace_period, artifact_dir, device, stop_timeout)
+        settings = worker_settings(heartbeat_interval, grace_period, artifact_dir, device, stop_timeout, wait)
         summary = run_worker(connect(storage), study_names=study or None, settings=settings,
                              trial_runner=load_runner(trial_runner))
     typer.echo(summary_line(summary))
@@ -58,10 +60,11 @@ def connect(storage: str | None) -> Database:
 
 
 def worker_settings(heartbeat_interval: int, grace_period: int, artifact_dir: Path, device: str,
-                    stop_timeout: float) -> WorkerSettings:
+                    stop_timeout: float, wait: bool = False) -> WorkerSettings:
     try:
         return WorkerSettings(heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-                              artifact_dir=artifact_dir, device=device, stop_timeout_s=stop_timeout)
+                              artifact_dir=artifact_dir, device=device, stop_timeout_s=stop_timeout,
+                              wait_for_studies=wait)
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
                              for e in error.errors())

@@ -98,3 +98,15 @@ def test_three_workers_run_real_digits_trials_and_train_one_shared_backbone(db: 
     assert len(list((artifacts / "stage1").iterdir())) == 1
     study = registry.get_study(db, study_id=study_id)
     assert study.state == "done" and study.best_val["all"] == max(t.val["all"] for t in trials)
+
+
+def test_a_waiting_worker_outlives_its_finished_study_until_sigterm(db: Database, postgres_url: str,
+                                                                  tmp_path: Path) -> None:
+    study_id = create_study(db, "long-lived", 3)
+    [worker] = start_workers(postgres_url, "long-lived", "instant_runner", tmp_path, 1, "--wait")
+    wait_for(lambda: registry.get_study(db, study_id=study_id).state == "done", STARTUP_S, "the budget",
+             [worker])
+    time.sleep(2)
+    assert worker.process.poll() is None, "a --wait worker must stay up for new work"
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(15) == 0, worker.log()

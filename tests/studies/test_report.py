@@ -184,7 +184,7 @@ def test_several_objectives_plot_each_splits_running_maximum(url: str) -> None:
 def test_param_points_follow_the_distributions(url: str) -> None:
     finished = finished_study(make_study(url, "los-params", method="los", n_trials=8))
     points = {name: param_points(finished, name, d) for name, d in searched_params(finished).items()}
-    assert set(points) == {"stage1.weight_decay", "stage2.over_smoothing_gap", "stage2.weight_decay"}
+    assert set(points) == {"stage1.weight_decay", "stage2.over_smoothing_gap", "stage2.weight_decay", "stage2.lr"}
     assert points["stage2.over_smoothing_gap"].log and points["stage2.over_smoothing_gap"].categories is None
     assert points["stage1.weight_decay"].categories == ["0.0005", "0.002", "0.005", "0.01"]
     gap = points["stage2.over_smoothing_gap"]
