@@ -17,7 +17,6 @@ from rich.table import Table
 from studies import registry
 from studies.records import SplitValues, StudyRecord
 from studies.spec import parse_spec
-from studies.worker import run_worker
 from tailtune.commands.common import parse_assignments, user_errors
 from tailtune.commands.worker import (
     ArtifactDirOption,
@@ -28,9 +27,7 @@ from tailtune.commands.worker import (
     StopTimeoutOption,
     StorageOption,
     connect,
-    load_runner,
-    summary_line,
-    worker_settings,
+    worker,
 )
 from trainers.errors import UserInputError
 
@@ -93,11 +90,8 @@ def run(
     trial_runner: RunnerOption = None,
 ) -> None:
     """Run the study's trials in this process until its budget is met (more workers may join)."""
-    with user_errors():
-        settings = worker_settings(heartbeat_interval, grace_period, artifact_dir, device, stop_timeout)
-        summary = run_worker(connect(storage), study_names=[name], settings=settings,
-                             trial_runner=load_runner(trial_runner))
-    typer.echo(summary_line(summary))
+    worker(storage=storage, study=[name], heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+           artifact_dir=artifact_dir, device=device, stop_timeout=stop_timeout, trial_runner=trial_runner)
 
 
 @app.command()
