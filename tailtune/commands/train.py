@@ -45,6 +45,9 @@ def train(
         typer.echo(result.model_dump_json(indent=2))
     else:
         console.print(result_table(result))
+        if preset is not None:
+            reported = ", ".join(f"{key} {value:.2f}" for key, value in PRESETS[preset].reported.items())
+            console.print(f"paper preset {preset}: {PRESETS[preset].paper} reports test {reported}")
 
 
 def _config(dataset: str, method: str, preset: str | None, data_root: Path | None, imbalance_factor: float | None,
