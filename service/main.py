@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-from fastapi import Depends, FastAPI, Request, status
+from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
+from optuna.exceptions import StorageInternalError
 from sqlalchemy.exc import DBAPIError
 
-from service.api.deps import require_token
+from service.api.deps import TokenDep
 from service.api.routes import health, studies, workers
 from service.core.config import Settings
-from studies.db import Database, DatabaseUnavailableError
+from service.schemas import Message
+from studies.db import Database, DatabaseUnavailableError, describe, is_transient
 from studies.registry import StudyBusyError, StudyExistsError, StudyNotFoundError
 from trainers.errors import UserInputError
 
 _STATUS_OF = [(DatabaseUnavailableError, status.HTTP_503_SERVICE_UNAVAILABLE),
               (StudyNotFoundError, status.HTTP_404_NOT_FOUND), (StudyExistsError, status.HTTP_409_CONFLICT),
               (StudyBusyError, status.HTTP_409_CONFLICT), (UserInputError, status.HTTP_422_UNPROCESSABLE_CONTENT)]
+# Every route behind the token may answer these two; documented so clients (and schemathesis) expect them.
+_PROTECTED_RESPONSES: dict[int | str, dict] = {
+    status.HTTP_401_UNAUTHORIZED: {"model": Message, "description": "missing or wrong bearer token"},
+    status.HTTP_503_SERVICE_UNAVAILABLE: {"model": Message, "description": "the database is unreachable"},
+}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -25,12 +32,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                               "`tailtune worker` processes pulling from the same database.")
     app.state.settings = settings
     app.state.database = Database.connect(settings.database_url)
-    protected = [Depends(require_token)]
     app.include_router(health.router)
-    app.include_router(studies.router, dependencies=protected)
-    app.include_router(workers.router, dependencies=protected)
+    for router in (studies.router, workers.router):
+        app.include_router(router, dependencies=[TokenDep], responses=_PROTECTED_RESPONSES)
     app.add_exception_handler(UserInputError, _user_error)
     app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(StorageInternalError, _database_error)
     return app
 
 
@@ -40,6 +47,9 @@ def _user_error(_request: Request, error: Exception) -> JSONResponse:
 
 
 def _database_error(_request: Request, error: Exception) -> JSONResponse:
-    # Transient outages already got retries in studies/; what reaches here is the database being down.
-    return JSONResponse({"detail": f"database unavailable ({type(error).__name__}); retry later"},
+    # studies/ already retried transient errors; one still here means the database went away mid-request.
+    # Anything else is a bug, and stays a 500 so it is seen.
+    if not is_transient(error):
+        raise error
+    return JSONResponse({"detail": f"database unavailable ({describe(error)}); retry later"},
                         status_code=status.HTTP_503_SERVICE_UNAVAILABLE)

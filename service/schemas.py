@@ -24,3 +24,15 @@ class Health(BaseModel):
 
 class Message(BaseModel):
     detail: str
+
+
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description="where the bad value is: body, query or path, then the field")
+    msg: str = Field(description="what is wrong with it")
+    type: str
+
+
+class ValidationErrors(BaseModel):
+    """FastAPI's 422 body: one entry per bad field."""
+
+    detail: list[FieldError]

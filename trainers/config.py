@@ -26,6 +26,10 @@ def _finite(value: float) -> float:
     return value
 
 
+BUILT_IN_DATASETS = ("digits-lt", "cifar10-lt", "cifar100-lt", "imagenet-lt", "inat2018")
+FOLDER_PREFIX = "folder:"
+
+
 class DataConfig(_Frozen):
     """Which data set, how long-tailed, and where it lives on disk."""
 
@@ -39,6 +43,14 @@ class DataConfig(_Frozen):
     cifar_counts: Literal["ewb", "wb"] = Field(
         "ewb", description="ewb: n_max 480 with round() and a 20-per-class val split; wb: the WB code's floor() counts")
     split_seed: int = Field(0, description="seed of the val/test carving where a data set needs one")
+
+    @field_validator("name")
+    @classmethod
+    def _known_dataset(cls, value: str) -> str:
+        if value not in BUILT_IN_DATASETS and not (value.startswith(FOLDER_PREFIX) and len(value) > len(FOLDER_PREFIX)):
+            raise ValueError(f"unknown data set {value!r}; choose one of {', '.join(BUILT_IN_DATASETS)} or "
+                             f"{FOLDER_PREFIX}PATH")
+        return value
 
     @field_validator("imbalance_factor")
     @classmethod

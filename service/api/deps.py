@@ -22,6 +22,15 @@ def get_database(request: Request) -> Database:
     return request.app.state.database
 
 
+def get_reachable_database(database: Annotated[Database, Depends(get_database)]) -> Database:
+    # studies/ retries reads for up to a minute, which suits a worker; an HTTP client should hear at once that
+    # the database is down (503) and retry itself, not hang past its load balancer's timeout.
+    if not database.ping():
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            detail="database unreachable; retry later (GET /healthz reports when it is back)")
+    return database
+
+
 def require_token(settings: Annotated[Settings, Depends(get_settings)],
                   credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
     if settings.api_token is None:
@@ -35,5 +44,5 @@ def require_token(settings: Annotated[Settings, Depends(get_settings)],
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-DatabaseDep = Annotated[Database, Depends(get_database)]
+DatabaseDep = Annotated[Database, Depends(get_reachable_database)]
 TokenDep = Depends(require_token)

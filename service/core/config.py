@@ -15,4 +15,3 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(None, description="when set, every route but /healthz needs it as a "
                                         "Bearer token")
     artifact_dir: Path = Field(Path("tailtune-artifacts"), description="stage-1 cache and report figures")
-    page_limit_max: int = Field(500, ge=1, description="largest page a list endpoint returns")

@@ -34,6 +34,8 @@ def demo(
     artifact_dir: Annotated[Path, typer.Option(help="stage-1 cache")] = Path("tailtune-artifacts"),
 ) -> None:
     """Run a real study through the REST API and an in-process worker, then print the leaderboard."""
+    import optuna
+
     from service.main import create_app
 
     storage = storage or _fresh_sqlite(Path("tailtune-demo.db"))
@@ -41,21 +43,34 @@ def demo(
                             "n_trials": 4 if quick else n_trials, "seed": 0}
     if quick:
         body["fixed"] = {"stage1.epochs": 3}
+    # Optuna logs each study and trial at INFO; the progress bar and the leaderboard say the same, readably.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     with user_errors():
-        app = create_app(Settings(database_url=storage, artifact_dir=artifact_dir))
-        with _serving(app) as base_url, httpx.Client(base_url=base_url, timeout=60) as client:
+        settings = Settings(database_url=storage, artifact_dir=artifact_dir)
+        app = create_app(settings)
+        with (_serving(app) as base_url,
+              httpx.Client(base_url=base_url, timeout=60, headers=_auth_headers(settings)) as client):
             created = _post_study(client, body)
             console.print(f"API at {base_url}; created study {created['name']!r} (id {created['id']}): "
-                          f"{created['urls']['self']}")
+                          f"{created['urls']['self']}", soft_wrap=True)
             _run_with_progress(app.state.database, client, created, artifact_dir)
             trials = client.get(f"/studies/{created['id']}/trials", params={"order": "value", "limit": 5}).json()
             study = client.get(f"/studies/{created['id']}").json()
     console.print(leaderboard(trials["items"], study))
-    console.print(f"Inspect it: [bold]optuna-dashboard {storage}[/]")
+    # soft_wrap: a long URL stays on one line, so the command can be copied whole.
+    console.print(f"Inspect it: [bold]optuna-dashboard {storage}[/]", soft_wrap=True)
+
+
+def _auth_headers(settings: Settings) -> dict[str, str]:
+    # A TAILTUNE_API_TOKEN in the environment (or .env) protects the demo's API too; send it like a client.
+    token = settings.api_token
+    return {"Authorization": f"Bearer {token.get_secret_value()}"} if token is not None else {}
 
 
 def _fresh_sqlite(path: Path) -> str:
-    path.unlink(missing_ok=True)
+    # The WAL and shared-memory files go too: a crashed earlier run must not leave half a journal behind.
+    for leftover in (path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):
+        leftover.unlink(missing_ok=True)
     return f"sqlite:///{path}"
 
 
@@ -95,11 +110,14 @@ def _run_with_progress(db: Any, client: httpx.Client, created: dict[str, Any], a
     done = threading.Event()
     with Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("best val All {task.fields[best]}"), TimeElapsedColumn(), console=console) as progress:
-        task = progress.add_task("trials", total=created_total(client, created), best="-")
+        task = progress.add_task("trials", total=_n_trials(client, created), best="-")
 
         def follow() -> None:
             while not done.wait(0.5):
-                study = client.get(f"/studies/{created['id']}").json()
+                response = client.get(f"/studies/{created['id']}")
+                if response.status_code != 200:
+                    continue  # a busy moment of the SQLite file; the next poll catches up
+                study = response.json()
                 best = study["best_val"]["all"] if study.get("best_val") else None
                 progress.update(task, completed=study["counts"]["complete"] + study["counts"]["pruned"],
                                 best=f"{best:.1f}%" if best is not None else "-")
@@ -111,10 +129,10 @@ def _run_with_progress(db: Any, client: httpx.Client, created: dict[str, Any], a
         finally:
             done.set()
             follower.join()
-        progress.update(task, completed=created_total(client, created))
+        progress.update(task, completed=_n_trials(client, created))
 
 
-def created_total(client: httpx.Client, created: dict[str, Any]) -> int:
+def _n_trials(client: httpx.Client, created: dict[str, Any]) -> int:
     return client.get(f"/studies/{created['id']}").json()["n_trials"]
 
 

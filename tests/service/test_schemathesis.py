@@ -2,41 +2,81 @@
 
 from __future__ import annotations
 
+import itertools
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import schemathesis
+from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    negative_data_rejection,
     response_schema_conformance,
     status_code_conformance,
 )
 
 from service.core.config import Settings
 from service.main import create_app
+from studies.worker import WorkerSettings, run_worker
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+# Valid requests (positive) reach the routes' logic; invalid ones (negative) must be refused with a 4xx.
+EXAMPLES = {GenerationMode.POSITIVE: 25, GenerationMode.NEGATIVE: 15}
+# The schema declares the bearer token (as a deployment has it); negative cases also send none or a wrong one.
+TOKEN = "s3cret"
+AUTHORIZED = {"Authorization": f"Bearer {TOKEN}"}
+
 
 @pytest.fixture
-def api_schema(postgres_url: str, tmp_path: Path) -> Iterator[schemathesis.schemas.BaseSchema]:
-    app = create_app(Settings(database_url=postgres_url, artifact_dir=tmp_path))
-    yield schemathesis.openapi.from_asgi("/openapi.json", app)
+def app_with_a_finished_study(postgres_url: str, tmp_path: Path) -> Iterator[object]:
+    """Study 1 has a real finished trial, so generated ids reach the trials, report and stop paths."""
+    app = create_app(Settings(database_url=postgres_url, artifact_dir=tmp_path, api_token=TOKEN))
+    with TestClient(app, headers=AUTHORIZED) as client:
+        body = {"name": "seeded", "dataset": "digits-lt", "n_trials": 1, "fixed": {"stage1.epochs": 1}}
+        assert client.post("/studies", json=body).json()["id"] == 1
+    run_worker(app.state.database, study_names=["seeded"],
+               settings=WorkerSettings(heartbeat_interval=1, grace_period=3, artifact_dir=tmp_path, device="cpu",
+                                       handle_signals=False))
+    yield app
     app.state.database.dispose()
 
 
-def test_api_never_errors_and_conforms_to_its_schema(api_schema: schemathesis.schemas.BaseSchema) -> None:
-    # schemathesis' pytest plugin does not run under pytest 9 yet, so drive its strategies with hypothesis.
+def test_api_never_errors_and_conforms_to_its_schema(app_with_a_finished_study: object) -> None:
+    api_schema = schemathesis.openapi.from_asgi("/openapi.json", app_with_a_finished_study)
     operations = [result.ok() for result in api_schema.get_all_operations()]
     assert len(operations) >= 8
-    for operation in operations:
-        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-        @given(case=operation.as_strategy())
-        def conforms(case: schemathesis.Case) -> None:
-            case.call_and_validate(checks=[not_a_server_error, status_code_conformance, content_type_conformance,
-                                           response_schema_conformance])
+    # DELETE last, so the seeded study is there while the other operations draw its id.
+    operations.sort(key=lambda operation: operation.method.upper() == "DELETE")
+    statuses: Counter[tuple[str, int]] = Counter()
+    for operation, mode in itertools.product(operations, GenerationMode):
+        # An operation that takes no input has no invalid request to send.
+        takes_input = operation.path_parameters or operation.query or operation.body
+        if mode is GenerationMode.POSITIVE or takes_input:
+            _check_operation(operation, mode, statuses)
+    # The run reached real work, not only 404s and 422s.
+    for reached in [("POST /studies", 201), ("GET /studies/{study_id}/trials", 200),
+                    ("GET /studies/{study_id}/report", 200)]:
+        assert statuses[reached] > 0, (reached, statuses)
 
-        conforms()
+
+def _check_operation(operation: schemathesis.APIOperation, mode: GenerationMode,
+                     statuses: Counter[tuple[str, int]]) -> None:
+    """Generated requests of one operation and mode, each response checked; statuses counted by label."""
+    checks = CHECKS + ([negative_data_rejection] if mode is GenerationMode.NEGATIVE else [])
+
+    # schemathesis' pytest plugin does not run under pytest 9 yet, so drive its strategies with hypothesis.
+    @settings(max_examples=EXAMPLES[mode], deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(case=operation.as_strategy(mode, headers=AUTHORIZED))
+    def conforms(case: schemathesis.Case) -> None:
+        response = case.call()
+        statuses[(operation.label, response.status_code)] += 1
+        case.validate_response(response, checks=checks)
+
+    conforms()

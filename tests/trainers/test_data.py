@@ -17,8 +17,8 @@ from tests.trainers.fake_data import (
     write_fake_inat2018,
     write_image,
 )
-from trainers.config import DataConfig
-from trainers.data import DATASET_NAMES, LTDataset, load_dataset, lt_counts
+from trainers.config import BUILT_IN_DATASETS, DataConfig
+from trainers.data import LTDataset, load_dataset, lt_counts
 from trainers.data.profiles import carve_balanced_val
 from trainers.errors import UserInputError
 
@@ -205,9 +205,9 @@ def test_folder_without_test_split_is_refused(tmp_path: Path) -> None:
 
 
 def test_unknown_data_set_lists_the_valid_names() -> None:
-    with pytest.raises(UserInputError) as error:
-        load_dataset(DataConfig(name="mnist-lt"))
-    assert all(name in str(error.value) for name in DATASET_NAMES)
+    with pytest.raises(ValueError) as error:
+        DataConfig(name="mnist-lt")
+    assert all(name in str(error.value) for name in (*BUILT_IN_DATASETS, "folder:PATH"))
 
 
 # ---------------------------------------------------------------------------------------------- list files

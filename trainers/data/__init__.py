@@ -16,7 +16,7 @@ from trainers.data.profiles import lt_counts
 from trainers.data.types import AugmentSpec, ImageSplit, LTDataset
 from trainers.errors import UserInputError
 
-__all__ = ["DATASET_NAMES", "AugmentSpec", "ImageSplit", "LTDataset", "load_dataset", "lt_counts"]
+__all__ = ["AugmentSpec", "ImageSplit", "LTDataset", "load_dataset", "lt_counts"]
 
 _LOADERS: dict[str, Callable[[DataConfig], LTDataset]] = {
     "digits-lt": load_digits_lt,
@@ -25,15 +25,12 @@ _LOADERS: dict[str, Callable[[DataConfig], LTDataset]] = {
     "imagenet-lt": load_imagenet_lt,
     "inat2018": load_inat2018,
 }
-DATASET_NAMES = (*_LOADERS, f"{FOLDER_PREFIX}PATH")
 _GENERATED_PROFILES = {"digits-lt", "cifar10-lt", "cifar100-lt"}  # the only ones an imbalance factor shapes
 
 
 def load_dataset(cfg: DataConfig) -> LTDataset:
     """Load the configured data set whole into memory; UserInputError names what to fix."""
-    is_folder = cfg.name.startswith(FOLDER_PREFIX)
-    if not is_folder and cfg.name not in _LOADERS:
-        raise UserInputError(f"unknown data set {cfg.name!r}; choose one of {', '.join(DATASET_NAMES)}")
+    is_folder = cfg.name.startswith(FOLDER_PREFIX)  # DataConfig has already refused unknown names
     if cfg.imbalance_factor is not None and cfg.name not in _GENERATED_PROFILES:
         raise UserInputError(f"{cfg.name} keeps the class counts of its files; drop the imbalance factor "
                              f"(it shapes only {', '.join(sorted(_GENERATED_PROFILES))})")

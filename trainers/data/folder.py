@@ -13,13 +13,12 @@ from pathlib import Path
 
 import torch
 
-from trainers.config import DataConfig
+from trainers.config import FOLDER_PREFIX, DataConfig
 from trainers.data.images import all_grayscale, channel_mean_std, crop_padding_for, is_image_file, read_images
 from trainers.data.profiles import FileEntries, carve_val_files
 from trainers.data.types import AugmentSpec, ImageSplit, LTDataset
 from trainers.errors import UserInputError
 
-FOLDER_PREFIX = "folder:"
 _LAYOUT = "PATH/train/<class>/*.png|jpg|jpeg and PATH/test/<class>/..."
 
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
-from service.api.deps import DatabaseDep
+from service.api.deps import get_database
 from service.schemas import Health
+from studies.db import Database
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
-def healthz(db: DatabaseDep) -> JSONResponse:
+def healthz(db: Annotated[Database, Depends(get_database)]) -> JSONResponse:
     if db.ping():
         return JSONResponse({"database": "ok"})
     return JSONResponse({"database": "unreachable: check TAILTUNE_DATABASE_URL and the server"}, status_code=503)

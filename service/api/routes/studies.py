@@ -10,9 +10,9 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import HTMLResponse
 
 from service.api.deps import DatabaseDep, SettingsDep
-from service.schemas import Message, StudyCreated, StudyLinks
+from service.schemas import Message, StudyCreated, StudyLinks, ValidationErrors
 from studies import registry
-from studies.db import redacted
+from studies.db import Database, redacted
 from studies.records import Page, StudyRecord, StudyState, TrialRecord
 from studies.report import build_report
 from studies.spec import StudySpec
@@ -27,7 +27,9 @@ NOT_FOUND = {404: {"model": Message}}
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=StudyCreated,
-             responses={409: {"model": Message}, 422: {"description": "a message per bad field"}})
+             responses={400: {"model": Message, "description": "the body is not UTF-8 JSON"},
+                        409: {"model": Message, "description": "a study of that name exists"},
+                        422: {"model": ValidationErrors, "description": "a message per bad field"}})
 def create_study(spec: StudySpec, db: DatabaseDep, request: Request) -> StudyCreated:
     record = registry.create_study(db, spec=spec)
     return StudyCreated(id=record.id, name=record.name, urls=_links(request, record.id, db))
@@ -48,7 +50,6 @@ def get_study(study_id: StudyId, db: DatabaseDep) -> StudyRecord:
 def list_trials(study_id: StudyId, db: DatabaseDep, offset: Offset = 0, limit: Limit = 50,
                 order: Annotated[Literal["number", "value"], Query(description="value: best first")] = "number",
                 ) -> Page[TrialRecord]:
-    registry.get_study(db, study_id=study_id)
     return registry.list_trials(db, study_id=study_id, offset=offset, limit=limit, order=order)
 
 
@@ -67,7 +68,8 @@ def delete_study(study_id: StudyId, db: DatabaseDep,
 
 
 @router.get("/{study_id}/report", responses={200: {"content": {"text/html": {}}, "description": "the report page"},
-                                            **NOT_FOUND, 422: {"model": Message}})
+                                            **NOT_FOUND, 422: {"model": Message | ValidationErrors,
+                                                               "description": "no finished trials yet"}})
 def study_report(study_id: StudyId, db: DatabaseDep, settings: SettingsDep) -> HTMLResponse:
     """The study's report page (figures inlined), as `tailtune report` writes it."""
     record = registry.get_study(db, study_id=study_id)
@@ -84,7 +86,7 @@ def _inline_images(html_path: FilePath) -> str:
     return html
 
 
-def _links(request: Request, study_id: int, db: DatabaseDep) -> StudyLinks:
+def _links(request: Request, study_id: int, db: Database) -> StudyLinks:
     base = str(request.url_for("get_study", study_id=study_id))
     return StudyLinks(self=base, trials=f"{base}/trials", report=f"{base}/report",
                       dashboard=f"optuna-dashboard {redacted(db.url)}")
