@@ -1,4 +1,4 @@
-"""MaxNorm on classifier rows by projected gradient descent (WB, Sec. 3.3): ||W_k||_2 <= delta per class."""
+"""MaxNorm on classifier rows by projected gradient descent (WB Sec. 3.3, eq. 5): ||W_k||_2 <= delta per class."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import torch
 
 
 def row_norms(weight: torch.Tensor) -> torch.Tensor:
+    """||W_k||_2 per class row (K), detached: WB Fig. 6's per-class weight norms."""
     return weight.detach().norm(dim=-1)
 
 
 def relative_radius(norms: torch.Tensor, thresh: float) -> torch.Tensor:
-    """The authors' code: delta = min_k r_k + t (max_k r_k - min_k r_k), from the stage-1 row norms."""
+    """The authors' code: delta = min_k r_k + t (max_k r_k - min_k r_k), r_k the stage-1 row norms, t in [0, 1]."""
     return norms.min() + thresh * (norms.max() - norms.min())
 
 
@@ -22,4 +23,5 @@ def project_rows_(weight: torch.Tensor, radius: float | torch.Tensor) -> None:
     """
     norms = weight.norm(dim=-1, keepdim=True)
     outside = norms > radius
+    # clamp_min only guards the division; a zero row is inside every ball and torch.where keeps it as it was.
     weight.copy_(torch.where(outside, weight * (radius / norms.clamp_min(1e-12)), weight))
