@@ -30,6 +30,10 @@ import sqlalchemy as sa
 
 from studies.db import Database
 
+# Two torch threads per process on a shared two-core machine thrash (small convs ran 50x slower); tests and the
+# worker processes they start use one. Set before any test imports torch.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 @dataclass(frozen=True)
 class PostgresServer:

@@ -116,11 +116,12 @@ def _batched_loss(features: torch.Tensor, labels: torch.Tensor, weight: torch.Te
     # Soft-target CE covers CE (delta 0), CB (class weights) and LOS (delta > 0): target 1-delta+delta/K.
     delta = hyper.smoothing[:, None, None]
     targets = one_hot * (1 - delta) + delta / num_classes
-    cross_entropy = -(targets * F.log_softmax(logits, dim=-1)).sum(-1)
-    soft_ce = (sample_weight * cross_entropy).mean(-1)
-    # WB code's CB loss: BCE on softmax probabilities, weighted by w_y, mean over B*K entries.
-    probs = F.softmax(logits, dim=-1).clamp(1e-7, 1 - 1e-7)
-    entries = -(one_hot * probs.log() + (1 - one_hot) * (1 - probs).log())
+    log_probs = F.log_softmax(logits, dim=-1)
+    soft_ce = (sample_weight * -(targets * log_probs).sum(-1)).mean(-1)
+    # WB code's CB loss: BCE on softmax probabilities, weighted by w_y, mean over B*K entries; as in
+    # losses.cb_bce_softmax, only 1 - p is clamped (float32 softmax saturates to 1).
+    log_not_probs = torch.log1p(-log_probs.exp().clamp(max=1 - 1e-7))
+    entries = -(one_hot * log_probs + (1 - one_hot) * log_not_probs)
     bce = (sample_weight[..., None] * entries).mean(dim=(-2, -1))
     return torch.where(hyper.bce, bce, soft_ce).sum()
 

@@ -112,4 +112,5 @@ def predict(model: LTModel, split: ImageSplit, data: LTDataset, runtime: Runtime
 def evaluate_all(model: LTModel, split: ImageSplit, data: LTDataset, runtime: Runtime) -> float:
     """Per-class-mean accuracy in percent (the papers' "All"), for progress and pruning."""
     _, logits = predict(model, split, data, runtime)
-    return per_class_accuracy(logits, split.labels.to(logits.device), data.num_classes).mean().item()
+    # nanmean: a class absent from this split (NaN) must not turn the number into NaN.
+    return per_class_accuracy(logits, split.labels.to(logits.device), data.num_classes).nanmean().item()
