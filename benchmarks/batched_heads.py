@@ -29,7 +29,7 @@ def configs(count: int, epochs: int) -> list[RetrainConfig]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", type=int, default=16)
-    parser.add_argument("--samples", type=int, default=10_000)
+    parser.add_argument("--samples", type=int, default=4_000)
     parser.add_argument("--classes", type=int, default=100)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
