@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 
+import sqlalchemy as sa
 import torch
 
 from trainers.features import FeatureBank
@@ -42,3 +45,26 @@ def synthetic_bank(samples: int, dim: int, classes: int, views: int, seed: int =
                        test_labels=held_out_labels, fdr_train=0.0, fdr_test=0.0)
     head = Head(0.05 * torch.randn(classes, dim, generator=generator), torch.zeros(classes))
     return bank, head, counts
+
+
+ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+
+
+def _admin(statement: str) -> None:
+    # CREATE/DROP DATABASE cannot run inside a transaction block, hence AUTOCOMMIT.
+    engine = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+    with engine.connect() as connection:
+        connection.exec_driver_sql(statement)
+    engine.dispose()
+
+
+@contextlib.contextmanager
+def scratch_postgres_database() -> Iterator[str]:
+    """A fresh database on the local PostgreSQL (127.0.0.1:5432, trust auth), dropped afterwards; yields its URL."""
+    name = f"tailtune_bench_{uuid.uuid4().hex[:12]}"
+    _admin(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+    finally:
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+

@@ -13,19 +13,17 @@ import argparse
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import optuna
-import sqlalchemy as sa
 
+from benchmarks._common import scratch_postgres_database
 from studies import registry
 from studies.db import Database
 from studies.space import sample_params
 from studies.spec import StudySpec, parse_spec
 
 REPO = Path(__file__).resolve().parents[1]
-ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 
 
 def noop_runner(trial: optuna.Trial, spec: StudySpec, context: object) -> list[float]:
@@ -34,18 +32,8 @@ def noop_runner(trial: optuna.Trial, spec: StudySpec, context: object) -> list[f
     return [float(sum(v for v in params.values() if isinstance(v, float)))] * len(spec.objectives)
 
 
-def _admin(statement: str) -> None:
-    engine = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
-    with engine.connect() as connection:
-        connection.exec_driver_sql(statement)
-    engine.dispose()
-
-
 def measure(workers: int, trials: int) -> tuple[float, int]:
-    name = f"tailtune_bench_{uuid.uuid4().hex[:12]}"
-    _admin(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
-    try:
+    with scratch_postgres_database() as url:
         db = Database.connect(url)
         registry.create_study(db, spec=parse_spec({"name": "claims", "n_trials": trials, "sampler": "random"}))
         command = [sys.executable, "-m", "tailtune.commands.worker", "--storage", url, "--study", "claims",
@@ -59,9 +47,7 @@ def measure(workers: int, trials: int) -> tuple[float, int]:
                 if t.state == optuna.trial.TrialState.COMPLETE]
         span = (max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)).total_seconds()
         db.dispose()
-        return len(done) / span, len(done) - trials
-    finally:
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return len(done) / span, len(done) - trials
 
 
 def main() -> None:

@@ -11,28 +11,18 @@ from __future__ import annotations
 
 import argparse
 import time
-import uuid
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import optuna
-import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from benchmarks._common import scratch_postgres_database
 from service.core.config import Settings
 from service.main import create_app
 from studies.space import sample_params
 from studies.spec import StudySpec, parse_spec
 from studies.worker import WorkerSettings, run_worker
-
-ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
-
-
-def _admin(statement: str) -> None:
-    engine = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
-    with engine.connect() as connection:
-        connection.exec_driver_sql(statement)
-    engine.dispose()
 
 
 def raw_optuna(spec: StudySpec, seconds: float) -> float:
@@ -53,24 +43,18 @@ def through_tailtune(spec: StudySpec, seconds: float) -> float:
         time.sleep(seconds)
         return [0.0]
 
-    name = f"tailtune_bench_{uuid.uuid4().hex[:12]}"
-    _admin(f'CREATE DATABASE "{name}"')
-    try:
-        with TemporaryDirectory() as artifacts:
-            app = create_app(Settings(database_url=f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}",
-                                      artifact_dir=Path(artifacts)))
-            with TestClient(app) as client:
-                started = time.perf_counter()
-                study_id = client.post("/studies", json=spec.model_dump(mode="json")).json()["id"]
-                run_worker(app.state.database, study_names=[spec.name], trial_runner=runner,
-                           settings=WorkerSettings(artifact_dir=Path(artifacts), handle_signals=False))
-                trials = client.get(f"/studies/{study_id}/trials", params={"limit": 500}).json()
-                elapsed = time.perf_counter() - started
-            app.state.database.dispose()
-        assert trials["total"] == spec.n_trials
-        return elapsed
-    finally:
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_postgres_database() as url, TemporaryDirectory() as artifacts:
+        app = create_app(Settings(database_url=url, artifact_dir=Path(artifacts)))
+        with TestClient(app) as client:
+            started = time.perf_counter()
+            study_id = client.post("/studies", json=spec.model_dump(mode="json")).json()["id"]
+            run_worker(app.state.database, study_names=[spec.name], trial_runner=runner,
+                       settings=WorkerSettings(artifact_dir=Path(artifacts), handle_signals=False))
+            trials = client.get(f"/studies/{study_id}/trials", params={"limit": 500}).json()
+            elapsed = time.perf_counter() - started
+        app.state.database.dispose()
+    assert trials["total"] == spec.n_trials
+    return elapsed
 
 
 def main() -> None:
