@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.trainers.fake_data import write_fake_image_folder
+from tests.trainers.fake_data import write_fake_cifar, write_fake_image_folder
 
 TAILTUNE = [sys.executable, "-m", "tailtune"]
 
@@ -43,6 +43,8 @@ def test_train_table_on_a_folder_data_set(tmp_path: Path) -> None:
     (["--imbalance-factor", "0.5"], "imbalance"),
     (["--set", "stage2.maxnorm=absolute", "--set", "stage2.maxnorm_radius=-1"], "maxnorm_radius"),
     (["--method", "magic"], "unknown method"),
+    (["--preset", "wb-cifar100-if100"], "cifar100-lt needs --data-root"),
+    (["--preset", "ewb-cifar100-if100", "--method", "wb"], "drop --method"),
     (["--set", "stage1.lr=1e12", "--epochs", "2"], "NaN"),
 ])
 def test_bad_input_is_one_clear_line_and_nonzero_exit(args: list[str], message: str) -> None:
@@ -50,3 +52,18 @@ def test_bad_input_is_one_clear_line_and_nonzero_exit(args: list[str], message: 
     assert completed.returncode != 0
     assert message in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+@pytest.mark.slow
+def test_a_paper_preset_runs_its_recipe_on_cifar_files_and_shows_the_papers_numbers(tmp_path: Path) -> None:
+    write_fake_cifar(tmp_path, num_classes=100, per_class_train=30, per_class_test=2)
+    completed = _run("train", "--preset", "wb-cifar100-if100", "--data-root", str(tmp_path), "--imbalance-factor",
+                     "10", "--epochs", "1", "--set", "model.arch=resnet32-cifar", "--set", "stage2.epochs=1",
+                     "--json")
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout)
+    config = result["config"]
+    assert config["data"]["name"] == "cifar100-lt" and config["eval"]["flip_tta"] is True
+    assert config["stage2"]["loss"] == "cb-bce" and config["stage2"]["maxnorm_every"] == "epoch"
+    assert config["stage2"]["bn_mode"] == "train"
+    assert len(result["stage2"]["per_class_test"]) == 100

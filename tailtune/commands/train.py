@@ -20,9 +20,11 @@ console = Console()
 
 
 def train(
-    dataset: Annotated[str, typer.Option(help="digits-lt | cifar10-lt | cifar100-lt | imagenet-lt | inat2018 | "
-                                              "folder:PATH")] = "digits-lt",
-    method: Annotated[str, typer.Option(help="wb | tau-norm | los | ewb")] = "wb",
+    dataset: Annotated[str | None, typer.Option(help="digits-lt | cifar10-lt | cifar100-lt | imagenet-lt | "
+                                                     "inat2018 | folder:PATH [default: digits-lt, or the preset's]")
+                       ] = None,
+    method: Annotated[str | None, typer.Option(help="wb | tau-norm | los | ewb [default: wb, or the preset's]")
+                      ] = None,
     preset: Annotated[str | None, typer.Option(help=f"paper recipe: {', '.join(PRESETS)}")] = None,
     data_root: Annotated[Path | None, typer.Option(help="directory holding the data set")] = None,
     imbalance_factor: Annotated[float | None, typer.Option(help="n_max / n_min (>= 1)")] = None,
@@ -50,16 +52,18 @@ def train(
             console.print(f"paper preset {preset}: {PRESETS[preset].paper} reports test {reported}")
 
 
-def _config(dataset: str, method: str, preset: str | None, data_root: Path | None, imbalance_factor: float | None,
-            image_size: int | None, download: bool, epochs: int | None, seed: int,
+def _config(dataset: str | None, method: str | None, preset: str | None, data_root: Path | None,
+            imbalance_factor: float | None, image_size: int | None, download: bool, epochs: int | None, seed: int,
             assignments: list[str]) -> ExperimentConfig:
     if preset is not None and preset not in PRESETS:
         raise UserInputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    if method not in Method.__args__:
+    if method is not None and method not in Method.__args__:
         raise UserInputError(f"unknown method {method!r}; choose one of {', '.join(Method.__args__)}")
-    base = PRESETS[preset].config if preset else method_defaults(method)
-    fields: dict[str, object] = {"seed": seed, "data.name": dataset, "data.download": download}
-    for name, value in (("data.root", data_root), ("data.imbalance_factor", imbalance_factor),
+    if preset is not None and method is not None and method != PRESETS[preset].config.method:
+        raise UserInputError(f"preset {preset!r} is for method {PRESETS[preset].config.method!r}; drop --method")
+    base = PRESETS[preset].config if preset else method_defaults(method or "wb")
+    fields: dict[str, object] = {"seed": seed, "data.download": download}
+    for name, value in (("data.name", dataset), ("data.root", data_root), ("data.imbalance_factor", imbalance_factor),
                         ("data.image_size", image_size), ("stage1.epochs", epochs)):
         if value is not None:
             fields[name] = str(value) if isinstance(value, Path) else value
