@@ -124,20 +124,6 @@ def _ask(study: optuna.Study, storage: RDBStorage, worker_id: str) -> optuna.Tri
 
 
 # ---------------------------------------------------------------------------------------------- reaping
-def reap_stale_trials(db: Database, *, study_id: int, heartbeat_interval: int, grace_period: int,
-                      max_retry: int = 3) -> None:
-    """Fails the study's stale RUNNING trials and queues their retries (for callers that do not claim)."""
-    studies = LoadedStudies(db, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-                            max_retry=max_retry)
-
-    def reap() -> None:
-        with locked_study(db, study_id) as (connection, row):
-            if row is not None:
-                _reap(connection, studies.get(row)[0])
-
-    retry_transient(reap, what=f"reap stale trials of study {study_id}")
-
-
 def _reap(connection: sa.Connection, study: optuna.Study) -> None:
     _adopt_orphans(connection, study)
     with warnings.catch_warnings():
