@@ -1,18 +1,16 @@
-"""Shared by the benchmark scripts: timing side by side and a synthetic feature bank of a given size."""
+"""Shared by the benchmark scripts: side-by-side timing, tables, thread settings and a scratch PostgreSQL
+database. Imports no torch: worker processes of claim_throughput.py load this module."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import statistics
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import sqlalchemy as sa
-import torch
-
-from trainers.features import FeatureBank
-from trainers.heads import Head
 
 
 def timed(function: Callable[[], object]) -> float:
@@ -21,8 +19,12 @@ def timed(function: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def interleaved(variants: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds per variant, the variants alternating so machine noise hits each alike."""
+def interleaved(variants: dict[str, Callable[[], object]], repeats: int, warmup: int = 0) -> dict[str, float]:
+    """Median seconds per variant over `repeats` rounds; within a round the variants run one after the other,
+    so a burst of load from the machine's other work hits each of them alike. `warmup` rounds are not timed."""
+    for _ in range(warmup):
+        for function in variants.values():
+            function()
     times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(repeats):
         for name, function in variants.items():
@@ -30,21 +32,34 @@ def interleaved(variants: dict[str, Callable[[], object]], repeats: int) -> dict
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def synthetic_bank(samples: int, dim: int, classes: int, views: int, seed: int = 0) -> tuple[FeatureBank, Head,
-                                                                                               list[int]]:
-    """Features shaped like a CIFAR-100-LT backbone's (N x 512, K classes, exponential counts)."""
-    generator = torch.Generator().manual_seed(seed)
-    counts = [max(1, round(samples * 0.1 * (0.01 ** (k / (classes - 1))))) for k in range(classes)]
-    labels = torch.repeat_interleave(torch.arange(classes), torch.tensor(counts))
-    centres = torch.randn(classes, dim, generator=generator)
-    train = centres[labels] + torch.randn(views, len(labels), dim, generator=generator)
-    held_out_labels = torch.arange(classes).repeat(10)
-    held_out = centres[held_out_labels] + torch.randn(len(held_out_labels), dim, generator=generator)
-    bank = FeatureBank(train_views=train, train_plain=train[0], train_labels=labels, val=held_out,
-                       val_flipped=held_out, val_labels=held_out_labels, test=held_out, test_flipped=held_out,
-                       test_labels=held_out_labels, fdr_train=0.0, fdr_test=0.0)
-    head = Head(0.05 * torch.randn(classes, dim, generator=generator), torch.zeros(classes))
-    return bank, head, counts
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A plain-text table: the first column left-aligned, the others right-aligned, floats to 3 significant
+    decimals unless already formatted as strings."""
+    def cell(value: object) -> str:
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    cells = [[cell(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+
+    def line(values: Sequence[str]) -> str:
+        first, *rest = values
+        return "  ".join([first.ljust(widths[0]), *(v.rjust(w) for v, w in zip(rest, widths[1:], strict=True))])
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in cells)])
+
+
+def add_threads_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's own choice, one per core)")
+
+
+def apply_threads(threads: int | None) -> int:
+    """Sets torch's thread count when asked; returns the count in use, for the table's heading."""
+    import torch  # here, not at the top: see the module docstring
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
 
 
 ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
@@ -67,4 +82,3 @@ def scratch_postgres_database() -> Iterator[str]:
         yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
     finally:
         _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-

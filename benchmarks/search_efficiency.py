@@ -1,12 +1,17 @@
 """Trials TPE, GP and random search need to come within 0.5 pt of an exhaustive grid's best val accuracy.
 
-    python benchmarks/search_efficiency.py [--seeds 5] [--stage1-epochs 30]
+    python benchmarks/search_efficiency.py [--seeds 5] [--stage1-epochs 30] [--equal-trials 20] [--threads N]
 
-On two data sets (digits-lt, and a folder data set written to a temp dir from scikit-learn's digits at 16 px):
-one stage-1 backbone each, then the WB stage-2 space as a grid (lambda_2 x MaxNorm t x loss). Every grid cell's
-val balanced accuracy is computed once (batched heads), so each sampler's trial is a lookup of the same value a
-real trial would give. Also compares TPE and random by mean best val at equal trials (the issue-4 question).
-Ends with `bayes_over_grid_trials: X` (the better Bayesian sampler's median trials / grid size).
+Two data sets: digits-lt, and a folder:PATH data set this script writes to a temp dir (scikit-learn's digits as
+16 px PNGs in train/val/test class folders, train long-tailed 80..4 per class, val 20 and test 40 per class).
+On each, one WB stage-1 backbone is trained and cached; every trial is then a real stage-2 trial on its feature
+bank (`run_stage2`, tens of milliseconds), so samplers search the real WB stage-2 space of studies/space.py
+(lambda_2 log 1e-4..1, MaxNorm t 0..1, loss CE/CB) with the samplers a study uses (studies/samplers.py: TPE
+multivariate with constant liar, GP, random; 10 start-up trials each). The grid is 9 log-spaced lambda_2 x 11 t x
+2 losses = 198 cells, all trained in one batched pass. A sampler's count is the trial at which its best val
+balanced accuracy first comes within 0.5 pt of the grid's best (capped at the grid's size); medians over seeds.
+Also, for the TPE-vs-random question: mean best val after `--equal-trials` trials of each, over the seeds.
+Ends with `bayes_over_grid_trials: X` (the better Bayesian sampler's median trials / grid cells, the worse data set).
 """
 
 from __future__ import annotations
@@ -14,103 +19,125 @@ from __future__ import annotations
 import argparse
 import itertools
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/<name>.py` from any directory
+
 import numpy as np
 import optuna
+import torch
 from PIL import Image
-from sklearn.datasets import load_digits
 
-from trainers.config import RetrainConfig, RunOptions, with_fields
-from trainers.device import resolve_runtime
-from trainers.experiment import evaluate_head, train_backbone
+from benchmarks._common import add_threads_flag, apply_threads, table
+from studies.samplers import build_sampler
+from studies.space import sample_params
+from studies.spec import StudySpec, parse_spec
+from trainers.config import RetrainConfig, RunOptions
+from trainers.device import Runtime, resolve_runtime
+from trainers.experiment import Backbone, evaluate_head, run_stage2, train_backbone
 from trainers.heads import train_heads
-from trainers.presets import method_defaults
 
-WEIGHT_DECAYS = [1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0]
-THRESHOLDS = [0.0, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0]
+WEIGHT_DECAYS = [float(v) for v in np.logspace(-4, 0, 9)]
+THRESHOLDS = [round(0.1 * k, 1) for k in range(11)]
 LOSSES = ["ce", "cb"]
+SAMPLERS = ["tpe", "gp", "random"]
+WITHIN = 0.5
 
 
 def write_folder_dataset(root: Path) -> str:
-    """sklearn digits as 16 px PNGs in folder:PATH layout, long-tailed 60..3 per class, 15 test per class."""
+    """scikit-learn's digits as 16 px PNGs: train 80..4 per class (IF 20), val 20, test 40 per class."""
+    from sklearn.datasets import load_digits
+
     digits = load_digits()
     rng = np.random.default_rng(0)
     for label in range(10):
-        images = digits.images[digits.target == label][rng.permutation(int((digits.target == label).sum()))]
-        keep = round(60 * 20 ** (-label / 9))
-        for split, chunk in (("train", images[:keep]), ("test", images[keep:keep + 15])):
+        members = digits.images[digits.target == label]
+        members = members[rng.permutation(len(members))]
+        train_count = round(80 * 20 ** (-label / 9))
+        splits = {"test": members[:40], "val": members[40:60], "train": members[60:60 + train_count]}
+        for split, images in splits.items():
             folder = root / split / f"digit{label}"
             folder.mkdir(parents=True, exist_ok=True)
-            for index, image in enumerate(chunk):
-                Image.fromarray((image * 16).astype(np.uint8)).resize((16, 16)).save(folder / f"{index}.png")
+            for index, image in enumerate(images):
+                pixels = np.rint(image * 255 / 16).astype(np.uint8)
+                Image.fromarray(pixels).resize((16, 16), Image.BILINEAR).save(folder / f"{index}.png")
     return f"folder:{root}"
 
 
-def grid_table(dataset: str, image_size: int | None, stage1_epochs: int) -> dict[tuple, float]:
-    runtime = resolve_runtime(RunOptions(device="auto"))
-    config = with_fields(method_defaults("wb"), {"data.name": dataset, "data.image_size": image_size,
-                                                 "stage1.epochs": stage1_epochs})
-    backbone = train_backbone(config, runtime)
-    cells = list(itertools.product(WEIGHT_DECAYS, THRESHOLDS, LOSSES))
-    configs = [RetrainConfig(weight_decay=wd, maxnorm_thresh=t, loss=loss) for wd, t, loss in cells]
-    heads = train_heads(backbone.features, backbone.head, configs, backbone.data.class_counts, seed=0)
-    return {cell: evaluate_head(backbone.features, head, backbone.rule, config, elapsed=0).val.all
-            for cell, head in zip(cells, heads, strict=True)}
+def stage2_spec(dataset: str, image_size: int | None, stage1_epochs: int, sampler: str, seed: int) -> StudySpec:
+    """The WB space with stage 1 fixed: every trial re-uses one backbone."""
+    return parse_spec({"name": "search", "method": "wb", "dataset": dataset, "image_size": image_size,
+                       "sampler": sampler, "seed": seed, "n_trials": len(WEIGHT_DECAYS) * len(THRESHOLDS) * 2,
+                       "fixed": {"stage1.weight_decay": 5e-3, "stage1.epochs": stage1_epochs}})
 
 
-def trials_to_reach(table: dict[tuple, float], sampler: optuna.samplers.BaseSampler, target: float) -> int:
-    study = optuna.create_study(direction="maximize", sampler=sampler)
-    for number in range(1, len(table) + 1):
+def grid_values(backbone: Backbone, spec: StudySpec) -> list[float]:
+    config = spec.base_config()
+    cells = [RetrainConfig(weight_decay=wd, maxnorm_thresh=t, loss=loss, epochs=config.stage2.epochs)
+             for wd, t, loss in itertools.product(WEIGHT_DECAYS, THRESHOLDS, LOSSES)]
+    heads = train_heads(backbone.features, backbone.head, cells, backbone.data.class_counts, seed=config.seed)
+    return [evaluate_head(backbone.features, head, backbone.rule, config, elapsed=0).val.all for head in heads]
+
+
+def search(backbone: Backbone, spec: StudySpec, runtime: Runtime, trials: int,
+           target: float | None) -> tuple[int, float]:
+    """Runs up to `trials` real stage-2 trials; returns (trials used, best val), stopping once best >= target."""
+    study = optuna.create_study(direction="maximize", sampler=build_sampler(spec))
+    for number in range(1, trials + 1):
         trial = study.ask()
-        cell = (trial.suggest_categorical("stage2.weight_decay", WEIGHT_DECAYS),
-                trial.suggest_categorical("stage2.maxnorm_thresh", THRESHOLDS),
-                trial.suggest_categorical("stage2.loss", LOSSES))
-        study.tell(trial, table[cell])
-        if table[cell] >= target:
-            return number
-    return len(table)
+        config = spec.config_for(sample_params(trial, spec.resolved_space()))
+        study.tell(trial, run_stage2(backbone, config, runtime).val.all)
+        if target is not None and study.best_value >= target:
+            return number, study.best_value
+    return trials, study.best_value
 
 
-def best_after(table: dict[tuple, float], sampler: optuna.samplers.BaseSampler, trials: int) -> float:
-    study = optuna.create_study(direction="maximize", sampler=sampler)
-    study.optimize(lambda t: table[(t.suggest_categorical("stage2.weight_decay", WEIGHT_DECAYS),
-                                    t.suggest_categorical("stage2.maxnorm_thresh", THRESHOLDS),
-                                    t.suggest_categorical("stage2.loss", LOSSES))], n_trials=trials)
-    return study.best_value
-
-
-SAMPLERS = {"tpe": lambda seed: optuna.samplers.TPESampler(seed=seed, n_startup_trials=5),
-            "gp": lambda seed: optuna.samplers.GPSampler(seed=seed, n_startup_trials=5),
-            "random": lambda seed: optuna.samplers.RandomSampler(seed=seed)}
+def dataset_rows(label: str, dataset: str, image_size: int | None, args: argparse.Namespace,
+                 runtime: Runtime) -> float:
+    base = stage2_spec(dataset, image_size, args.stage1_epochs, "random", 0)
+    backbone = train_backbone(base.base_config(), runtime)
+    grid = grid_values(backbone, base)
+    grid_best, cells = max(grid), len(grid)
+    near = sum(value >= grid_best - WITHIN for value in grid)
+    print(f"\n{label}: {len(backbone.data.train)} train images; grid of {cells} stage-2 configs, best val All "
+          f"{grid_best:.2f}%, {near} cells within {WITHIN} pt of it")
+    rows, medians, mean_best = [], {}, {}
+    for sampler in SAMPLERS:
+        specs = [stage2_spec(dataset, image_size, args.stage1_epochs, sampler, seed) for seed in range(args.seeds)]
+        counts = [search(backbone, spec, runtime, cells, grid_best - WITHIN)[0] for spec in specs]
+        bests = [search(backbone, spec, runtime, args.equal_trials, None)[1] for spec in specs]
+        medians[sampler], mean_best[sampler] = statistics.median(counts), statistics.mean(bests)
+        rows.append([sampler, f"{medians[sampler]:.0f}", f"{medians[sampler] / cells:.1%}", str(counts),
+                     f"{mean_best[sampler]:.2f}", f"{min(bests):.2f}"])
+    rows.append(["grid", str(cells), "100%", "-", "-", "-"])
+    print(table(["sampler", "median trials", "/ grid", "trials per seed", f"mean best @{args.equal_trials}",
+                 f"worst best @{args.equal_trials}"], rows))
+    print(f"TPE vs random at {args.equal_trials} trials ({label}): mean best val {mean_best['tpe']:.2f} vs "
+          f"{mean_best['random']:.2f} ({mean_best['tpe'] - mean_best['random']:+.2f} pt)")
+    return min(medians["tpe"], medians["gp"]) / cells
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--stage1-epochs", type=int, default=30)
-    parser.add_argument("--equal-trials", type=int, default=15, help="trials for the TPE-vs-random comparison")
+    parser.add_argument("--equal-trials", type=int, default=20, help="trials for the TPE-vs-random comparison")
+    add_threads_flag(parser)
     args = parser.parse_args()
+    threads = apply_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    runtime = resolve_runtime(RunOptions(device="auto"))
+    print(f"WB stage-2 search, {args.seeds} seeds, target: within {WITHIN} pt of the grid's best val All, "
+          f"device {runtime.device}, torch {torch.__version__}, {threads} threads")
     ratios = []
     with tempfile.TemporaryDirectory() as folder_root:
-        folder = write_folder_dataset(Path(folder_root))
-        datasets = {"digits-lt": ("digits-lt", None), "folder (digits 16px)": (folder, 16)}
+        datasets = {"digits-lt": ("digits-lt", None),
+                    "folder (digits, 16 px PNG)": (write_folder_dataset(Path(folder_root)), 16)}
         for label, (dataset, size) in datasets.items():
-            table = grid_table(dataset, size, args.stage1_epochs)
-            grid_best = max(table.values())
-            print(f"\n{label}: grid of {len(table)} stage-2 configs, best val All {grid_best:.2f}%")
-            print(f"{'sampler':<8} {'median trials to within 0.5 pt':>31} {'per seed':>24} "
-                  f"{f'mean best @{args.equal_trials}':>16}")
-            medians = {}
-            for name, make in SAMPLERS.items():
-                counts = [trials_to_reach(table, make(seed), grid_best - 0.5) for seed in range(args.seeds)]
-                best = statistics.mean(best_after(table, make(seed), args.equal_trials) for seed in range(args.seeds))
-                medians[name] = statistics.median(counts)
-                print(f"{name:<8} {medians[name]:>31.1f} {str(counts):>24} {best:>16.2f}")
-            ratios.append(min(medians["tpe"], medians["gp"]) / len(table))
-    print(f"\nbayes_over_grid_trials: {max(ratios):.3f}")
+            ratios.append(dataset_rows(label, dataset, size, args, runtime))
+    print(f"bayes_over_grid_trials: {max(ratios):.3f}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,40 @@
+"""Every benchmark script runs as `python benchmarks/<name>.py` from any directory, and ends with its metric line."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+SCRIPTS = {"trainer_throughput": "speedup_vs_reference", "stage2_cost": "stage2_over_stage1",
+           "batched_heads": "batched_speedup", "study_speedup": "study_speedup_vs_naive",
+           "search_efficiency": "bayes_over_grid_trials", "service_overhead": "overhead_ratio",
+           "claim_throughput": "claims_per_s_16"}
+
+
+def _run(script: str, *args: str, cwd: Path) -> str:
+    completed = subprocess.run([sys.executable, str(BENCHMARKS / f"{script}.py"), *args], cwd=cwd,
+                               capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_script_imports_and_documents_its_metric(script: str, tmp_path: Path) -> None:
+    help_text = _run(script, "--help", cwd=tmp_path)
+    assert help_text.startswith("usage:")
+    assert SCRIPTS[script] in (BENCHMARKS / f"{script}.py").read_text()
+
+
+@pytest.mark.slow
+def test_batched_heads_at_a_tiny_size_prints_its_table_and_metric(tmp_path: Path) -> None:
+    output = _run("batched_heads", "--configs", "3", "--samples", "300", "--classes", "5", "--dim", "8",
+                  "--epochs", "2", "--repeats", "1", "--threads", "1", cwd=tmp_path)
+    lines = output.strip().splitlines()
+    assert re.fullmatch(r"batched_speedup: \d+\.\d\d", lines[-1])
+    assert any(line.startswith("digits-lt-like") for line in lines)
