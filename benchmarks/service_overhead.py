@@ -37,7 +37,7 @@ from service.core.config import Settings
 from service.main import create_app
 from studies.space import sample_params
 from studies.spec import StudySpec, parse_spec
-from studies.worker import WorkerSettings, run_worker
+from studies.worker import WorkerSettings, one_at_a_time, run_worker
 
 
 def sleeping_objective(spec: StudySpec, seconds: float) -> Callable[[optuna.Trial], float]:
@@ -60,7 +60,8 @@ def through_tailtune(client: TestClient, app: FastAPI, spec: StudySpec, seconds:
     body = spec.model_dump(mode="json") | {"name": f"served-{next(names)}"}
     study_id = client.post("/studies", json=body).json()["id"]
     objective = sleeping_objective(spec, seconds)
-    run_worker(app.state.database, study_names=[body["name"]], trial_runner=lambda trial, _s, _c: [objective(trial)],
+    run_worker(app.state.database, study_names=[body["name"]],
+               runner=one_at_a_time(lambda trial, _s, _c: [objective(trial)]),
                settings=WorkerSettings(artifact_dir=artifacts, handle_signals=False))
     trials = client.get(f"/studies/{study_id}/trials", params={"limit": 500}).json()
     assert trials["total"] == spec.n_trials, f"the study ran {trials['total']} trials, not {spec.n_trials}"

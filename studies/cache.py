@@ -73,6 +73,11 @@ class Stage1Cache:
         self._remember(key, backbone)
         return CachedBackbone(backbone, key, trained_here)
 
+    def has(self, config: ExperimentConfig) -> bool:
+        """True when the config's backbone is trained already (here or by another worker)."""
+        key = stage1_key(config)
+        return key in self._memory or self._entry(key).exists()
+
     def entries(self) -> list[str]:
         return sorted(p.name for p in self.root.iterdir() if not p.name.startswith(".")) if self.root.exists() else []
 

@@ -83,32 +83,37 @@ def claim_next_trial(db: Database, *, study_ids: Sequence[int], studies: LoadedS
                      worker_id: str) -> ClaimedTrial | None:
     """A RUNNING trial of the first study (in the order given) whose budget allows one more; None if none."""
     for study_id in study_ids:
-        claimed = retry_transient(lambda study_id=study_id: _claim_in(db, study_id, studies, worker_id),
-                                  what=f"claim a trial of study {study_id}")
-        if claimed is not None:
-            return claimed
+        claimed = claim_trials(db, study_id=study_id, studies=studies, worker_id=worker_id, count=1)
+        if claimed:
+            return claimed[0]
     return None
 
 
-def _claim_in(db: Database, study_id: int, studies: LoadedStudies, worker_id: str) -> ClaimedTrial | None:
+def claim_trials(db: Database, *, study_id: int, studies: LoadedStudies, worker_id: str,
+                 count: int) -> list[ClaimedTrial]:
+    """Up to `count` RUNNING trials of one study, as many as its budget allows, claimed in one transaction."""
+    return retry_transient(lambda: _claim_in(db, study_id, studies, worker_id, count),
+                           what=f"claim trials of study {study_id}")
+
+
+def _claim_in(db: Database, study_id: int, studies: LoadedStudies, worker_id: str,
+              count: int) -> list[ClaimedTrial]:
     with locked_study(db, study_id) as (connection, row):
         if row is None or row.state != "active":
-            return None
+            return []
         study, spec = studies.get(row)
         _reap(connection, study)
         counts = trial_counts(connection, [study_id])[study_id]
-        allowed = counts.finished + counts.running < row.n_trials
-        trial = _ask(study, studies.storage, worker_id) if allowed else None
-    if trial is None:
-        if counts.finished >= row.n_trials:
-            mark_done_if_finished(db, study_id=study_id)
-        return None
-    return ClaimedTrial(study_id=study_id, spec=spec, study=study, trial=trial)
+        allowed = min(count, row.n_trials - counts.finished - counts.running)
+        asked = [_ask(study, studies.storage, worker_id) for _ in range(allowed)]
+    if not asked and counts.finished >= row.n_trials:
+        mark_done_if_finished(db, study_id=study_id)
+    return [ClaimedTrial(study_id=study_id, spec=spec, study=study, trial=trial) for trial in asked]
 
 
-def record_heartbeat(connection: sa.Connection, trial_id: int) -> None:
-    """Optuna's `record_heartbeat` in the caller's transaction (the claim wrote the trial's heartbeat row)."""
-    connection.execute(trial_heartbeats.update().where(trial_heartbeats.c.trial_id == trial_id)
+def record_heartbeats(connection: sa.Connection, trial_ids: Sequence[int]) -> None:
+    """Optuna's `record_heartbeat` in the caller's transaction (the claim wrote each trial's heartbeat row)."""
+    connection.execute(trial_heartbeats.update().where(trial_heartbeats.c.trial_id.in_(trial_ids))
                        .values(heartbeat=sa.func.now()))
 
 

@@ -11,21 +11,26 @@ from typing import Any, Protocol
 
 import optuna
 
-from studies.cache import Stage1Cache
+from studies.cache import CachedBackbone, Stage1Cache, stage1_key
 from studies.space import sample_params
 from studies.spec import StudySpec
-from trainers.experiment import run_stage2
+from trainers.config import ExperimentConfig
+from trainers.experiment import run_stage2, run_stage2_batch, runs_on_cached_features
 from trainers.loop import EpochCallback
 from trainers.provenance import provenance
 from trainers.results import StageResult
 
 
 class TrialContext(Protocol):
-    """What the worker lends a trial: the shared stage-1 cache and a way to learn it must stop."""
+    """What the worker lends a trial: the shared stage-1 cache, a way to learn it must stop, and a way to
+    claim more trials of the study to run beside it (`batch_limit` trials in all)."""
 
     cache: Stage1Cache
+    batch_limit: int
 
     def should_stop(self) -> bool: ...
+
+    def claim_more(self, count: int) -> list[optuna.Trial]: ...
 
 
 class StopRequested(Exception):
@@ -33,14 +38,73 @@ class StopRequested(Exception):
 
 
 def run_trial(trial: optuna.Trial, spec: StudySpec, context: TrialContext) -> list[float]:
+    return _run_sampled(trial, spec, _sampled_config(trial, spec), context)
+
+
+def run_trials(trial: optuna.Trial, spec: StudySpec, context: TrialContext) -> list[list[float] | Exception]:
+    """Runs `trial`, and with it up to `batch_limit - 1` more trials of the study when its stage 2 reads only
+    cached features of a backbone trained already: their heads then train in one batched pass, each with the
+    result it would get alone. Returns the outcomes of `trial` and the claimed ones, in claim order.
+
+    A cold backbone runs alone (with pruning), so the batch never waits on stage-1 training it could not
+    share; companions whose sampled stage 1 differs form their own groups.
+    """
+    config = _sampled_config(trial, spec)
+    if context.batch_limit < 2 or not runs_on_cached_features(config) or not context.cache.has(config):
+        return [_run_sampled(trial, spec, config, context)]
+    trials = [trial, *context.claim_more(context.batch_limit - 1)]
+    outcomes: dict[int, list[float] | Exception] = {}
+    groups: dict[str, list[tuple[int, ExperimentConfig]]] = {stage1_key(config): [(0, config)]}
+    for index, companion in enumerate(trials[1:], start=1):
+        try:
+            companion_config = _sampled_config(companion, spec)
+        except Exception as error:
+            outcomes[index] = error
+            continue
+        groups.setdefault(stage1_key(companion_config), []).append((index, companion_config))
+    for members in groups.values():
+        indices = [index for index, _ in members]
+        try:
+            values = _run_group([trials[i] for i in indices], [c for _, c in members], spec, context)
+            outcomes.update(zip(indices, values, strict=True))
+        except Exception as error:  # the group shares its backbone's fate (stop, failed stage 1)
+            outcomes.update(dict.fromkeys(indices, error))
+    return [outcomes[index] for index in range(len(trials))]
+
+
+def _run_sampled(trial: optuna.Trial, spec: StudySpec, config: ExperimentConfig,
+                 context: TrialContext) -> list[float]:
     started = time.perf_counter()
-    config = spec.config_for(sample_params(trial, spec.resolved_space()))
     on_epoch = _epoch_callback(trial, context, prune=len(spec.objectives) == 1)
     cached = context.cache.backbone_for(config, on_epoch)
     stage2 = run_stage2(cached.backbone, config, context.cache.runtime, on_epoch)
+    return _record(trial, spec, config, cached, stage2, context, trained_here=cached.trained_here,
+                   wall_time_s=time.perf_counter() - started)
+
+
+def _run_group(trials: list[optuna.Trial], configs: list[ExperimentConfig], spec: StudySpec,
+               context: TrialContext) -> list[list[float]]:
+    # No pruning here: one trial's pruned stage 1 would end its companions too.
+    cached = context.cache.backbone_for(configs[0], _epoch_callback(trials[0], context, prune=False))
+    if context.should_stop():
+        raise StopRequested("stop requested before a batch of stage-2 trials")
+    results = run_stage2_batch(cached.backbone, configs, context.cache.runtime)
+    return [_record(trial, spec, config, cached, result, context, trained_here=cached.trained_here and n == 0,
+                    wall_time_s=result.wall_time_s, batch_size=len(trials))
+            for n, (trial, config, result) in enumerate(zip(trials, configs, results, strict=True))]
+
+
+def _sampled_config(trial: optuna.Trial, spec: StudySpec) -> ExperimentConfig:
+    return spec.config_for(sample_params(trial, spec.resolved_space()))
+
+
+def _record(trial: optuna.Trial, spec: StudySpec, config: ExperimentConfig, cached: CachedBackbone,
+            stage2: StageResult, context: TrialContext, *, trained_here: bool, wall_time_s: float,
+            batch_size: int = 1) -> list[float]:
+    """Stores the trial's results and provenance as user attributes; returns its objective values."""
     attributes = trial_attributes(cached.backbone.stage1, stage2, cached.backbone.data.class_counts)
     attributes |= {"config": config.model_dump(mode="json"), "stage1_key": cached.key,
-                   "stage1_trained": cached.trained_here, "wall_time_s": time.perf_counter() - started,
+                   "stage1_trained": trained_here, "batch_size": batch_size, "wall_time_s": wall_time_s,
                    "provenance": provenance(context.cache.runtime.device).model_dump()}
     for name, value in attributes.items():
         trial.set_user_attr(name, value)

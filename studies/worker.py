@@ -2,10 +2,14 @@
 
     tailtune worker --storage postgresql://postgres@db/tailtune --study wb-digits
 
-A worker heartbeats its trial and its own row (`tailtune_worker`) from a thread with its own connection, so
+A worker heartbeats its trials and its own row (`tailtune_worker`) from a thread with its own connection, so
 a long training step never looks like a dead worker (optuna #4234). Before every claim it reaps trials whose
 heartbeat is older than the grace period (studies/claims.py). On SIGTERM it lets the current trial finish
 for `stop_timeout_s`, then interrupts it at the next epoch boundary, fails it with a queued retry, exits 0.
+
+Stage-2 trials that share a cached backbone cost milliseconds each; the objective may claim up to
+`batch_trials - 1` more trials of the same study while it runs one (`RunContext.claim_more`) and train their
+heads in one batched pass. Every claimed trial is heartbeated, told, or handed back like a lone one.
 """
 
 from __future__ import annotations
@@ -55,6 +59,8 @@ class WorkerSettings(BaseModel):
     handle_signals: bool = Field(True, description="install SIGTERM/SIGINT handlers (main thread only)")
     wait_for_studies: bool = Field(False, description="when no study is open, wait for new ones instead of "
                                    "exiting (a long-lived worker in a Deployment)")
+    batch_trials: int = Field(8, ge=1, le=256, description="stage-2 trials of one cached backbone trained "
+                              "together (1: one trial at a time)")
 
     @model_validator(mode="after")
     def _grace_covers_heartbeats(self) -> WorkerSettings:
@@ -85,10 +91,13 @@ class WorkerOutageError(RuntimeError):
 
 @dataclass
 class RunContext:
-    """What a trial runner gets besides its trial: a stop signal to poll and the shared stage-1 cache."""
+    """What a trial runner gets besides its trial: a stop signal to poll, the shared stage-1 cache, and a way
+    to claim more trials of the same study to run alongside it (at most `batch_limit` in all)."""
 
     should_stop: Callable[[], bool]
     cache_factory: Callable[[], Stage1Cache] = field(repr=False)
+    claim_more: Callable[[int], list[optuna.Trial]] = field(repr=False)
+    batch_limit: int
 
     @cached_property
     def cache(self) -> Stage1Cache:
@@ -99,22 +108,32 @@ class RunContext:
             raise WorkerStopped("the worker was asked to stop")
 
 
+# A trial's outcome: its objective values, or the exception that ended it (optuna.TrialPruned: pruned).
+Outcome = Sequence[float] | Exception
+# Runs one trial; returns its values.
 TrialRunner = Callable[[optuna.Trial, StudySpec, RunContext], Sequence[float]]
+# Runs one trial and those it claimed through `context.claim_more`; returns their outcomes in claim order.
+BatchRunner = Callable[[optuna.Trial, StudySpec, RunContext], list[Outcome]]
 
 
-def objective_runner(trial: optuna.Trial, spec: StudySpec, context: RunContext) -> Sequence[float]:
-    """The real objective: trains the sampled configuration (studies/objective.py)."""
+def one_at_a_time(runner: TrialRunner) -> BatchRunner:
+    """A BatchRunner that never claims more: for runners written for one trial."""
+    return lambda trial, spec, context: [runner(trial, spec, context)]
+
+
+def objective_runner(trial: optuna.Trial, spec: StudySpec, context: RunContext) -> list[Outcome]:
+    """The real objective: trains the sampled configuration(s) (studies/objective.py)."""
     # Imported here: torch and the trainer take seconds to import, which `study status` should not pay.
-    from studies.objective import run_trial
+    from studies.objective import run_trials
 
-    return run_trial(trial, spec, context)
+    return run_trials(trial, spec, context)
 
 
 def run_worker(db: Database, *, study_names: list[str] | None, settings: WorkerSettings,
-               trial_runner: TrialRunner | None = None) -> WorkerSummary:
+               runner: BatchRunner | None = None) -> WorkerSummary:
     """Runs trials of the named studies (all active ones when None) until their budgets are met or it is
     stopped; raises StudyNotFoundError for an unknown name before it claims anything."""
-    worker = _Worker(db, settings, trial_runner or objective_runner)
+    worker = _Worker(db, settings, runner or objective_runner)
     study_ids = None if study_names is None else [registry.get_study_by_name(db, name=name).id
                                                   for name in study_names]
     with worker.registered(), worker.signals_handled():
@@ -146,7 +165,7 @@ class _StopFlag:
 
 
 class _Heartbeat(threading.Thread):
-    """Records the current trial's heartbeat and the worker's row in one transaction, on its own pool."""
+    """Records the current trials' heartbeats and the worker's row in one transaction, on its own pool."""
 
     def __init__(self, db: Database, worker_id: str, interval_s: int) -> None:
         super().__init__(name="tailtune-heartbeat", daemon=True)
@@ -154,7 +173,7 @@ class _Heartbeat(threading.Thread):
         self._worker_id = worker_id
         self._interval_s = interval_s
         self._stopped = threading.Event()
-        self.current: claims.ClaimedTrial | None = None
+        self.current: list[claims.ClaimedTrial] = []
         self.state = "idle"
 
     def run(self) -> None:
@@ -163,14 +182,15 @@ class _Heartbeat(threading.Thread):
 
     def beat(self) -> None:
         current = self.current
+        first = current[0] if current else None
         try:
             with self._db.engine.begin() as connection:
-                if current is not None:
-                    claims.record_heartbeat(connection, current.trial_id)
+                if current:
+                    claims.record_heartbeats(connection, [claimed.trial_id for claimed in current])
                 connection.execute(worker_table.update().where(worker_table.c.id == self._worker_id).values(
                     last_seen=sa.func.now(), state=self.state,
-                    current_study_id=current.study_id if current else None,
-                    current_trial_number=current.number if current else None))
+                    current_study_id=first.study_id if first else None,
+                    current_trial_number=first.number if first else None))
         except Exception as error:  # a missed beat is survivable; the grace period covers a few of them
             log.warning("heartbeat failed: %s", describe(error))
 
@@ -178,13 +198,13 @@ class _Heartbeat(threading.Thread):
         """Stops beating and marks the worker exited."""
         self._stopped.set()
         self.join()
-        self.state, self.current = "exited", None
+        self.state, self.current = "exited", []
         self.beat()
         self._db.dispose()
 
 
 class _Worker:
-    def __init__(self, db: Database, settings: WorkerSettings, runner: TrialRunner) -> None:
+    def __init__(self, db: Database, settings: WorkerSettings, runner: BatchRunner) -> None:
         self.db, self.settings, self.runner = db, settings, runner
         self.worker_id = uuid.uuid4().hex
         self.summary = WorkerSummary(worker_id=self.worker_id)
@@ -252,7 +272,7 @@ class _Worker:
         elif self.stop.requested:  # signalled while it claimed: hand the trial back rather than start it
             self._hand_back(claimed, "the worker was asked to stop")
         else:
-            self._run_trial(claimed)
+            self._run_batch(claimed)
         return True
 
     def _open_studies(self, study_ids: list[int] | None) -> list[int]:
@@ -281,25 +301,48 @@ class _Worker:
         log.warning("database unavailable (%s); trying again", describe(error))
         self.stop.event.wait(self.settings.poll_interval_s)
 
-    # ------------------------------------------------------------------------------------------ one trial
-    def _run_trial(self, claimed: claims.ClaimedTrial) -> None:
-        log.info("worker %s runs trial %d of study %d", self.worker_id, claimed.number, claimed.study_id)
-        self.heartbeat.current, self.heartbeat.state = claimed, "running"
-        context = RunContext(should_stop=self.stop.trial_must_stop, cache_factory=self._stage1_cache)
+    # ------------------------------------------------------------------------------------------ one batch
+    def _run_batch(self, first: claims.ClaimedTrial) -> None:
+        log.info("worker %s runs trial %d of study %d", self.worker_id, first.number, first.study_id)
+        batch = [first]
+        self.heartbeat.current, self.heartbeat.state = list(batch), "running"
+
+        def claim_more(count: int) -> list[optuna.Trial]:
+            room = self.settings.batch_trials - len(batch)
+            if self.stop.requested or room <= 0:
+                return []
+            more = claims.claim_trials(self.db, study_id=first.study_id, studies=self.studies,
+                                       worker_id=self.worker_id, count=min(count, room))
+            batch.extend(more)
+            self.heartbeat.current = list(batch)
+            return [claimed.trial for claimed in more]
+
+        context = RunContext(should_stop=self.stop.trial_must_stop, cache_factory=self._stage1_cache,
+                             claim_more=claim_more, batch_limit=self.settings.batch_trials)
         try:
-            values = list(self.runner(claimed.trial, claimed.spec, context))
-            if len(values) != len(claimed.spec.objectives):
-                raise ValueError(f"the trial runner returned {len(values)} values for "
-                                 f"{len(claimed.spec.objectives)} objectives {claimed.spec.objectives}")
-        except optuna.TrialPruned:
-            self._finish(claimed, None, TrialState.PRUNED)
-        except Exception as error:
-            self._handle_failure(claimed, error)
-        else:
-            self._finish(claimed, values, None)
+            outcomes: list[Outcome] = list(self.runner(first.trial, first.spec, context))
+            if len(outcomes) != len(batch):
+                raise RuntimeError(f"the trial runner returned {len(outcomes)} outcomes for {len(batch)} trials")
+        except Exception as error:  # the whole batch shares its runner's fate
+            outcomes = [error] * len(batch)
+        try:
+            for claimed, outcome in zip(batch, outcomes, strict=True):
+                self._settle(claimed, outcome)
         finally:
-            self.heartbeat.current = None
+            self.heartbeat.current = []
             self.heartbeat.state = "stopping" if self.stop.requested else "idle"
+
+    def _settle(self, claimed: claims.ClaimedTrial, outcome: Outcome) -> None:
+        if isinstance(outcome, optuna.TrialPruned):
+            self._finish(claimed, None, TrialState.PRUNED)
+        elif isinstance(outcome, Exception):
+            self._handle_failure(claimed, outcome)
+        elif len(outcome) != len(claimed.spec.objectives):
+            self._handle_failure(claimed, ValueError(
+                f"the trial runner returned {len(outcome)} values for {len(claimed.spec.objectives)} "
+                f"objectives {claimed.spec.objectives}"))
+        else:
+            self._finish(claimed, list(outcome), None)
 
     def _finish(self, claimed: claims.ClaimedTrial, values: list[float] | None,
                 state: TrialState | None) -> None:
@@ -317,7 +360,7 @@ class _Worker:
             # Not the trial's fault: run the same params again, and do not count it towards the failure limit.
             self._hand_back(claimed, describe(error))
             return
-        log.exception("trial %d of study %d failed", claimed.number, claimed.study_id)
+        log.error("trial %d of study %d failed", claimed.number, claimed.study_id, exc_info=error)
         if self._tell(claimed, None, TrialState.FAIL) == TrialState.FAIL:
             self._count_failure(claimed, f"{type(error).__name__}: {error}")
 

@@ -126,6 +126,34 @@ def run_stage2(backbone: Backbone, config: ExperimentConfig, runtime: Runtime,
     return _retrain_end_to_end(backbone, stage2, config, runtime, on_epoch, started)
 
 
+def runs_on_cached_features(config: ExperimentConfig) -> bool:
+    """Whether stage 2 only reads the backbone's cached features (then it costs milliseconds per config)."""
+    stage2 = config.stage2
+    return isinstance(stage2, TauNormConfig | LogitAdjustConfig) or stage2.uses_cached_features
+
+
+def run_stage2_batch(backbone: Backbone, configs: list[ExperimentConfig], runtime: Runtime) -> list[StageResult]:
+    """Stage 2 of several configs on one backbone; heads re-trained on cached features train in one batched
+    pass (trainers/heads.py), with the results each would get alone. Order is kept."""
+    if len({config.seed for config in configs}) > 1:
+        raise ValueError("configs sharing a backbone share its seed")
+    started = time.perf_counter()
+    batched = [i for i, c in enumerate(configs) if isinstance(c.stage2, RetrainConfig) and runs_on_cached_features(c)]
+    results: dict[int, StageResult] = {}
+    if batched:
+        heads = train_heads(backbone.features, backbone.head, [configs[i].stage2 for i in batched],
+                            backbone.data.class_counts, seed=configs[batched[0]].seed)
+        share = (time.perf_counter() - started) / len(batched)  # the pass's time, split evenly
+        for i, head in zip(batched, heads, strict=True):
+            head_started = time.perf_counter()
+            result = evaluate_head(backbone.features, head, backbone.rule, configs[i], elapsed=0.0)
+            results[i] = result.model_copy(update={"wall_time_s": share + time.perf_counter() - head_started})
+    for i, config in enumerate(configs):
+        if i not in results:
+            results[i] = run_stage2(backbone, config, runtime)
+    return [results[i] for i in range(len(configs))]
+
+
 def _retrain_end_to_end(backbone: Backbone, stage2: RetrainConfig, config: ExperimentConfig, runtime: Runtime,
                         on_epoch: EpochCallback | None, started: float) -> StageResult:
     """The authors' way: BN statistics keep updating and/or the last block trains, so no cached features."""

@@ -20,6 +20,7 @@ from studies.spec import parse_spec
 from tailtune.commands.common import parse_assignments, user_errors
 from tailtune.commands.worker import (
     ArtifactDirOption,
+    BatchOption,
     DeviceOption,
     GraceOption,
     HeartbeatOption,
@@ -87,11 +88,13 @@ def run(
     artifact_dir: ArtifactDirOption = Path("tailtune-artifacts"),
     device: DeviceOption = "auto",
     stop_timeout: StopTimeoutOption = 5.0,
+    batch_trials: BatchOption = 8,
     trial_runner: RunnerOption = None,
 ) -> None:
     """Run the study's trials in this process until its budget is met (more workers may join)."""
     worker(storage=storage, study=[name], heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-           artifact_dir=artifact_dir, device=device, stop_timeout=stop_timeout, trial_runner=trial_runner)
+           artifact_dir=artifact_dir, device=device, stop_timeout=stop_timeout, batch_trials=batch_trials,
+           trial_runner=trial_runner)
 
 
 @app.command()

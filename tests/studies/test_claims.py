@@ -14,7 +14,7 @@ from studies import claims, registry
 from studies.db import Database, is_transient, retry_callback
 from studies.records import TrialRecord
 from studies.spec import parse_spec
-from studies.worker import RunContext, WorkerSettings, run_worker
+from studies.worker import RunContext, WorkerSettings, one_at_a_time, run_worker
 from tests.trial_runners import instant_runner, sampled_value
 
 HEARTBEAT_S, GRACE_S = 1, 2
@@ -123,7 +123,7 @@ def test_repeated_failures_stop_the_study_with_the_reason(database: Database) ->
     def broken(trial: optuna.Trial, spec: object, context: RunContext) -> list[float]:
         raise RuntimeError("CUDA out of memory")
 
-    summary = run_worker(database, study_names=["claims"], settings=QUICK, trial_runner=broken)
+    summary = run_worker(database, study_names=["claims"], settings=QUICK, runner=one_at_a_time(broken))
     record = registry.get_study(database, study_id=study_id)
     assert summary.failed == 3 and record.counts.fail == 3 and record.state == "stopped"
     assert "3 trials in a row failed" in record.stop_reason and "CUDA out of memory" in record.stop_reason
@@ -142,7 +142,7 @@ def test_a_result_for_a_trial_reaped_meanwhile_is_dropped_and_the_worker_goes_on
             reaped.append(trial.number)
         return [value]
 
-    summary = run_worker(database, study_names=["claims"], settings=QUICK, trial_runner=reaped_while_running)
+    summary = run_worker(database, study_names=["claims"], settings=QUICK, runner=one_at_a_time(reaped_while_running))
     assert (summary.late_tells, summary.completed) == (1, 3)
     trials = all_trials(database, study_id)
     assert [t.number for t in trials if t.state == "fail"] == reaped
@@ -161,7 +161,7 @@ def test_a_long_trial_is_heartbeated_not_reaped_and_its_worker_is_live(database:
         return instant_runner(trial, spec, context)
 
     def work() -> None:
-        summaries.append(run_worker(database, study_names=None, settings=QUICK, trial_runner=held))
+        summaries.append(run_worker(database, study_names=None, settings=QUICK, runner=one_at_a_time(held)))
 
     worker = threading.Thread(target=work)
     worker.start()

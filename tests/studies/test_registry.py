@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from studies import registry
 from studies.db import Database, study_table
 from studies.spec import StudySpec, parse_spec
-from studies.worker import WorkerSettings, run_worker
+from studies.worker import WorkerSettings, one_at_a_time, run_worker
 from tailtune.commands import study as study_command
 from tests.trial_runners import instant_runner
 from trainers.errors import UserInputError
@@ -131,7 +131,7 @@ def test_stop_lets_no_new_trial_start(database: Database) -> None:
     record = registry.create_study(database, spec=make_spec())
     stopped = registry.stop_study(database, study_id=record.id)
     assert stopped.state == "stopped" and stopped.stop_reason
-    summary = run_worker(database, study_names=["wb-digits"], settings=QUICK, trial_runner=instant_runner)
+    summary = run_worker(database, study_names=["wb-digits"], settings=QUICK, runner=one_at_a_time(instant_runner))
     assert summary.completed == 0
     assert registry.get_study(database, study_id=record.id).counts.finished == 0
 
@@ -158,7 +158,7 @@ def test_a_study_deleted_through_optuna_disappears_and_its_name_is_free(database
 
 def test_trials_page_by_number_and_by_value_with_splits(database: Database) -> None:
     record = registry.create_study(database, spec=make_spec(n_trials=7))
-    summary = run_worker(database, study_names=["wb-digits"], settings=QUICK, trial_runner=instant_runner)
+    summary = run_worker(database, study_names=["wb-digits"], settings=QUICK, runner=one_at_a_time(instant_runner))
     assert summary.completed == 7
 
     by_number = registry.list_trials(database, study_id=record.id, offset=2, limit=3, order="number")
