@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Literal
 
 import optuna
 import sqlalchemy as sa
+from optuna.study._tell import _tell_with_warning
 from optuna.trial import TrialState
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -381,15 +382,20 @@ class _Worker:
               state: TrialState | None) -> TrialState | None:
         """Stores the outcome; None when the trial was already finished, i.e. reaped while it ran."""
         def tell() -> TrialState | None:
-            if claimed.study._storage.get_trial(claimed.trial_id).state.is_finished():
+            if claims.is_finished(self.db, claimed.trial_id):
                 return None
-            return claimed.study.tell(claimed.trial, values, state=state).state
+            # Optuna's `Study.tell` minus its closing re-read of the whole trial, which we would discard.
+            return _tell_with_warning(claimed.study, claimed.trial, values, state)[0]
 
         try:
             told = retry_transient(tell, deadline_s=self.settings.outage_timeout_s,
                                    what=f"tell trial {claimed.number}")
         except (optuna.exceptions.UpdateFinishedTrialError, KeyError):
             told = None  # reaped between the check and the write, or the study was deleted meanwhile
+        except ValueError:  # "Cannot tell a FAIL trial": reaped between the check and Optuna's own read
+            if not claims.is_finished(self.db, claimed.trial_id):
+                raise
+            told = None
         if told is None:
             self.summary.late_tells += 1
             log.warning("trial %d had been finished elsewhere (reaped after its heartbeat lapsed, or "

@@ -85,6 +85,8 @@ def test_stale_and_orphaned_trials_are_reaped_and_retried_with_their_params(data
     sampled_value(orphan, silent.spec)
     assert claim(database, study_id, studies) is None  # both slots are RUNNING
 
+    time.sleep(HEARTBEAT_S + 0.1)  # claims reap once per heartbeat interval: this one stamps the orphan
+    assert claim(database, study_id, studies) is None
     time.sleep(GRACE_S + 1.1)  # SQLite stamps whole seconds: one more than the grace is always stale
     retries = [claim(database, study_id, studies), claim(database, study_id, studies)]
     assert all(retries) and claim(database, study_id, studies) is None
