@@ -133,7 +133,8 @@ def _claim_in(db: Database, study_id: int, studies: LoadedStudies, worker_id: st
         if asked:
             _record_claims(connection, [trial._trial_id for trial in asked], worker_id)
     if not asked and counts.finished >= row.n_trials:
-        mark_done_if_finished(db, study_id=study_id)
+        with db.engine.begin() as connection:
+            mark_done_if_finished(connection, study_id=study_id)
     return [ClaimedTrial(study_id=study_id, spec=spec, study=study, trial=trial) for trial in asked]
 
 
@@ -235,4 +236,4 @@ def record_success(db: Database, *, study_id: int) -> None:
         connection.execute(study_table.update()
                            .where(study_table.c.id == study_id, study_table.c.consecutive_failures > 0)
                            .values(consecutive_failures=0))
-    mark_done_if_finished(db, study_id=study_id)
+        mark_done_if_finished(connection, study_id=study_id)

@@ -168,18 +168,15 @@ def trial_counts(connection: sa.Connection, study_ids: Sequence[int]) -> dict[in
     return {study_id: TrialCounts(**found[study_id]) for study_id in study_ids}
 
 
-def mark_done_if_finished(db: Database, *, study_id: int) -> bool:
-    """Sets an active study whose budget is used up to done; returns whether it is finished."""
-    with db.engine.begin() as connection:
-        row = connection.execute(sa.select(study_table).where(study_table.c.id == study_id)).first()
-        if row is None:
-            return True
-        finished = trial_counts(connection, [study_id])[study_id].finished >= row.n_trials
-        if finished:
-            connection.execute(study_table.update()
-                               .where(study_table.c.id == study_id, study_table.c.state == "active")
-                               .values(state="done", updated_at=sa.func.now()))
-    return finished
+def mark_done_if_finished(connection: sa.Connection, *, study_id: int) -> None:
+    """Sets an active study whose budget is used up to done, in one statement of the caller's transaction."""
+    finished = (sa.select(sa.func.count()).where(trials.c.study_id == study_id,
+                                                 trials.c.state.in_([TrialState.COMPLETE, TrialState.PRUNED]))
+                .scalar_subquery())
+    connection.execute(study_table.update()
+                       .where(study_table.c.id == study_id, study_table.c.state == "active",
+                              study_table.c.n_trials <= finished)
+                       .values(state="done", updated_at=sa.func.now()))
 
 
 def _joined_studies() -> sa.Join:

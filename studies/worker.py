@@ -215,6 +215,8 @@ class _Worker:
                                             seed_offset=int(self.worker_id[:6], 16))
         self.heartbeat = _Heartbeat(db, self.worker_id, settings.heartbeat_interval)
         self._outage_since: float | None = None
+        self._open: list[int] = []
+        self._open_read_at = -float("inf")
         self._cache: Stage1Cache | None = None
 
     # ------------------------------------------------------------------------------------------ lifecycle
@@ -269,6 +271,7 @@ class _Worker:
         claimed = claims.claim_next_trial(self.db, study_ids=targets, studies=self.studies,
                                           worker_id=self.worker_id)
         if claimed is None:
+            self._open = []  # re-read after the wait: the study may be done, stopped or deleted
             self.stop.event.wait(self.settings.poll_interval_s)
         elif self.stop.requested:  # signalled while it claimed: hand the trial back rather than start it
             self._hand_back(claimed, "the worker was asked to stop")
@@ -278,7 +281,12 @@ class _Worker:
 
     def _open_studies(self, study_ids: list[int] | None) -> list[int]:
         """Studies that are active and not yet finished: the worker waits on them even when it cannot claim,
-        because a trial that dies elsewhere comes back as a retry that someone must run."""
+        because a trial that dies elsewhere comes back as a retry that someone must run. Re-read at most once
+        per poll interval while claims succeed (a claim re-checks its study under the lock anyway)."""
+        fresh = time.monotonic() - self._open_read_at < self.settings.poll_interval_s
+        if fresh and self._open:
+            return self._open
+
         def read() -> list[int]:
             with self.db.engine.connect() as connection:
                 query = sa.select(study_table).where(study_table.c.state == "active")
@@ -288,7 +296,9 @@ class _Worker:
                 counts = registry.trial_counts(connection, [row.id for row in rows])
             return [row.id for row in rows if counts[row.id].finished < row.n_trials]
 
-        return retry_transient(read, what="list open studies")
+        self._open = retry_transient(read, what="list open studies")
+        self._open_read_at = time.monotonic()
+        return self._open
 
     def _survive_outage(self, error: Exception) -> None:
         if not is_transient(error):
