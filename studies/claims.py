@@ -129,13 +129,14 @@ def _claim_in(db: Database, study_id: int, studies: LoadedStudies, worker_id: st
             _reap(connection, study)
         counts = trial_counts(connection, [study_id])[study_id]
         allowed = min(count, row.n_trials - counts.finished - counts.running)
-        asked = [_ask(study, connection, waiting=n < counts.waiting) for n in range(allowed)]
-        if asked:
-            _record_claims(connection, [trial._trial_id for trial in asked], worker_id)
-    if not asked and counts.finished >= row.n_trials:
+        trial_ids = _start_trials(study, connection, allowed) if allowed > 0 else []
+        if trial_ids:
+            _record_claims(connection, trial_ids, worker_id)
+    if not trial_ids and counts.finished >= row.n_trials:
         with db.engine.begin() as connection:
             mark_done_if_finished(connection, study_id=study_id)
-    return [ClaimedTrial(study_id=study_id, spec=spec, study=study, trial=trial) for trial in asked]
+    return [ClaimedTrial(study_id=study_id, spec=spec, study=study, trial=_trial(study, trial_id))
+            for trial_id in trial_ids]
 
 
 def record_heartbeats(connection: sa.Connection, trial_ids: Sequence[int]) -> None:
@@ -144,16 +145,24 @@ def record_heartbeats(connection: sa.Connection, trial_ids: Sequence[int]) -> No
                        .values(heartbeat=sa.func.now()))
 
 
-def _ask(study: optuna.Study, connection: sa.Connection, *, waiting: bool) -> optuna.Trial:
-    """`study.ask()`; when no retry waits, without its scan for WAITING trials (a read of every trial changed
-    since the last claim, the largest cost of a claim). Optuna 5.0's `ask` body, minus that scan."""
-    if waiting:
-        with warnings.catch_warnings():
-            # Optuna warns that heartbeats are meant for `optimize`; this module heartbeats with ask/tell.
-            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-            return study.ask()
+def _start_trials(study: optuna.Study, connection: sa.Connection, count: int) -> list[int]:
+    """Ids of `count` trials set RUNNING: WAITING retries first, oldest first, then new trials.
+
+    What `Study.ask` does, minus two costs that matter under the study's lock: its search for WAITING trials
+    reads every trial changed since its last call, and it runs the sampler's relative sampling (for TPE, a
+    read of the whole study), which `_trial` does after the lock is released.
+    """
+    waiting = connection.execute(sa.select(trials.c.trial_id)
+                                 .where(trials.c.study_id == study._study_id, trials.c.state == TrialState.WAITING)
+                                 .order_by(trials.c.trial_id).limit(count)).scalars().all()
+    started = [trial_id for trial_id in waiting
+               if study._storage.set_trial_state_values(trial_id, TrialState.RUNNING)]
+    return started + [study._storage.create_new_trial(study._study_id) for _ in range(count - len(started))]
+
+
+def _trial(study: optuna.Study, trial_id: int) -> optuna.Trial:
     study._thread_local.cached_all_trials = None  # as `ask` does: the sampler re-reads the trials once
-    return optuna.Trial(study, study._storage.create_new_trial(study._study_id))
+    return optuna.Trial(study, trial_id)
 
 
 def _record_claims(connection: sa.Connection, trial_ids: list[int], worker_id: str) -> None:
