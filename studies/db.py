@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import random
@@ -23,13 +24,17 @@ import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import optuna
 import psycopg2
 import sqlalchemy as sa
+import sqlalchemy.dialects.postgresql
+import sqlalchemy.dialects.sqlite
 from filelock import FileLock
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages._rdb import models
 
 from studies.migrations import upgrade_schema
 from trainers.errors import UserInputError
@@ -298,3 +303,27 @@ def _dispose_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_dispose_after_fork)
+
+
+def set_trial_user_attrs(trial: optuna.Trial, attributes: dict[str, Any]) -> None:
+    """`trial.set_user_attr` for many attributes in one statement: Optuna reads the trial and commits once per
+    attribute, which costs a trial with ~20 result attributes more than its stage-2 training does."""
+    backend = getattr(trial.storage, "_backend", trial.storage)  # Optuna wraps RDBStorage in a cache
+    dialect_insert = _UPSERTS.get(backend.engine.name) if isinstance(backend, RDBStorage) else None
+    if dialect_insert is None:
+        for key, value in attributes.items():
+            trial.set_user_attr(key, value)
+        return
+    trials, user_attrs = models.TrialModel.__table__, models.TrialUserAttributeModel.__table__
+    rows = [{"trial_id": trial._trial_id, "key": key, "value_json": json.dumps(value)}
+            for key, value in attributes.items()]
+    insert = dialect_insert(user_attrs).values(rows)
+    with backend.engine.begin() as connection:
+        state = connection.execute(sa.select(trials.c.state).where(trials.c.trial_id == trial._trial_id)).scalar_one()
+        backend.check_trial_is_updatable(trial._trial_id, state)  # as Optuna: a finished trial is read-only
+        connection.execute(insert.on_conflict_do_update(index_elements=["trial_id", "key"],
+                                                        set_={"value_json": insert.excluded.value_json}))
+    trial._cached_frozen_trial.user_attrs.update(attributes)
+
+
+_UPSERTS = {"postgresql": sa.dialects.postgresql.insert, "sqlite": sa.dialects.sqlite.insert}

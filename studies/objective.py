@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import optuna
 
 from studies.cache import CachedBackbone, Stage1Cache, stage1_key
+from studies.db import set_trial_user_attrs
 from studies.space import sample_params
 from studies.spec import StudySpec
 from trainers.config import ExperimentConfig
@@ -106,8 +107,7 @@ def _record(trial: optuna.Trial, spec: StudySpec, config: ExperimentConfig, cach
     attributes |= {"config": config.model_dump(mode="json"), "stage1_key": cached.key,
                    "stage1_trained": trained_here, "batch_size": batch_size, "wall_time_s": wall_time_s,
                    "provenance": provenance(context.cache.runtime.device).model_dump()}
-    for name, value in attributes.items():
-        trial.set_user_attr(name, value)
+    set_trial_user_attrs(trial, attributes)
     return [getattr(stage2.val, split) or 0.0 for split in spec.objectives]
 
 
