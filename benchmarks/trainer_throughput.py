@@ -1,7 +1,7 @@
 """Training throughput of a papers-style loop vs tailtune's loop: same model, same steps, measured in one run.
 
     python benchmarks/trainer_throughput.py [--steps 8] [--batch-sizes 64 128] [--repeats 2] [--num-workers 0]
-                                            [--epochs 3] [--threads N] [--amp auto] [--compile auto]
+                                            [--epochs 8] [--seeds 3] [--threads N] [--amp auto] [--compile auto]
 
 ResNet-32 (CIFAR) at 32x32.
 - reference: the authors' habit: a torchvision Dataset over uint8 HWC arrays with PIL RandomCrop(32, padding=4),
@@ -12,7 +12,7 @@ ResNet-32 (CIFAR) at 32x32.
 The variants alternate round by round (one warm-up round first). Achieved GFLOP/s counts one training step's
 FLOPs with torch's FlopCounterMode; a 2048^2 fp32 matmul is timed in the same rounds. Then both loops train
 `--epochs` epochs on scikit-learn's digits (all 1797, upscaled to 32 px, 3 channels, 80/20 split, crop only)
-and report balanced test accuracy side by side.
+from the same initial weights for each of `--seeds` seeds, and report balanced test accuracy side by side.
 Ends with `speedup_vs_reference: X` (tailtune img/s over reference img/s, median over the batch sizes).
 """
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks._common import add_threads_flag, apply_threads, interleaved, table
+from benchmarks._common import add_threads_flag, apply_threads, interleaved, table, timed
 from trainers.config import RunOptions
 from trainers.data.images import resize_images
 from trainers.data.types import AugmentSpec, ImageSplit, LTDataset
@@ -70,8 +69,8 @@ class ReferenceTrainer:
     """SGD + momentum + weight decay, cosine LR stepped per epoch, fp32 NCHW, batches from a DataLoader."""
 
     def __init__(self, dataset: PilDataset, num_classes: int, batch_size: int, epochs: int, num_workers: int,
-                 device: torch.device) -> None:
-        torch.manual_seed(0)
+                 device: torch.device, seed: int = 0) -> None:
+        torch.manual_seed(seed)  # the initial weights, then the loader's shuffles and the crops
         self.device = device
         self.model = build_model("resnet32-cifar", num_classes, 3, 32).to(device)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
@@ -101,9 +100,9 @@ class ReferenceTrainer:
 class TailtuneTrainer:
     """`trainers.loop.fit` on the model built the way `trainers.experiment` builds it."""
 
-    def __init__(self, data: LTDataset, batch_size: int, epochs: int, runtime: Runtime) -> None:
-        torch.manual_seed(0)
-        self.data, self.runtime = data, runtime
+    def __init__(self, data: LTDataset, batch_size: int, epochs: int, runtime: Runtime, seed: int = 0) -> None:
+        torch.manual_seed(seed)  # the same initial weights as the reference's with this seed
+        self.data, self.runtime, self.seed = data, runtime, seed
         memory_format = torch.channels_last if runtime.channels_last else torch.contiguous_format
         self.model: LTModel = build_model("resnet32-cifar", data.num_classes, 3, 32).to(
             runtime.device, memory_format=memory_format)
@@ -114,7 +113,7 @@ class TailtuneTrainer:
         self.rounds += 1
         fit(self.model, list(self.model.parameters()), self.data,
             lambda logits, _features, labels: F.cross_entropy(logits, labels), self.sgd, self.runtime,
-            seed=self.rounds, stage="benchmark")
+            seed=self.seed + self.rounds, stage="benchmark")
         synchronize(self.runtime.device)
 
 
@@ -190,30 +189,30 @@ def digits_32px() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return rgb[~test], labels[~test], rgb[test], labels[test]
 
 
-def accuracy_rows(epochs: int, num_workers: int, runtime: Runtime) -> list[list[object]]:
+def accuracy_rows(epochs: int, seeds: int, num_workers: int, runtime: Runtime) -> list[list[object]]:
+    """Balanced test accuracy of each loop after `epochs` epochs, per seed (a seed fixes the initial weights,
+    which both loops share, and each loop's own shuffles and crops), with mean and standard deviation."""
     train_images, train_labels, test_images, test_labels = digits_32px()
     print(f"\naccuracy after {epochs} epochs, digits at 32 px ({len(train_labels)} train / {len(test_labels)} "
-          "test, batch 64, lr 0.05 cosine, crop only; trained one after the other, not interleaved)")
+          f"test, batch 64, lr 0.05 cosine, crop only), seeds 0..{seeds - 1}; loops alternate seed by seed")
     scaled = train_images.astype(np.float64) / 255
     mean, std = tuple(scaled.mean(axis=(0, 1, 2)).tolist()), tuple(scaled.std(axis=(0, 1, 2)).tolist())
-    reference = ReferenceTrainer(PilDataset(train_images, train_labels, mean, std, train=True, flip=False), 10, 64,
-                                 epochs, num_workers, runtime.device)
-    started = time.perf_counter()
-    for _ in range(epochs):
-        reference.epoch()
-    reference_s = time.perf_counter() - started
-    reference_accuracy = reference.balanced_accuracy(
-        PilDataset(test_images, test_labels, mean, std, train=False, flip=False), 10)
-
     data = as_dataset(train_images, train_labels, mean, std, flip=False)
     test = ImageSplit(torch.from_numpy(test_images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(test_labels))
-    tailtune = TailtuneTrainer(data, 64, epochs, runtime)
-    started = time.perf_counter()
-    tailtune.train()
-    tailtune_s = time.perf_counter() - started
-    tailtune_accuracy = evaluate_all(tailtune.model, test, data, runtime)
-    return [["reference", f"{reference_accuracy:.2f}", f"{reference_s:.1f}"],
-            ["tailtune", f"{tailtune_accuracy:.2f}", f"{tailtune_s:.1f}"]]
+    accuracy: dict[str, list[float]] = {"reference": [], "tailtune": []}
+    seconds: dict[str, list[float]] = {"reference": [], "tailtune": []}
+    for seed in range(seeds):
+        reference = ReferenceTrainer(PilDataset(train_images, train_labels, mean, std, train=True, flip=False), 10,
+                                     64, epochs, num_workers, runtime.device, seed=seed)
+        seconds["reference"].append(timed(lambda reference=reference: [reference.epoch() for _ in range(epochs)]))
+        accuracy["reference"].append(reference.balanced_accuracy(
+            PilDataset(test_images, test_labels, mean, std, train=False, flip=False), 10))
+        tailtune = TailtuneTrainer(data, 64, epochs, runtime, seed=seed)
+        seconds["tailtune"].append(timed(tailtune.train))
+        accuracy["tailtune"].append(evaluate_all(tailtune.model, test, data, runtime))
+    return [[name, " ".join(f"{a:.1f}" for a in accuracy[name]), f"{statistics.mean(accuracy[name]):.1f}",
+             f"{statistics.stdev(accuracy[name]) if seeds > 1 else 0.0:.1f}", f"{statistics.mean(seconds[name]):.1f}"]
+            for name in accuracy]
 
 
 def main() -> None:
@@ -222,7 +221,8 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--repeats", type=int, default=2, help="timed rounds per variant (after one warm-up)")
     parser.add_argument("--num-workers", type=int, default=0, help="the reference DataLoader's worker processes")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs of the accuracy check (0 skips it)")
+    parser.add_argument("--epochs", type=int, default=8, help="epochs of the accuracy check (0 skips it)")
+    parser.add_argument("--seeds", type=int, default=3, help="runs per loop in the accuracy check")
     parser.add_argument("--amp", choices=["auto", "off", "bf16"], default="auto")
     parser.add_argument("--compile", choices=["auto", "off", "on"], default="auto")
     add_threads_flag(parser)
@@ -241,8 +241,8 @@ def main() -> None:
     print(table(["batch", "ref img/s", "tailtune img/s", "speedup", "ref GFLOP/s", "tailtune GFLOP/s",
                  "GEMM GFLOP/s", "tailtune/GEMM", "GFLOP/img"], rows))
     if args.epochs > 0:
-        rows = accuracy_rows(args.epochs, args.num_workers, runtime)
-        print(table(["loop", "balanced test acc %", "train s"], rows))
+        rows = accuracy_rows(args.epochs, args.seeds, args.num_workers, runtime)
+        print(table(["loop", "balanced test acc % per seed", "mean", "sd", "train s (mean)"], rows))
     print(f"speedup_vs_reference: {statistics.median(speedups):.2f}")
 
 
