@@ -31,7 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Launch and follow long-tailed recognition tuning studies. Trials are run by "
                               "`tailtune worker` processes pulling from the same database.")
     app.state.settings = settings
-    app.state.database = Database.connect(settings.database_url)
+    app.state.database = Database.connect(settings.database_url, pool_size=settings.db_pool_size)
     app.include_router(health.router)
     for router in (studies.router, workers.router):
         app.include_router(router, dependencies=[TokenDep], responses=_PROTECTED_RESPONSES)

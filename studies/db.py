@@ -98,10 +98,11 @@ class Database:
         _engines.add(engine)
 
     @classmethod
-    def connect(cls, url: str, *, wait_s: float = 10.0) -> Database:
-        """Opens the database at `url` and creates or upgrades its tables; waits up to `wait_s` for it."""
+    def connect(cls, url: str, *, wait_s: float = 10.0, pool_size: int = POOL_SIZE) -> Database:
+        """Opens the database at `url` and creates or upgrades its tables; waits up to `wait_s` for it.
+        `pool_size`: PostgreSQL connections kept open (a worker needs 2; the API one per concurrent request)."""
         url = _normalized_url(url)
-        db = cls(url, sa.create_engine(url, **engine_kwargs(url)))
+        db = cls(url, sa.create_engine(url, **engine_kwargs(url, pool_size=pool_size)))
         try:
             retry_transient(db._ensure_schema, deadline_s=wait_s, what="connect")
         except sa.exc.SQLAlchemyError as error:

@@ -106,12 +106,22 @@ def get_study_by_name(db: Database, *, name: str) -> StudyRecord:
 
 def list_studies(db: Database, *, state: str | None = None, offset: int = 0,
                  limit: int = 50) -> Page[StudyRecord]:
-    where = study_table.c.state == state if state is not None else sa.true()
+    where = _derived_state() == state if state is not None else sa.true()
     count = sa.select(sa.func.count()).select_from(_joined_studies()).where(where)
     with db.engine.connect() as connection:
         total = connection.execute(count).scalar_one()
     items = _study_records(db, where, offset=offset, limit=limit)
     return Page[StudyRecord](items=items, total=total, offset=offset, limit=limit)
+
+
+def _derived_state() -> sa.ColumnElement[str]:
+    """The state a record shows (`_study_record`): an active study whose budget is used up is done, even before
+    a worker has stored that."""
+    finished = (sa.select(sa.func.count()).where(trials.c.study_id == study_table.c.id,
+                                                 trials.c.state.in_([TrialState.COMPLETE, TrialState.PRUNED]))
+                .scalar_subquery())
+    used_up = sa.and_(study_table.c.state == "active", finished >= study_table.c.n_trials)
+    return sa.case((used_up, "done"), else_=study_table.c.state)
 
 
 def stop_study(db: Database, *, study_id: int) -> StudyRecord:

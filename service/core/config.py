@@ -14,4 +14,6 @@ class Settings(BaseSettings):
     database_url: str = Field("sqlite:///tailtune.db", description="SQLAlchemy URL of the studies database")
     api_token: SecretStr | None = Field(None, description="when set, every route but /healthz needs it as a "
                                         "Bearer token")
+    db_pool_size: int = Field(8, ge=1, le=100, description="PostgreSQL connections the API keeps open: one "
+                              "per request served at once (workers keep 2 each)")
     artifact_dir: Path = Field(Path("tailtune-artifacts"), description="stage-1 cache and report figures")

@@ -165,3 +165,9 @@ def test_healthz_is_503_while_the_database_is_down_and_recovers(throwaway_postgr
         listed = client.get("/studies").json()
         assert [s["name"] for s in listed["items"]] == ["outlives-outage"]
     app.state.database.dispose()
+
+
+def test_the_api_pool_size_comes_from_the_settings(postgres_url: str, tmp_path: Path) -> None:
+    app = create_app(Settings(database_url=postgres_url, artifact_dir=tmp_path, db_pool_size=12))
+    assert app.state.database.engine.pool.size() == 12  # a worker-sized pool (2) would queue requests
+    app.state.database.dispose()

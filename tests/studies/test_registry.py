@@ -59,6 +59,14 @@ def test_list_studies_pages_and_filters_by_state(database: Database) -> None:
     assert [s.name for s in stopped.items] == ["s1"]
     assert registry.list_studies(database, state="active", offset=0, limit=10).total == 2
 
+    # Budget used up by a plain Optuna client, which never stores "done": the filter agrees with the record.
+    study = optuna.load_study(study_name="s2", storage=database.optuna_storage())
+    for _ in range(4):
+        study.tell(study.ask(), 1.0)
+    done = registry.list_studies(database, state="done", offset=0, limit=10)
+    assert [(s.name, s.state) for s in done.items] == [("s2", "done")] and done.total == 1
+    assert [s.name for s in registry.list_studies(database, state="active", offset=0, limit=10).items] == ["s0"]
+
 
 def test_duplicate_name_is_refused_and_the_first_study_kept(database: Database) -> None:
     first = registry.create_study(database, spec=make_spec(n_trials=4))
