@@ -263,7 +263,7 @@ class _Worker:
 
     def _step(self, study_ids: list[int] | None) -> bool:
         """Claims and runs one trial, or waits while others hold the rest of the budget; False when done."""
-        targets = self._open_studies(study_ids)
+        targets, from_memory = self._open_studies(study_ids)
         if not targets:
             if self.settings.wait_for_studies:
                 self.stop.event.wait(self.settings.poll_interval_s)
@@ -271,21 +271,23 @@ class _Worker:
         claimed = claims.claim_next_trial(self.db, study_ids=targets, studies=self.studies,
                                           worker_id=self.worker_id)
         if claimed is None:
-            self._open = []  # re-read after the wait: the study may be done, stopped or deleted
-            self.stop.event.wait(self.settings.poll_interval_s)
+            self._open = []  # re-read: the study may be done, stopped or deleted
+            if not from_memory:  # a list remembered from earlier is checked again at once, without waiting
+                self.stop.event.wait(self.settings.poll_interval_s)
         elif self.stop.requested:  # signalled while it claimed: hand the trial back rather than start it
             self._hand_back(claimed, "the worker was asked to stop")
         else:
             self._run_batch(claimed)
         return True
 
-    def _open_studies(self, study_ids: list[int] | None) -> list[int]:
+    def _open_studies(self, study_ids: list[int] | None) -> tuple[list[int], bool]:
         """Studies that are active and not yet finished: the worker waits on them even when it cannot claim,
         because a trial that dies elsewhere comes back as a retry that someone must run. Re-read at most once
-        per poll interval while claims succeed (a claim re-checks its study under the lock anyway)."""
+        per poll interval while claims succeed (a claim re-checks its study under the lock anyway).
+        Also says whether the list is that remembered one rather than read just now."""
         fresh = time.monotonic() - self._open_read_at < self.settings.poll_interval_s
         if fresh and self._open:
-            return self._open
+            return self._open, True
 
         def read() -> list[int]:
             with self.db.engine.connect() as connection:
@@ -298,7 +300,7 @@ class _Worker:
 
         self._open = retry_transient(read, what="list open studies")
         self._open_read_at = time.monotonic()
-        return self._open
+        return self._open, False
 
     def _survive_outage(self, error: Exception) -> None:
         if not is_transient(error):

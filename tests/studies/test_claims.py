@@ -151,6 +151,20 @@ def test_a_result_for_a_trial_reaped_meanwhile_is_dropped_and_the_worker_goes_on
     assert [t.retried_from for t in trials if t.state == "complete"].count(reaped[0]) == 1
 
 
+def test_the_worker_exits_when_the_budget_is_met_without_waiting_a_poll_interval(database: Database) -> None:
+    create(database, 3)
+    patient = QUICK.model_copy(update={"poll_interval_s": 120.0})
+    summaries = []
+    worker = threading.Thread(target=lambda: summaries.append(
+        run_worker(database, study_names=["claims"], settings=patient, runner=one_at_a_time(instant_runner))),
+        daemon=True)
+    worker.start()
+    # Its list of open studies is remembered between claims; the claim that finds the budget met must check
+    # that list again at once rather than sleep a poll interval on a study that is already done.
+    worker.join(60)
+    assert not worker.is_alive() and summaries[0].completed == 3
+
+
 @pytest.mark.slow
 def test_a_long_trial_is_heartbeated_not_reaped_and_its_worker_is_live(database: Database) -> None:
     study_id = create(database, 1)
