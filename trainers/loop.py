@@ -22,8 +22,9 @@ from trainers.models import LTModel
 
 # loss(logits, features, labels) -> scalar; features are passed for EWB's feature regularisation.
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-# on_epoch(stage, epoch, epochs, val_all_accuracy): progress and pruning; may raise to stop the run.
-EpochCallback = Callable[[str, int, int, float], None]
+# on_epoch(stage, epoch, epochs, val_all): progress and pruning; may raise to stop the run. `val_all()` evaluates
+# the val split's All accuracy when called: a callback that only checks for a stop request costs no evaluation.
+EpochCallback = Callable[[str, int, int, Callable[[], float]], None]
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def fit(model: LTModel, params: list[nn.Parameter], data: LTDataset, loss_fn: Lo
         schedule.step()
         _check_finite(loss_sum, stage, epoch)  # one host sync per epoch, none per step
         if on_epoch is not None:
-            on_epoch(stage, epoch + 1, sgd.epochs, evaluate_all(model, data.val, data, runtime))
+            on_epoch(stage, epoch + 1, sgd.epochs, lambda: evaluate_all(model, data.val, data, runtime))
 
 
 def _train_step(features_fn: Callable[[torch.Tensor], torch.Tensor], classifier: nn.Linear,

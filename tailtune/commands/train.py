@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -105,10 +106,10 @@ class _EpochProgress:
     def __exit__(self, *exc: object) -> None:
         self._progress.__exit__(*exc)
 
-    def on_epoch(self, stage: str, epoch: int, epochs: int, val_all: float) -> None:
+    def on_epoch(self, stage: str, epoch: int, epochs: int, val_all: Callable[[], float]) -> None:
         if stage not in self._tasks:
             self._tasks[stage] = self._progress.add_task(stage, total=epochs, val=0.0)
-        self._progress.update(self._tasks[stage], completed=epoch, val=val_all)
+        self._progress.update(self._tasks[stage], completed=epoch, val=val_all())
 
 
 def _cells(split: SplitAccuracy) -> list[str]:
