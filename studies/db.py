@@ -100,7 +100,8 @@ class Database:
     @classmethod
     def connect(cls, url: str, *, wait_s: float = 10.0, pool_size: int = POOL_SIZE) -> Database:
         """Opens the database at `url` and creates or upgrades its tables; waits up to `wait_s` for it.
-        `pool_size`: PostgreSQL connections kept open (a worker needs 2; the API one per concurrent request)."""
+        `pool_size`: PostgreSQL connections kept open (2 serve a worker's claims; the API needs one per
+        concurrent request)."""
         url = _normalized_url(url)
         db = cls(url, sa.create_engine(url, **engine_kwargs(url, pool_size=pool_size)))
         try:

@@ -15,5 +15,5 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(None, description="when set, every route but /healthz needs it as a "
                                         "Bearer token")
     db_pool_size: int = Field(8, ge=1, le=100, description="PostgreSQL connections the API keeps open: one "
-                              "per request served at once (workers keep 2 each)")
+                              "per request served at once (a worker holds up to 5 over its pools)")
     artifact_dir: Path = Field(Path("tailtune-artifacts"), description="stage-1 cache and report figures")
