@@ -1,6 +1,6 @@
 """Trials TPE, GP and random search need to come within 0.5 pt of an exhaustive grid's best val accuracy.
 
-    python benchmarks/search_efficiency.py [--seeds 5] [--stage1-epochs 30] [--equal-trials 20] [--threads N]
+    python benchmarks/search_efficiency.py [--seeds 5] [--stage1-epochs 100] [--equal-trials 20] [--threads N]
 
 Two data sets: digits-lt, and a folder:PATH data set this script writes to a temp dir (scikit-learn's digits as
 16 px PNGs in train/val/test class folders, train long-tailed 80..4 per class, val 20 and test 40 per class).
@@ -34,7 +34,7 @@ from benchmarks._common import add_threads_flag, apply_threads, table
 from studies.samplers import build_sampler
 from studies.space import sample_params
 from studies.spec import StudySpec, parse_spec
-from trainers.config import RetrainConfig, RunOptions
+from trainers.config import RetrainConfig, RunOptions, Stage1Config
 from trainers.device import Runtime, resolve_runtime
 from trainers.experiment import Backbone, evaluate_head, run_stage2, train_backbone
 from trainers.heads import train_heads
@@ -122,7 +122,8 @@ def dataset_rows(label: str, dataset: str, image_size: int | None, args: argpars
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--stage1-epochs", type=int, default=30)
+    parser.add_argument("--stage1-epochs", type=int, default=Stage1Config().epochs,
+                        help="tailtune's default")
     parser.add_argument("--equal-trials", type=int, default=20, help="trials for the TPE-vs-random comparison")
     add_threads_flag(parser)
     args = parser.parse_args()

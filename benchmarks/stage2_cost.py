@@ -1,6 +1,6 @@
 """One WB stage-2 trial on cached features vs the stage-1 run it re-uses, on the same data, in one run.
 
-    python benchmarks/stage2_cost.py [--dataset digits-lt] [--stage1-epochs 30] [--trials 5] [--rounds 3]
+    python benchmarks/stage2_cost.py [--dataset digits-lt] [--stage1-epochs 100] [--trials 5] [--rounds 3]
                                      [--arch resnet32-cifar --image-size 32] [--threads N]
 
 Stage 2 is the authors' 10 epochs of CB + WD + MaxNorm with the backbone frozen (BN in eval mode), on the feature
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmar
 import torch
 
 from benchmarks._common import add_threads_flag, apply_threads, table, timed
-from trainers.config import ExperimentConfig, RunOptions, with_fields
+from trainers.config import ExperimentConfig, RunOptions, Stage1Config, with_fields
 from trainers.data import load_dataset
 from trainers.device import Runtime, resolve_runtime
 from trainers.experiment import Backbone, run_stage2, run_stage2_batch, train_backbone
@@ -65,7 +65,8 @@ def stage2_trial(backbone: Backbone, config: ExperimentConfig, trial: int, runti
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="digits-lt")
-    parser.add_argument("--stage1-epochs", type=int, default=30, help="tailtune's default; the WB preset has 320")
+    parser.add_argument("--stage1-epochs", type=int, default=Stage1Config().epochs,
+                        help="tailtune's default; the WB preset has 320")
     parser.add_argument("--arch", default="auto", help="e.g. resnet32-cifar with --image-size 32")
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--trials", type=int, default=5, help="stage-2 trials per round (median)")

@@ -1,6 +1,6 @@
 """The same WB study run naively (every trial trains stage 1 and stage 2) vs by tailtune's worker, in one run.
 
-    python benchmarks/study_speedup.py [--trials 90] [--stage1-epochs 30] [--threads N]
+    python benchmarks/study_speedup.py [--trials 90] [--stage1-epochs 100] [--threads N]
 
 All studies use TPE with seed 0 over the same space on digits-lt: lambda_1 over 3 values (5e-4, 5e-3, 1e-2),
 lambda_2, MaxNorm t and the loss. The naive study is what a user gets by wrapping a two-stage training script in
@@ -33,7 +33,7 @@ from studies.samplers import build_sampler
 from studies.space import sample_params
 from studies.spec import StudySpec, parse_spec
 from studies.worker import WorkerSettings, run_worker
-from trainers.config import RunOptions
+from trainers.config import RunOptions, Stage1Config
 from trainers.data import load_dataset
 from trainers.device import Runtime, resolve_runtime
 from trainers.experiment import run_experiment
@@ -67,7 +67,8 @@ def tailtune_study(spec: StudySpec, batch_trials: int, scratch: Path) -> tuple[o
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=90, help="trials per study (90: about 30 per lambda_1)")
-    parser.add_argument("--stage1-epochs", type=int, default=30, help="tailtune's default")
+    parser.add_argument("--stage1-epochs", type=int, default=Stage1Config().epochs,
+                        help="tailtune's default")
     add_threads_flag(parser)
     args = parser.parse_args()
     threads = apply_threads(args.threads)

@@ -78,7 +78,7 @@ LOS_SPACE: dict[str, FloatRange | Choices] = {
     "stage2.over_smoothing_gap": FloatRange(low=0.005, high=0.5, log=True),
     # re-training weight decay: the LOS code uses 0; a log range down to 1e-6 covers "almost none".
     "stage2.weight_decay": FloatRange(low=1e-6, high=1e-1, log=True),
-    # re-training lr: the LOS code's 5e-4 suits CIFAR's many steps per epoch; small sets need larger (log).
+    # re-training lr around the LOS code's 5e-4: how far the classifier moves depends on the steps per epoch (log).
     "stage2.lr": FloatRange(low=1e-4, high=1e-1, log=True),
 }
 

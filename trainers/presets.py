@@ -29,9 +29,7 @@ def method_defaults(method: Method) -> ExperimentConfig:
     if method == "tau-norm":
         return ExperimentConfig(method="tau-norm", stage2=TauNormConfig())
     if method == "los":
-        # The LOS code's lr 5e-4 assumes CIFAR's ~170 steps per epoch; on small data sets (8 steps per epoch on
-        # digits-lt) it barely moves the classifier, so the tailtune default is WB's stage-2 lr, and lr is searched.
-        return ExperimentConfig(method="los", stage2=_los_retrain(lr=0.01))
+        return ExperimentConfig(method="los", stage2=_los_retrain())
     return ExperimentConfig(method="ewb", stage1=Stage1Config(weight_decay=5e-3, feature_reg=1e-2,
                                                               classifier="etf"),
                             stage2=LogitAdjustConfig(tau=0.65))
