@@ -85,16 +85,22 @@ def grid_values(backbone: Backbone, spec: StudySpec) -> list[float]:
 
 
 def search(backbone: Backbone, spec: StudySpec, sampler_seed: int, runtime: Runtime, trials: int,
-           target: float | None) -> tuple[int, float]:
-    """Runs up to `trials` real stage-2 trials; returns (trials used, best val), stopping once best >= target."""
+           target: float, min_trials: int) -> list[float]:
+    """Best val after each real stage-2 trial, for up to `trials` trials; stops once at least `min_trials` ran
+    and the best reached `target`. Every count a table shows is read off this one curve."""
     study = optuna.create_study(direction="maximize", sampler=build_sampler(spec, seed_offset=sampler_seed))
-    for number in range(1, trials + 1):
+    curve: list[float] = []
+    while len(curve) < trials and (len(curve) < min_trials or curve[-1] < target):
         trial = study.ask()
         config = spec.config_for(sample_params(trial, spec.resolved_space()))
         study.tell(trial, run_stage2(backbone, config, runtime).val.all)
-        if target is not None and study.best_value >= target:
-            return number, study.best_value
-    return trials, study.best_value
+        curve.append(study.best_value)
+    return curve
+
+
+def trials_to_reach(curve: list[float], target: float, cap: int) -> int:
+    """The trial at which the best first reached `target`; `cap` when it did not within `cap` trials."""
+    return next((number for number, best in enumerate(curve[:cap], start=1) if best >= target), cap)
 
 
 def dataset_rows(label: str, dataset: str, image_size: int | None, args: argparse.Namespace,
@@ -109,9 +115,11 @@ def dataset_rows(label: str, dataset: str, image_size: int | None, args: argpars
     rows, medians, mean_best = [], {}, {}
     for sampler in SAMPLERS:
         spec = stage2_spec(dataset, image_size, args.stage1_epochs, sampler)
-        counts = [search(backbone, spec, seed, runtime, cells, grid_best - WITHIN)[0] for seed in range(args.seeds)]
-        to_best = [search(backbone, spec, seed, runtime, cells, grid_best)[0] for seed in range(args.seeds)]
-        bests = [search(backbone, spec, seed, runtime, args.equal_trials, None)[1] for seed in range(args.seeds)]
+        curves = [search(backbone, spec, seed, runtime, max(cells, args.equal_trials), grid_best, args.equal_trials)
+                  for seed in range(args.seeds)]
+        counts = [trials_to_reach(curve, grid_best - WITHIN, cells) for curve in curves]
+        to_best = [trials_to_reach(curve, grid_best, cells) for curve in curves]
+        bests = [curve[args.equal_trials - 1] for curve in curves]
         medians[sampler], mean_best[sampler] = statistics.median(counts), statistics.mean(bests)
         rows.append([sampler, f"{medians[sampler]:.0f}", f"{medians[sampler] / cells:.1%}", str(counts),
                      f"{statistics.median(to_best):.0f}", f"{mean_best[sampler]:.2f}", f"{min(bests):.2f}"])
