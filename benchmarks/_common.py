@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator, Sequence
 
 import sqlalchemy as sa
 
+from trainers.config import Stage1Config
+
 
 def timed(function: Callable[[], object]) -> float:
     started = time.perf_counter()
@@ -46,6 +48,11 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
         return "  ".join([first.ljust(widths[0]), *(v.rjust(w) for v, w in zip(rest, widths[1:], strict=True))])
 
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in cells)])
+
+
+def add_stage1_epochs_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stage1-epochs", type=int, default=Stage1Config().epochs,
+                        help="stage-1 epochs (default: tailtune's; the papers' presets have 200-320)")
 
 
 def add_threads_flag(parser: argparse.ArgumentParser) -> None:

@@ -32,11 +32,11 @@ import optuna
 import torch
 from PIL import Image
 
-from benchmarks._common import add_threads_flag, apply_threads, table
+from benchmarks._common import add_stage1_epochs_flag, add_threads_flag, apply_threads, table
 from studies.samplers import build_sampler
 from studies.space import sample_params
 from studies.spec import StudySpec, parse_spec
-from trainers.config import RetrainConfig, RunOptions, Stage1Config
+from trainers.config import RetrainConfig, RunOptions
 from trainers.device import Runtime, resolve_runtime
 from trainers.experiment import Backbone, evaluate_head, run_stage2, train_backbone
 from trainers.heads import train_heads
@@ -134,8 +134,7 @@ def dataset_rows(label: str, dataset: str, image_size: int | None, args: argpars
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--stage1-epochs", type=int, default=Stage1Config().epochs,
-                        help="tailtune's default")
+    add_stage1_epochs_flag(parser)
     parser.add_argument("--equal-trials", type=int, default=20, help="trials for the TPE-vs-random comparison")
     add_threads_flag(parser)
     args = parser.parse_args()

@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmar
 
 import torch
 
-from benchmarks._common import add_threads_flag, apply_threads, table, timed
-from trainers.config import ExperimentConfig, RunOptions, Stage1Config, with_fields
+from benchmarks._common import add_stage1_epochs_flag, add_threads_flag, apply_threads, table, timed
+from trainers.config import ExperimentConfig, RunOptions, with_fields
 from trainers.data import load_dataset
 from trainers.device import Runtime, resolve_runtime
 from trainers.experiment import Backbone, run_stage2, run_stage2_batch, train_backbone
@@ -65,8 +65,7 @@ def stage2_trial(backbone: Backbone, config: ExperimentConfig, trial: int, runti
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="digits-lt")
-    parser.add_argument("--stage1-epochs", type=int, default=Stage1Config().epochs,
-                        help="tailtune's default; the WB preset has 320")
+    add_stage1_epochs_flag(parser)
     parser.add_argument("--arch", default="auto", help="e.g. resnet32-cifar with --image-size 32")
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--trials", type=int, default=5, help="stage-2 trials per round (median)")

@@ -26,14 +26,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmar
 import optuna
 import torch
 
-from benchmarks._common import add_threads_flag, apply_threads, table
+from benchmarks._common import add_stage1_epochs_flag, add_threads_flag, apply_threads, table
 from studies import registry
 from studies.db import Database
 from studies.samplers import build_sampler
 from studies.space import sample_params
 from studies.spec import StudySpec, parse_spec
 from studies.worker import WorkerSettings, run_worker
-from trainers.config import RunOptions, Stage1Config
+from trainers.config import RunOptions
 from trainers.data import load_dataset
 from trainers.device import Runtime, resolve_runtime
 from trainers.experiment import run_experiment
@@ -67,8 +67,7 @@ def tailtune_study(spec: StudySpec, batch_trials: int, scratch: Path) -> tuple[o
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=90, help="trials per study (90: about 30 per lambda_1)")
-    parser.add_argument("--stage1-epochs", type=int, default=Stage1Config().epochs,
-                        help="tailtune's default")
+    add_stage1_epochs_flag(parser)
     add_threads_flag(parser)
     args = parser.parse_args()
     threads = apply_threads(args.threads)
