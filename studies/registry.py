@@ -115,13 +115,17 @@ def list_studies(db: Database, *, state: str | None = None, offset: int = 0,
 
 
 def _derived_state() -> sa.ColumnElement[str]:
-    """The state a record shows (`_study_record`): an active study whose budget is used up is done, even before
-    a worker has stored that."""
-    finished = (sa.select(sa.func.count()).where(trials.c.study_id == study_table.c.id,
-                                                 trials.c.state.in_([TrialState.COMPLETE, TrialState.PRUNED]))
-                .scalar_subquery())
-    used_up = sa.and_(study_table.c.state == "active", finished >= study_table.c.n_trials)
+    """The state a record shows and the list filters on: an active study whose budget is used up is done, even
+    before a worker has stored that."""
+    used_up = sa.and_(study_table.c.state == "active", _finished_trials(study_table.c.id) >= study_table.c.n_trials)
     return sa.case((used_up, "done"), else_=study_table.c.state)
+
+
+def _finished_trials(study_id: int | sa.ColumnElement[int]) -> sa.ScalarSelect[int]:
+    """COMPLETE + PRUNED trials of a study (a literal id, or a study row's id column), the budget's measure."""
+    return (sa.select(sa.func.count()).where(trials.c.study_id == study_id,
+                                             trials.c.state.in_([TrialState.COMPLETE, TrialState.PRUNED]))
+            .scalar_subquery())
 
 
 def stop_study(db: Database, *, study_id: int) -> StudyRecord:
@@ -180,12 +184,9 @@ def trial_counts(connection: sa.Connection, study_ids: Sequence[int]) -> dict[in
 
 def mark_done_if_finished(connection: sa.Connection, *, study_id: int) -> None:
     """Sets an active study whose budget is used up to done, in one statement of the caller's transaction."""
-    finished = (sa.select(sa.func.count()).where(trials.c.study_id == study_id,
-                                                 trials.c.state.in_([TrialState.COMPLETE, TrialState.PRUNED]))
-                .scalar_subquery())
     connection.execute(study_table.update()
                        .where(study_table.c.id == study_id, study_table.c.state == "active",
-                              study_table.c.n_trials <= finished)
+                              study_table.c.n_trials <= _finished_trials(study_id))
                        .values(state="done", updated_at=sa.func.now()))
 
 
@@ -198,7 +199,8 @@ def _study_records(db: Database, where: sa.ColumnElement[bool], *, offset: int,
                    limit: int) -> list[StudyRecord]:
     def read() -> list[StudyRecord]:
         with db.engine.connect() as connection:
-            rows = connection.execute(sa.select(study_table).select_from(_joined_studies()).where(where)
+            rows = connection.execute(sa.select(study_table, _derived_state().label("shown_state"))
+                                      .select_from(_joined_studies()).where(where)
                                       .order_by(study_table.c.id).offset(offset).limit(limit)).all()
             ids = [row.id for row in rows]
             counts = trial_counts(connection, ids)
@@ -211,8 +213,7 @@ def _study_records(db: Database, where: sa.ColumnElement[bool], *, offset: int,
 
 def _study_record(row: Any, counts: TrialCounts, best: tuple[int, int] | None,
                   details: _TrialDetails) -> StudyRecord:
-    state = "done" if row.state == "active" and counts.finished >= row.n_trials else row.state
-    record = StudyRecord(id=row.id, name=row.name, state=state, method=row.method, dataset=row.dataset,
+    record = StudyRecord(id=row.id, name=row.name, state=row.shown_state, method=row.method, dataset=row.dataset,
                          n_trials=row.n_trials, counts=counts, stop_reason=row.stop_reason,
                          spec=StudySpec.model_validate_json(row.spec_json), created_at=_utc(row.created_at),
                          updated_at=_utc(row.updated_at))
