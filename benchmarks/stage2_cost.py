@@ -4,11 +4,11 @@
                                      [--arch resnet32-cifar --image-size 32] [--threads N]
 
 Stage 2 is the authors' 10 epochs of CB + WD + MaxNorm with the backbone frozen (BN in eval mode), on the feature
-bank extracted once per backbone (4 augmented train views, val/test and their flips). Each round trains stage 1,
-extracts the bank once more on its own, runs `--trials` stage-2 trials (different lambda_2), 8 such trials in one
-batch as a worker runs them (`run_stage2_batch`: their heads train in one batched pass), and one stage-2 run
-the authors' way (BN in train mode, images through the backbone every epoch); medians over rounds. Stage 1 is
-`train_backbone`'s time less its feature extraction. A projected row scales the measured stage-1 epoch cost to
+bank extracted once per backbone (4 augmented train views, val/test, and their flips only for flip TTA). Each round
+trains stage 1, extracts the bank once more on its own, runs `--trials` stage-2 trials (different lambda_2), 8 such
+trials in one batch as a worker runs them (`run_stage2_batch`: their heads train in one batched pass), and one
+stage-2 run the authors' way (BN in train mode, images through the backbone every epoch); medians over rounds. Stage
+1 is `train_backbone`'s time less its feature extraction. A projected row scales the measured stage-1 epoch cost to
 the WB preset's 320 epochs (an estimate, marked as such).
 Ends with `stage2_over_stage1: X` (median stage-2 trial / median stage-1 training).
 """
@@ -42,7 +42,8 @@ def one_round(config: ExperimentConfig, trials: int, runtime: Runtime) -> dict[s
     backbone = train_backbone(config, runtime)
     with_bank = time.perf_counter() - started
     bank_s = timed(lambda: extract_feature_bank(backbone.model, backbone.data, runtime,
-                                                views=config.stage2.feature_views, seed=config.seed))
+                                                views=config.stage2.feature_views,
+                                                flips=config.eval.flip_tta, seed=config.seed))
     stage2_s = statistics.median(timed(lambda trial=trial: stage2_trial(backbone, config, trial, runtime))
                                  for trial in range(trials))
     batch = [lambda_2_trial(config, trial) for trial in range(BATCH)]

@@ -1,9 +1,10 @@
 """The stage-1 cache: one trained backbone (and its feature bank) per key, shared by all trials and workers.
 
 A key covers everything that determines stage 1 and the cached features: data set, model, stage-1 settings,
-seed, feature views and the trainer's code version. An entry is written to a temporary directory and renamed
-into place, so a crashed training leaves nothing half-written; a database lock (advisory lock on PostgreSQL,
-file lock on SQLite) makes two workers that miss the same key at once train it once.
+seed, feature views (augmented train views; flipped val/test for flip TTA) and the trainer's code version.
+An entry is written to a temporary directory and renamed into place, so a crashed training leaves nothing
+half-written; a database lock (advisory lock on PostgreSQL, file lock on SQLite) makes two workers that miss
+the same key at once train it once.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def stage1_key(config: ExperimentConfig) -> str:
     determined_by = {
         "data": config.data.model_dump(mode="json"), "model": config.model.model_dump(mode="json"),
         "stage1": config.stage1.model_dump(mode="json"), "seed": config.seed,
-        "feature_views": feature_views(config), "code": trainer_code_version(),
+        "feature_views": feature_views(config), "flip_features": config.eval.flip_tta,
+        "code": trainer_code_version(),
     }
     return hashlib.sha256(json.dumps(determined_by, sort_keys=True).encode()).hexdigest()[:24]
 

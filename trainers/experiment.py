@@ -84,7 +84,8 @@ def train_backbone(config: ExperimentConfig, runtime: Runtime,
     fit(model, trained, data, loss, SGDSettings(stage1.epochs, stage1.lr, stage1.momentum, stage1.weight_decay,
                                                 stage1.batch_size),
         runtime, seed=config.seed, stage="stage 1", on_epoch=on_epoch)
-    bank = extract_feature_bank(model, data, runtime, views=feature_views(config), seed=config.seed)
+    bank = extract_feature_bank(model, data, runtime, views=feature_views(config), flips=config.eval.flip_tta,
+                                seed=config.seed)
     rule = split_rule(data.class_counts)
     head = Head(model.classifier.weight.detach(), model.classifier.bias.detach())
     result = evaluate_head(bank, head, rule, config, elapsed=time.perf_counter() - started)
@@ -173,7 +174,8 @@ def _retrain_end_to_end(backbone: Backbone, stage2: RetrainConfig, config: Exper
         seed=config.seed + 1, stage="stage 2", bn_train=stage2.bn_mode == "train",
         after_step=project if stage2.maxnorm_every == "step" else None,
         after_epoch=project if stage2.maxnorm_every == "epoch" else None, on_epoch=on_epoch)
-    bank = extract_feature_bank(model, backbone.data, runtime, views=1, seed=config.seed)
+    bank = extract_feature_bank(model, backbone.data, runtime, views=0, flips=config.eval.flip_tta,
+                                seed=config.seed)
     head = Head(model.classifier.weight.detach(), model.classifier.bias.detach())
     return evaluate_head(bank, head, backbone.rule, config, elapsed=time.perf_counter() - started)
 
@@ -191,9 +193,11 @@ def evaluate_head(bank: FeatureBank, head: Head, rule: SplitRule, config: Experi
     prior = torch.bincount(bank.train_labels, minlength=num_classes).float()
     prior = prior / prior.sum()
 
-    def logits_of(features: torch.Tensor, flipped: torch.Tensor) -> torch.Tensor:
+    def logits_of(features: torch.Tensor, flipped: torch.Tensor | None) -> torch.Tensor:
         logits = head.logits(features)
         if config.eval.flip_tta:
+            if flipped is None:
+                raise ValueError("flip TTA needs a feature bank extracted with flips=True")
             logits = (logits + head.logits(flipped)) / 2
         return logit_adjust(logits, prior, adjust.tau, adjust.form) if adjust else logits
 

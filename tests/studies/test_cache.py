@@ -43,6 +43,8 @@ def test_the_key_changes_with_what_determines_stage1_only() -> None:
     assert stage1_key(TINY) != stage1_key(with_fields(TINY, {"stage1.weight_decay": 1e-3}))
     assert stage1_key(TINY) != stage1_key(with_fields(TINY, {"seed": 1}))
     assert stage1_key(TINY) != stage1_key(with_fields(TINY, {"data.imbalance_factor": 10}))
+    # flip TTA needs flipped val/test features in the bank, which a bank without them cannot serve
+    assert stage1_key(TINY) != stage1_key(with_fields(TINY, {"eval.flip_tta": True}))
 
 
 def _race(url: str, artifact_dir: str, start: multiprocessing.synchronize.Barrier) -> bool:

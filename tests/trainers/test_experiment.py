@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
+from trainers.augment import hflip
 from trainers.config import RunOptions, with_fields
+from trainers.data.types import ImageSplit
 from trainers.device import resolve_runtime
 from trainers.errors import TrainingDivergedError
 from trainers.experiment import run_experiment, run_stage2, train_backbone
+from trainers.features import extract_feature_bank
+from trainers.loop import predict
 from trainers.presets import method_defaults
 
 CPU = resolve_runtime(RunOptions(device="cpu"))
@@ -40,6 +45,20 @@ def test_tau_zero_is_stage1_and_stage2_on_cached_features_is_reproducible() -> N
     assert run_stage2(backbone, identity, CPU).per_class_test == backbone.stage1.per_class_test
     wb = with_fields(method_defaults("wb"), {"stage1.epochs": 4})
     assert run_stage2(backbone, wb, CPU).per_class_test == run_stage2(backbone, wb, CPU).per_class_test
+
+
+def test_flipped_features_are_extracted_only_for_flip_tta_and_are_the_flipped_images() -> None:
+    plain = with_fields(method_defaults("wb"), {"stage1.epochs": 2})
+    backbone = train_backbone(plain, CPU)
+    assert backbone.features.val_flipped is None and backbone.features.test_flipped is None
+    with pytest.raises(ValueError, match="flips=True"):
+        run_stage2(backbone, with_fields(plain, {"eval.flip_tta": True}), CPU)
+    data = backbone.data
+    bank = extract_feature_bank(backbone.model, data, CPU, views=0, flips=True, seed=0)
+    assert bank.train_views.shape[0] == 0
+    flipped_test = ImageSplit(hflip(data.test.images), data.test.labels)
+    torch.testing.assert_close(bank.test_flipped, predict(backbone.model, flipped_test, data, CPU)[0])
+    torch.testing.assert_close(bank.test, backbone.features.test)
 
 
 def test_end_to_end_retraining_path_runs_with_bn_in_train_mode() -> None:
