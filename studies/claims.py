@@ -31,22 +31,20 @@ from typing import Any
 import optuna
 import sqlalchemy as sa
 from optuna.storages import RDBStorage, fail_stale_trials
-from optuna.storages._rdb import models
 from optuna.trial import TrialState
 
-from studies.db import Database, retry_callback, retry_transient, study_table
-from studies.registry import (
-    WORKER_ATTR,
-    locked_study,
-    mark_done_if_finished,
-    trial_counts,
+from studies.db import (
+    Database,
+    retry_callback,
+    retry_transient,
+    study_table,
+    trial_heartbeats,
     trial_system_attrs,
     trials,
 )
+from studies.registry import WORKER_ATTR, locked_study, mark_done_if_finished, trial_counts
 from studies.samplers import build_pruner, build_sampler
 from studies.spec import StudySpec
-
-trial_heartbeats = models.TrialHeartbeatModel.__table__
 
 
 @dataclass(frozen=True)

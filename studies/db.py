@@ -69,6 +69,14 @@ worker_table = sa.Table(
     sa.Column("started_at", sa.DateTime(timezone=True)),
     sa.Column("last_seen", sa.DateTime(timezone=True)),
 )
+# Optuna's tables (optuna==5.0.0 is pinned; these names are part of its schema, version-checked on connect).
+optuna_studies = models.StudyModel.__table__
+trials = models.TrialModel.__table__
+trial_values = models.TrialValueModel.__table__
+trial_params = models.TrialParamModel.__table__
+trial_user_attrs = models.TrialUserAttributeModel.__table__
+trial_system_attrs = models.TrialSystemAttributeModel.__table__
+trial_heartbeats = models.TrialHeartbeatModel.__table__
 
 T = TypeVar("T")
 
@@ -310,22 +318,88 @@ os.register_at_fork(after_in_child=_dispose_after_fork)
 def set_trial_user_attrs(trial: optuna.Trial, attributes: dict[str, Any]) -> None:
     """`trial.set_user_attr` for many attributes in one statement: Optuna reads the trial and commits once per
     attribute, which costs a trial with ~20 result attributes more than its stage-2 training does."""
-    backend = getattr(trial.storage, "_backend", trial.storage)  # Optuna wraps RDBStorage in a cache
-    dialect_insert = _UPSERTS.get(backend.engine.name) if isinstance(backend, RDBStorage) else None
+    backend = _rdb_backend(trial)
+    dialect_insert = _UPSERTS.get(backend.engine.name) if backend is not None else None
     if dialect_insert is None:
         for key, value in attributes.items():
             trial.set_user_attr(key, value)
         return
-    trials, user_attrs = models.TrialModel.__table__, models.TrialUserAttributeModel.__table__
     rows = [{"trial_id": trial._trial_id, "key": key, "value_json": json.dumps(value)}
             for key, value in attributes.items()]
-    insert = dialect_insert(user_attrs).values(rows)
+    insert = dialect_insert(trial_user_attrs).values(rows)
     with backend.engine.begin() as connection:
-        state = connection.execute(sa.select(trials.c.state).where(trials.c.trial_id == trial._trial_id)).scalar_one()
-        backend.check_trial_is_updatable(trial._trial_id, state)  # as Optuna: a finished trial is read-only
+        _check_updatable(connection, backend, trial._trial_id)
         connection.execute(insert.on_conflict_do_update(index_elements=["trial_id", "key"],
                                                         set_={"value_json": insert.excluded.value_json}))
     trial._cached_frozen_trial.user_attrs.update(attributes)
+
+
+@contextlib.contextmanager
+def params_written_together(trial: optuna.Trial) -> Iterator[None]:
+    """Inside, `trial.suggest_*` samples as Optuna does but keeps the values; on leaving, they are written in
+    one transaction. Optuna commits once per suggested parameter, the largest database cost of a cheap trial.
+    The checks are Optuna's: the trial must be unfinished, and each distribution compatible with the one
+    the study already has under that name. Nothing is written when the block raises (the trial fails)."""
+    backend = _rdb_backend(trial)
+    if backend is None:
+        yield
+        return
+    storage = trial.storage
+    deferred = _DeferredParams(storage)
+    trial.storage = deferred
+    try:
+        yield
+    finally:
+        trial.storage = storage
+    if deferred.params:
+        _write_params(backend, trial._trial_id, deferred.params)
+
+
+class _DeferredParams:
+    """Stands in for a trial's storage while it samples: keeps `set_trial_param`, passes the rest through."""
+
+    def __init__(self, storage: optuna.storages.BaseStorage) -> None:
+        self._storage = storage
+        self.params: dict[str, tuple[float, optuna.distributions.BaseDistribution]] = {}
+
+    def set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
+                        distribution: optuna.distributions.BaseDistribution) -> None:
+        self.params[param_name] = (param_value_internal, distribution)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._storage, name)
+
+
+def _write_params(backend: RDBStorage, trial_id: int,
+                  params: dict[str, tuple[float, optuna.distributions.BaseDistribution]]) -> None:
+    with backend.engine.begin() as connection:
+        study_id = _check_updatable(connection, backend, trial_id)
+        # The study's distribution under each name, any one row of it: Optuna keeps them mutually compatible.
+        earlier = connection.execute(sa.select(*(
+            sa.select(trial_params.c.distribution_json).join(trials)
+            .where(trials.c.study_id == study_id, trial_params.c.param_name == name)
+            .limit(1).scalar_subquery().label(f"p{n}") for n, name in enumerate(params)))).one()
+        for (_, distribution), stored in zip(params.values(), earlier, strict=True):
+            if stored is not None:
+                optuna.distributions.check_distribution_compatibility(
+                    optuna.distributions.json_to_distribution(stored), distribution)
+        connection.execute(trial_params.insert(), [
+            {"trial_id": trial_id, "param_name": name, "param_value": value,
+             "distribution_json": optuna.distributions.distribution_to_json(distribution)}
+            for name, (value, distribution) in params.items()])
+
+
+def _rdb_backend(trial: optuna.Trial) -> RDBStorage | None:
+    backend = getattr(trial.storage, "_backend", trial.storage)  # Optuna wraps RDBStorage in a cache
+    return backend if isinstance(backend, RDBStorage) else None
+
+
+def _check_updatable(connection: sa.Connection, backend: RDBStorage, trial_id: int) -> int:
+    """As Optuna: a finished trial is read-only. Returns the trial's study id."""
+    row = connection.execute(sa.select(trials.c.state, trials.c.study_id)
+                             .where(trials.c.trial_id == trial_id)).one()
+    backend.check_trial_is_updatable(trial_id, row.state)
+    return row.study_id
 
 
 _UPSERTS = {"postgresql": sa.dialects.postgresql.insert, "sqlite": sa.dialects.sqlite.insert}

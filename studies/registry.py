@@ -22,18 +22,21 @@ from optuna.storages._rdb import models
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
-from studies.db import Database, retry_transient, study_table, worker_table
+from studies.db import (
+    Database,
+    optuna_studies,
+    retry_transient,
+    study_table,
+    trial_params,
+    trial_system_attrs,
+    trial_user_attrs,
+    trial_values,
+    trials,
+    worker_table,
+)
 from studies.records import Page, StudyRecord, TrialCounts, TrialRecord, WorkerRecord
 from studies.spec import StudySpec
 from trainers.errors import UserInputError
-
-# Optuna's tables (optuna==5.0.0 is pinned; these names are part of its schema, version-checked on connect).
-optuna_studies = models.StudyModel.__table__
-trials = models.TrialModel.__table__
-trial_values = models.TrialValueModel.__table__
-trial_params = models.TrialParamModel.__table__
-trial_user_attrs = models.TrialUserAttributeModel.__table__
-trial_system_attrs = models.TrialSystemAttributeModel.__table__
 
 SPEC_ATTR = "tailtune_spec"  # study user attr: the spec, for anyone reading the study through Optuna alone
 WORKER_ATTR = "tailtune_worker"  # trial system attr: id of the worker that claimed the trial

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 import optuna
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from studies.db import params_written_together
 from trainers.config import Method
 
 ParamValue = float | int | str | bool
@@ -115,11 +116,12 @@ def default_space(method: Method) -> dict[str, FloatRange | Choices]:
 
 
 def sample_params(trial: optuna.Trial, space: dict[str, FloatRange | Choices]) -> dict[str, ParamValue]:
-    """Asks the trial for every searched parameter (its sampler proposes the values)."""
+    """Asks the trial for every searched parameter (its sampler proposes the values), stored in one write."""
     params: dict[str, ParamValue] = {}
-    for name, param in space.items():
-        if isinstance(param, FloatRange):
-            params[name] = trial.suggest_float(name, param.low, param.high, log=param.log)
-        elif isinstance(param, Choices):
-            params[name] = trial.suggest_categorical(name, param.choices)
+    with params_written_together(trial):
+        for name, param in space.items():
+            if isinstance(param, FloatRange):
+                params[name] = trial.suggest_float(name, param.low, param.high, log=param.log)
+            elif isinstance(param, Choices):
+                params[name] = trial.suggest_categorical(name, param.choices)
     return params
