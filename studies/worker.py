@@ -393,18 +393,18 @@ class _Worker:
     def _tell(self, claimed: claims.ClaimedTrial, values: list[float] | None,
               state: TrialState | None) -> TrialState | None:
         """Stores the outcome; None when the trial was already finished, i.e. reaped while it ran."""
-        def tell() -> TrialState | None:
-            if claims.is_finished(self.db, claimed.trial_id):
-                return None
-            # Optuna's `Study.tell` minus its closing re-read of the whole trial, which we would discard.
+        def tell() -> TrialState:
+            # Optuna's `Study.tell` minus its closing re-read of the whole trial, which we would discard. Its
+            # opening read of the trial refuses one that is no longer RUNNING, so no check of ours comes first.
             return _tell_with_warning(claimed.study, claimed.trial, values, state)[0]
 
         try:
             told = retry_transient(tell, deadline_s=self.settings.outage_timeout_s,
                                    what=f"tell trial {claimed.number}")
         except (optuna.exceptions.UpdateFinishedTrialError, KeyError):
-            told = None  # reaped between the check and the write, or the study was deleted meanwhile
-        except ValueError:  # "Cannot tell a FAIL trial": reaped between the check and Optuna's own read
+            told = None  # reaped between Optuna's read and its write, or the study was deleted meanwhile
+        except ValueError:  # "Cannot tell a FAIL trial": reaped before Optuna's read (or a retried tell's
+            # first attempt had committed); any other ValueError is a real error
             if not claims.is_finished(self.db, claimed.trial_id):
                 raise
             told = None
