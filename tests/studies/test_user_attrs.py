@@ -36,9 +36,8 @@ SPACE = {"stage2.weight_decay": FloatRange(low=1e-4, high=1.0, log=True), "stage
          "stage2.epochs": Choices(choices=[10])}
 
 
-def _study(storage: optuna.storages.BaseStorage | str, name: str, seed: int = 0) -> optuna.Study:
-    return optuna.create_study(study_name=name, storage=storage, sampler=optuna.samplers.TPESampler(seed=seed),
-                               load_if_exists=True)
+def _study(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
+    return optuna.create_study(study_name=name, storage=storage, sampler=optuna.samplers.TPESampler(seed=0))
 
 
 def test_params_written_together_equal_optunas_one_by_one(storage_url: str) -> None:
