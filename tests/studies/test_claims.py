@@ -226,3 +226,78 @@ def test_lost_connections_are_transient_and_bad_sql_is_not(postgres_url: str) ->
         connection.execute(sa.text("SELECT * FROM no_such_table"))
     db.dispose()
     assert is_transient(lost.value) and not is_transient(bad.value)
+
+
+def _sqlstate_error(db: Database, statement: str) -> sa.exc.DBAPIError:
+    with pytest.raises(sa.exc.DBAPIError) as raised, db.engine.connect() as connection:
+        connection.execute(sa.text(statement))
+    return raised.value
+
+
+# A program limit: PostgreSQL's target list holds at most 1664 entries (SQLSTATE 54011), which psycopg2 raises
+# as an OperationalError like a lost connection.
+TOO_MANY_COLUMNS = "SELECT " + ", ".join(f"{n} AS c{n}" for n in range(1700))
+
+
+@pytest.mark.postgres
+def test_program_limits_and_data_errors_are_not_transient_lock_timeouts_and_deadlocks_are(
+        postgres_database: Database) -> None:
+    db = postgres_database
+    limit = _sqlstate_error(db, TOO_MANY_COLUMNS)
+    assert isinstance(limit, sa.exc.OperationalError) and not is_transient(limit)
+    assert not is_transient(_sqlstate_error(db, "SELECT 1 / 0"))  # 22012, a data error
+    with db.engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE locked (id int PRIMARY KEY)"))
+        connection.execute(sa.text("INSERT INTO locked VALUES (1), (2)"))
+    assert is_transient(_lock_timeout(db)) and is_transient(_deadlock(db))
+
+
+def _lock_timeout(db: Database) -> BaseException:
+    with db.engine.begin() as holder:
+        holder.execute(sa.text("SELECT * FROM locked WHERE id = 1 FOR UPDATE"))
+        return _sqlstate_error(db, "SET lock_timeout = '50ms'; SELECT * FROM locked WHERE id = 1 FOR UPDATE")
+
+
+def _deadlock(db: Database) -> BaseException:
+    """Two transactions that each hold one row and wait for the other's: PostgreSQL aborts one (40P01)."""
+    errors: list[BaseException] = []
+    both_hold = threading.Barrier(2)
+
+    def lock_both(first: int, second: int) -> None:
+        try:
+            with db.engine.begin() as connection:
+                connection.execute(sa.text("SET deadlock_timeout = '50ms'"))
+                connection.execute(sa.text(f"SELECT * FROM locked WHERE id = {first} FOR UPDATE"))
+                both_hold.wait()
+                connection.execute(sa.text(f"SELECT * FROM locked WHERE id = {second} FOR UPDATE"))
+        except sa.exc.DBAPIError as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=lock_both, args=order) for order in ((1, 2), (2, 1))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(errors) == 1
+    return errors[0]
+
+
+@pytest.mark.postgres
+def test_a_program_limit_fails_each_trial_once_and_stops_the_study_with_its_message(
+        postgres_database: Database) -> None:
+    db = postgres_database
+    study_id = create(db, 10)
+    calls = []
+
+    def over_the_limit(trial: optuna.Trial, spec: object, context: RunContext) -> list[float]:
+        calls.append(trial.number)
+        if len(calls) > 10:  # handed back for ever (the bug): end the study so the test ends
+            registry.stop_study(db, study_id=study_id)
+        with db.engine.connect() as connection:
+            connection.execute(sa.text(TOO_MANY_COLUMNS))
+        return [0.0]
+
+    summary = run_worker(db, study_names=["claims"], settings=QUICK, runner=one_at_a_time(over_the_limit))
+    record = registry.get_study(db, study_id=study_id)
+    assert (summary.failed, summary.interrupted, record.counts.fail, record.state) == (3, 0, 3, "stopped")
+    assert "target lists can have at most 1664 entries" in record.stop_reason
