@@ -219,7 +219,9 @@ def engine_kwargs(url: str, *, pool_size: int = POOL_SIZE) -> dict[str, object]:
 
 # ---------------------------------------------------------------------------------------------- retries
 def is_transient(error: BaseException) -> bool:
-    """Errors a later attempt may not meet: lost connections, deadlocks, serialization failures, locks."""
+    """Errors a retry can cure: a lost connection or server shutdown, a deadlock, a serialization failure, a
+    lock wait that timed out, an exhausted pool, a busy SQLite file. A program limit or a data error is not:
+    retried, it fails again, for ever."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
@@ -230,11 +232,21 @@ def is_transient(error: BaseException) -> bool:
     return False
 
 
+# SQLSTATEs a retry cures (PostgreSQL appendix A): serialization_failure, deadlock_detected, lock_not_available,
+# too_many_connections, admin_shutdown, crash_shutdown, cannot_connect_now; class 08 is "connection exception".
+TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "53300", "57P01", "57P02", "57P03"})
+
+
 def _is_transient_one(error: BaseException) -> bool:
     if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
         return True
-    if isinstance(error, sa.exc.TimeoutError | psycopg2.OperationalError | psycopg2.InterfaceError):
-        return True  # pool exhausted, server gone, deadlock (40P01), serialization failure (40001)
+    if isinstance(error, sa.exc.TimeoutError):  # the pool had no free connection in time
+        return True
+    if isinstance(error, psycopg2.Error):
+        if error.pgcode is not None:  # the server answered: its SQLSTATE says what happened
+            return error.pgcode in TRANSIENT_SQLSTATES or error.pgcode.startswith("08")
+        # No SQLSTATE: the client lost or could not open the connection ("server closed the connection").
+        return isinstance(error, psycopg2.OperationalError | psycopg2.InterfaceError)
     if isinstance(error, sqlite3.OperationalError):
         message = str(error)
         return "locked" in message or "busy" in message

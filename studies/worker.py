@@ -375,7 +375,7 @@ class _Worker:
             return
         log.error("trial %d of study %d failed", claimed.number, claimed.study_id, exc_info=error)
         if self._tell(claimed, None, TrialState.FAIL) == TrialState.FAIL:
-            self._count_failure(claimed, f"{type(error).__name__}: {error}")
+            self._count_failure(claimed, f"{type(error).__name__}: {describe(error)}")
 
     def _hand_back(self, claimed: claims.ClaimedTrial, reason: str) -> None:
         log.warning("trial %d interrupted (%s); queued for retry", claimed.number, reason)
