@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import multiprocessing
+import multiprocessing.managers
+import multiprocessing.pool
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
 
 from studies import registry
-from studies.cache import Stage1Cache, stage1_key
+from studies.cache import ENTRY_FILES, QUARANTINE, Stage1Cache, damage, stage1_key
 from studies.db import Database
 from studies.spec import parse_spec
 from studies.worker import WorkerSettings, run_worker
@@ -56,13 +61,20 @@ def _race(url: str, artifact_dir: str, start: multiprocessing.synchronize.Barrie
     return trained
 
 
+@pytest.fixture(scope="module")
+def two_processes() -> Iterator[tuple[multiprocessing.pool.Pool, multiprocessing.managers.SyncManager]]:
+    """Two spawned processes shared by the racing tests: each start imports torch, seconds on a loaded machine."""
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, context.Pool(2) as pool:
+        yield pool, manager
+
+
 @pytest.mark.multiprocess
 @pytest.mark.postgres
-def test_two_workers_missing_the_same_key_train_it_once(postgres_url: str, tmp_path: Path) -> None:
-    context = multiprocessing.get_context("spawn")
-    start = context.Manager().Barrier(2)
-    with context.Pool(2) as pool:
-        trained = pool.starmap(_race, [(postgres_url, str(tmp_path), start)] * 2)
+def test_two_workers_missing_the_same_key_train_it_once(postgres_url: str, tmp_path: Path, two_processes) -> None:
+    pool, manager = two_processes
+    start = manager.Barrier(2)
+    trained = pool.starmap(_race, [(postgres_url, str(tmp_path), start)] * 2, chunksize=1)
     assert sorted(trained) == [False, True]
     assert len(Stage1Cache(tmp_path, lambda name: None, CPU).entries()) == 1
 
@@ -74,4 +86,76 @@ def test_a_crashed_training_leaves_no_cache_entry(sqlite_url: str, tmp_path: Pat
         cache.backbone_for(with_fields(TINY, {"stage1.lr": 1e12}))
     assert cache.entries() == []
     assert not any(tmp_path.rglob("*.pt"))
+    db.dispose()
+
+
+@contextlib.contextmanager
+def _lapsed_lock(name: str) -> Iterator[None]:
+    """A lock that excludes no one: what two workers hold when a PostgreSQL restart ended the first one's."""
+    yield
+
+
+def _train_without_lock(artifact_dir: str, start: multiprocessing.synchronize.Barrier) -> bool:
+    cache = Stage1Cache(Path(artifact_dir), _lapsed_lock, CPU)
+    start.wait()
+    return cache.backbone_for(TINY).trained_here
+
+
+@pytest.mark.multiprocess
+def test_a_second_writer_of_a_finished_key_keeps_the_first_entry_and_its_trial_goes_on(tmp_path: Path,
+                                                                                      two_processes) -> None:
+    pool, manager = two_processes
+    start = manager.Barrier(2)
+    trained = pool.starmap(_train_without_lock, [(str(tmp_path), start)] * 2, chunksize=1)
+    assert trained == [True, True]  # both trained, and neither trial failed on the other's entry
+    cache = Stage1Cache(tmp_path, _lapsed_lock, CPU)
+    assert cache.entries() == [stage1_key(TINY)] and damage(cache.root / stage1_key(TINY)) is None
+    assert [p.name for p in cache.root.iterdir()] == [stage1_key(TINY)]  # no staging folder left behind
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(("file_name", "harm"), [("model.pt", _truncate), ("features.pt", _flip_last_byte),
+                                                 ("stage1.json", _truncate)])
+def test_a_damaged_entry_is_quarantined_and_rebuilt_by_the_trial_that_found_it(
+        sqlite_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture, file_name: str, harm) -> None:
+    db = Database.connect(sqlite_url)
+    key = stage1_key(TINY)
+    Stage1Cache(tmp_path, db.named_lock, CPU).backbone_for(TINY)
+    harm(tmp_path / "stage1" / key / file_name)
+
+    with caplog.at_level(logging.WARNING, logger="studies.cache"):
+        rebuilt = Stage1Cache(tmp_path, db.named_lock, CPU).backbone_for(TINY)
+    assert rebuilt.trained_here and damage(tmp_path / "stage1" / key) is None
+    quarantined = list((tmp_path / "stage1" / QUARANTINE).iterdir())
+    assert len(quarantined) == 1 and damage(quarantined[0]) is not None
+    assert sorted(p.name for p in quarantined[0].iterdir()) == sorted([*ENTRY_FILES, "manifest.json"])
+    assert file_name in caplog.text and str(quarantined[0]) in caplog.text
+    assert not Stage1Cache(tmp_path, db.named_lock, CPU).backbone_for(TINY).trained_here
+    db.dispose()
+
+
+@pytest.mark.postgres
+def test_a_study_after_its_stage1_entry_was_truncated_completes_every_trial(postgres_url: str,
+                                                                           tmp_path: Path) -> None:
+    """The issue's acceptance: a second study with the same stage-1 settings ends with all trials COMPLETE."""
+    db = Database.connect(postgres_url)
+    settings = WorkerSettings(heartbeat_interval=1, grace_period=3, artifact_dir=tmp_path, device="cpu",
+                              handle_signals=False)
+    fixed = {"stage1.epochs": 2, "stage1.weight_decay": 5e-3}
+    for name in ("first", "second"):
+        registry.create_study(db, spec=parse_spec({"name": name, "n_trials": 2, "fixed": fixed}))
+        run_worker(db, study_names=[name], settings=settings)
+        trials = optuna.load_study(study_name=name, storage=postgres_url).trials
+        assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
+        assert sum(t.user_attrs["stage1_trained"] for t in trials) == 1
+        _truncate(tmp_path / "stage1" / trials[0].user_attrs["stage1_key"] / "model.pt")
     db.dispose()
