@@ -2,16 +2,26 @@
 
 A key covers everything that determines stage 1 and the cached features: data set, model, stage-1 settings,
 seed, feature views (augmented train views; flipped val/test for flip TTA) and the trainer's code version.
-An entry is written to a temporary directory and renamed into place, so a crashed training leaves nothing
-half-written; a database lock (advisory lock on PostgreSQL, file lock on SQLite) makes two workers that miss
-the same key at once train it once.
+An entry is written to a temporary directory, its manifest (each file's size and SHA-256) last, and renamed
+into place, so a crashed training leaves nothing half-written; a database lock (advisory lock on PostgreSQL,
+file lock on SQLite) makes two workers that miss the same key at once train it once.
+
+Neither guarantee is absolute, so neither is relied on alone:
+- the lock lapses when its PostgreSQL session ends (a server restart), and a second holder trains too; its
+  rename then meets the finished entry, keeps it when it is sound, and its trial goes on with that entry;
+- a file can be damaged after the rename (a full disk, a copy cut short, a hand edit); every read checks the
+  manifest first, and a damaged entry is moved aside to `stage1/.quarantine/` (named in the log) and rebuilt
+  by the trial that found it, under the lock.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import logging
 import shutil
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
@@ -31,7 +41,12 @@ from trainers.metrics import split_rule
 from trainers.provenance import trainer_code_version
 from trainers.results import StageResult
 
+log = logging.getLogger(__name__)
+
 LockFactory = Callable[[str], AbstractContextManager]
+ENTRY_FILES = ("model.pt", "features.pt", "stage1.json")
+MANIFEST = "manifest.json"  # {file name: {"size": bytes, "sha256": hex digest}} of ENTRY_FILES
+QUARANTINE = ".quarantine"  # damaged entries, kept for a look; a leading dot keeps them out of entries()
 
 
 def stage1_key(config: ExperimentConfig) -> str:
@@ -64,27 +79,45 @@ class Stage1Cache:
         if key in self._memory:
             self._memory.move_to_end(key)
             return CachedBackbone(self._memory[key], key, trained_here=False)
-        trained_here = False
-        if not self._entry(key).exists():
-            # Whoever holds the lock trains; the others wait here, then find the finished entry.
-            with self._lock(f"stage1:{key}"):
-                if not self._entry(key).exists():
-                    self._store(key, train_backbone(config, self.runtime, on_epoch))
-                    trained_here = True
-        backbone = self._load(key, config)
+        backbone = self._load_sound(key, config, quarantine=False)
+        trained_here = backbone is None
+        if backbone is None:
+            backbone, trained_here = self._build(key, config, on_epoch)
         self._remember(key, backbone)
         return CachedBackbone(backbone, key, trained_here)
 
     def has(self, config: ExperimentConfig) -> bool:
         """True when the config's backbone is trained already (here or by another worker)."""
         key = stage1_key(config)
-        return key in self._memory or self._entry(key).exists()
+        return key in self._memory or (self._entry(key) / MANIFEST).exists()
 
     def entries(self) -> list[str]:
         return sorted(p.name for p in self.root.iterdir() if not p.name.startswith(".")) if self.root.exists() else []
 
     def _entry(self, key: str) -> Path:
         return self.root / key
+
+    def _build(self, key: str, config: ExperimentConfig, on_epoch: EpochCallback | None) -> tuple[Backbone, bool]:
+        # Whoever holds the lock trains; the others wait here, then find the finished entry. A damaged entry is
+        # judged again under the lock: another worker may have rebuilt it meanwhile, and a sound one stays.
+        with self._lock(f"stage1:{key}"):
+            backbone = self._load_sound(key, config, quarantine=True)
+            if backbone is not None:
+                return backbone, False
+            self._store(key, train_backbone(config, self.runtime, on_epoch))
+        return self._load(self._entry(key), config), True
+
+    def _load_sound(self, key: str, config: ExperimentConfig, *, quarantine: bool) -> Backbone | None:
+        """The entry's backbone, or None when there is no entry or it is damaged (then moved aside if asked)."""
+        entry = self._entry(key)
+        if not entry.exists():
+            return None
+        problem = damage(entry)
+        if problem is None:
+            return self._load(entry, config)
+        if quarantine:
+            self._quarantine(entry, problem)
+        return None
 
     def _store(self, key: str, backbone: Backbone) -> None:
         staging = self.root / f".staging-{key}-{uuid.uuid4().hex}"
@@ -93,12 +126,39 @@ class Stage1Cache:
             torch.save(backbone.model.state_dict(), staging / "model.pt")
             backbone.features.save(staging / "features.pt")
             (staging / "stage1.json").write_text(backbone.stage1.model_dump_json())
-            staging.rename(self._entry(key))  # atomic on one filesystem: readers see all files or none
+            write_manifest(staging)  # last: a folder without a matching manifest is never read
+            self._move_into_place(staging, self._entry(key))
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def _load(self, key: str, config: ExperimentConfig) -> Backbone:
-        entry, device = self._entry(key), self.runtime.device
+    def _move_into_place(self, staging: Path, entry: Path) -> None:
+        while True:
+            try:
+                staging.rename(entry)  # atomic on one filesystem: readers see all files or none
+                return
+            except OSError as error:
+                if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+            # Another writer finished first (our lock lapsed with its PostgreSQL session): keep its entry when it
+            # is sound, since trials may be reading it; replace it only when it is damaged.
+            problem = damage(entry)
+            if problem is None:
+                log.info("stage-1 cache entry %s was written by another worker meanwhile; kept it", entry)
+                return
+            self._quarantine(entry, problem)
+
+    def _quarantine(self, entry: Path, problem: str) -> None:
+        aside = self.root / QUARANTINE / f"{entry.name}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            entry.rename(aside)
+        except FileNotFoundError:
+            return  # another worker moved it aside first
+        log.warning("stage-1 cache entry %s is damaged (%s); moved it to %s and rebuilding it", entry, problem,
+                    aside)
+
+    def _load(self, entry: Path, config: ExperimentConfig) -> Backbone:
+        device = self.runtime.device
         data = load_dataset(config.data)
         model = build_backbone_model(config, data, self.runtime)
         model.load_state_dict(torch.load(entry / "model.pt", map_location=device, weights_only=True))
@@ -111,3 +171,32 @@ class Stage1Cache:
         self._memory[key] = backbone
         while len(self._memory) > self._memory_entries:
             self._memory.popitem(last=False)
+
+
+def write_manifest(folder: Path) -> None:
+    manifest = {name: _fingerprint(folder / name) for name in ENTRY_FILES}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1))
+
+
+def damage(entry: Path) -> str | None:
+    """What is wrong with an entry's files against its manifest, or None when every file matches it."""
+    try:
+        manifest = json.loads((entry / MANIFEST).read_text())
+        for name in ENTRY_FILES:
+            expected, path = manifest[name], entry / name
+            size = path.stat().st_size
+            if size != expected["size"]:
+                return f"{path.name} has {size} bytes, its manifest says {expected['size']}"
+            if _fingerprint(path)["sha256"] != expected["sha256"]:
+                return f"{path.name} does not match its manifest's SHA-256"
+    except FileNotFoundError as error:
+        return f"{Path(error.filename or '?').name} is missing"
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return f"unreadable manifest ({type(error).__name__}: {error})"
+    return None
+
+
+def _fingerprint(path: Path) -> dict[str, int | str]:
+    with path.open("rb") as file:
+        digest = hashlib.file_digest(file, "sha256").hexdigest()
+    return {"size": path.stat().st_size, "sha256": digest}
