@@ -140,8 +140,8 @@ class Database:
         """A lock across processes and machines: a PostgreSQL advisory lock, or a file lock next to SQLite.
 
         On PostgreSQL the lock lives as long as its session: if the connection drops (server restart), the
-        server releases it, so a holder that outlives an outage must tolerate another holder (stage-1 cache
-        entries are written atomically for this reason).
+        server releases it, so a holder that outlives an outage must tolerate another holder (a stage-1 cache
+        writer that finds the entry written meanwhile keeps it, studies/cache.py).
         """
         if self.is_sqlite:
             with FileLock(self._lock_file(name)):
