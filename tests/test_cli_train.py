@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.trainers.fake_data import write_fake_cifar, write_fake_image_folder
+from tests.trainers.test_presets import ALGORITHMS_MD_FIGURES
+from trainers.data import lt_counts
 
 TAILTUNE = [sys.executable, "-m", "tailtune"]
 
@@ -58,12 +60,15 @@ def test_bad_input_is_one_clear_line_and_nonzero_exit(args: list[str], message: 
 def test_a_paper_preset_runs_its_recipe_on_cifar_files_and_shows_the_papers_numbers(tmp_path: Path) -> None:
     write_fake_cifar(tmp_path, num_classes=100, per_class_train=30, per_class_test=2)
     completed = _run("train", "--preset", "wb-cifar100-if100", "--data-root", str(tmp_path), "--imbalance-factor",
-                     "10", "--epochs", "1", "--set", "model.arch=resnet32-cifar", "--set", "stage2.epochs=1",
-                     "--json")
+                     "10", "--epochs", "1", "--set", "model.arch=small-cnn", "--set", "stage2.epochs=1",
+                     "--checkpoint-dir", str(tmp_path / "run"))
     assert completed.returncode == 0, completed.stderr
-    result = json.loads(completed.stdout)
-    config = result["config"]
-    assert config["data"]["name"] == "cifar100-lt" and config["eval"]["flip_tta"] is True
+    printed = " ".join(completed.stdout.split())  # rich wraps long lines at the terminal's width
+    for key, value in ALGORITHMS_MD_FIGURES["wb-cifar100-if100"].items():
+        assert f"{key} {value:.2f}" in printed
+    # the WB code's floor() counts on this file's 30 images per class, not EWB's round() of 30 - 20
+    assert f"{sum(lt_counts(30, 10, 100, 'floor')):,} train images in 100 classes" in printed
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["data"]["cifar_counts"] == "wb" and config["eval"]["flip_tta"] is True
     assert config["stage2"]["loss"] == "cb-bce" and config["stage2"]["maxnorm_every"] == "epoch"
     assert config["stage2"]["bn_mode"] == "train"
-    assert len(result["stage2"]["per_class_test"]) == 100

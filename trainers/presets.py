@@ -1,11 +1,19 @@
 """Method defaults ("tailtune default" in ALGORITHMS.md) and the papers' recipes ("paper preset").
 
-Each paper preset carries the numbers its paper reports, so a user can compare a run against them.
+A paper preset is the authors' code: counts and rounding, val split, epochs, batch, lr, WD, loss form, MaxNorm
+timing, BN mode and TTA are all in its config. Precision needs no field: all three papers trained in fp32,
+which is `RunOptions.amp`'s default. Each preset carries the numbers its paper reports (test accuracy, percent,
+keys `stage1.all`, `stage2.all`, `stage2.many`, ...), so a run can be compared with them; a split the paper does
+not report is absent, never guessed.
+
+To add a preset: write (or reuse) a function that builds the paper's config for one data set and imbalance
+factor, and add one `Preset` per setting the paper reports numbers for.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from trainers.config import (
     DataConfig,
@@ -19,8 +27,6 @@ from trainers.config import (
     TauNormConfig,
 )
 
-_CIFAR100_IF100 = DataConfig(name="cifar100-lt", imbalance_factor=100)
-
 
 def method_defaults(method: Method) -> ExperimentConfig:
     """tailtune defaults: val-split selection, BN frozen in stage 2 (cached features), PGD after every step."""
@@ -30,16 +36,11 @@ def method_defaults(method: Method) -> ExperimentConfig:
         return ExperimentConfig(method="tau-norm", stage2=TauNormConfig())
     if method == "los":
         return ExperimentConfig(method="los", stage2=_los_retrain())
-    return ExperimentConfig(method="ewb", stage1=Stage1Config(weight_decay=5e-3, feature_reg=1e-2,
-                                                              classifier="etf"),
-                            stage2=LogitAdjustConfig(tau=0.65))
+    return ExperimentConfig(method="ewb", stage1=_EWB_STAGE1, stage2=LogitAdjustConfig(tau=0.65))
 
 
-def _los_retrain(**overrides: object) -> RetrainConfig:
-    # LOS code: fc only, from the stage-1 classifier, SGD lr 5e-4, WD 0, 20 epochs, no MaxNorm.
-    settings = {"loss": "los", "over_smoothing": 0.98, "weight_decay": 0.0, "maxnorm": "none", "lr": 5e-4,
-                "epochs": 20}
-    return RetrainConfig(**(settings | overrides))
+# EWB: lambda_wd 5e-3 and lambda_fr 1e-2 in the loss, a fixed simplex-ETF classifier (tailtune's epochs here).
+_EWB_STAGE1 = Stage1Config(weight_decay=5e-3, feature_reg=1e-2, classifier="etf")
 
 
 @dataclass(frozen=True)
@@ -49,36 +50,74 @@ class Preset:
     reported: dict[str, float] = field(default_factory=dict)  # the paper's test accuracies, percent
 
 
+# ---------------------------------------------------------------------------------------------- the papers' code
+def _cifar100(imbalance_factor: int, counts: Literal["wb", "ewb"]) -> DataConfig:
+    # WB and LOS code: n_max 500 with floor() (10,847 images at IF 100); EWB code: n_max 480 with round() and
+    # a 20-per-class val split (10,457).
+    return DataConfig(name="cifar100-lt", imbalance_factor=imbalance_factor, cifar_counts=counts)
+
+
+_RESNET34_CIFAR = ModelConfig(arch="resnet34-cifar")
+# WB code: CE + WD 5e-3, SGD lr 0.01, batch 64, cosine, 320 epochs (the paper's text says 200).
+_WB_STAGE1 = Stage1Config(epochs=320, weight_decay=5e-3)
+# LOS code: the WB stage-1 recipe for 200 epochs.
+_LOS_STAGE1 = Stage1Config(epochs=200, weight_decay=5e-3)
+_FLIP_TTA = EvalConfig(flip_tta=True)  # WB and LOS report logits averaged over the image and its flip
+
+
+def _wb(imbalance_factor: int) -> ExperimentConfig:
+    # WB code, stage 2: fc only, the WB "softmax" CB loss (BCE on softmax), lambda_2 0.1, relative MaxNorm t 0.1
+    # projected once per epoch, 10 epochs, model left in train mode.
+    retrain = RetrainConfig(loss="cb-bce", weight_decay=0.1, maxnorm="relative", maxnorm_thresh=0.1,
+                            maxnorm_every="epoch", epochs=10, bn_mode="train")
+    return ExperimentConfig(method="wb", data=_cifar100(imbalance_factor, "wb"), model=_RESNET34_CIFAR,
+                            stage1=_WB_STAGE1, stage2=retrain, eval=_FLIP_TTA)
+
+
+def _wb_tau_norm(imbalance_factor: int) -> ExperimentConfig:
+    return ExperimentConfig(method="tau-norm", data=_cifar100(imbalance_factor, "wb"), model=_RESNET34_CIFAR,
+                            stage1=_WB_STAGE1, stage2=TauNormConfig(tau=1.9), eval=_FLIP_TTA)
+
+
+def _los_retrain(**overrides: object) -> RetrainConfig:
+    # LOS code: fc only, from the stage-1 classifier, SGD lr 5e-4, WD 0, 20 epochs, no MaxNorm.
+    settings = {"loss": "los", "over_smoothing": 0.98, "weight_decay": 0.0, "maxnorm": "none", "lr": 5e-4,
+                "epochs": 20}
+    return RetrainConfig(**(settings | overrides))
+
+
+def _los(imbalance_factor: int) -> ExperimentConfig:
+    return ExperimentConfig(method="los", data=_cifar100(imbalance_factor, "wb"), model=_RESNET34_CIFAR,
+                            stage1=_LOS_STAGE1, stage2=_los_retrain(bn_mode="train"), eval=_FLIP_TTA)
+
+
+def _ewb(imbalance_factor: int) -> ExperimentConfig:
+    return ExperimentConfig(method="ewb", data=_cifar100(imbalance_factor, "ewb"), model=_RESNET34_CIFAR,
+                            stage1=_EWB_STAGE1.model_copy(update={"epochs": 320}), stage2=LogitAdjustConfig(tau=0.65))
+
+
+_WB_PAPER = "Alshammari et al., CVPR 2022"
+_LOS_PAPER = "Sun et al., ICLR 2025 (LOS)"
+# LOS's README gives delta = 0.98 for IF 100 only; at IF 50 / 10 the preset keeps it (ALGORITHMS.md: "delta for
+# other data sets is not in their repository").
+_LOS_OTHER_IF = "; delta 0.98 as at IF100 (the repository gives no other)"
+# WB's lambda_2 = 0.1 and t = 0.1 were tuned on IF 100; the code has no other values, so IF 50 / 10 keep them.
+_WB_OTHER_IF = "; lambda_2 0.1 and MaxNorm t 0.1 as at IF100 (the code gives no other)"
+
 PRESETS: dict[str, Preset] = {
     "wb-cifar100-if100": Preset(
-        config=ExperimentConfig(
-            method="wb", data=_CIFAR100_IF100, model=ModelConfig(arch="resnet34-cifar"),
-            stage1=Stage1Config(epochs=320, weight_decay=5e-3),
-            stage2=RetrainConfig(loss="cb-bce", weight_decay=0.1, maxnorm="relative", maxnorm_thresh=0.1,
-                                 maxnorm_every="epoch", epochs=10, bn_mode="train"),
-            eval=EvalConfig(flip_tta=True)),
-        paper="Alshammari et al., CVPR 2022, Table 1 (WD&Max, CIFAR100-LT IF100)",
-        reported={"stage1.all": 46.08, "stage2.all": 53.35, "stage2.many": 72.60, "stage2.medium": 51.86,
-                  "stage2.few": 32.63}),
-    "wb-taunorm-cifar100-if100": Preset(
-        config=ExperimentConfig(
-            method="tau-norm", data=_CIFAR100_IF100, model=ModelConfig(arch="resnet34-cifar"),
-            stage1=Stage1Config(epochs=320, weight_decay=5e-3), stage2=TauNormConfig(tau=1.9),
-            eval=EvalConfig(flip_tta=True)),
-        paper="Alshammari et al., CVPR 2022, Table 1 (WD + tau-norm)",
-        reported={"stage1.all": 46.08, "stage2.all": 51.31}),
-    "los-cifar100-if100": Preset(
-        config=ExperimentConfig(
-            method="los", data=_CIFAR100_IF100, model=ModelConfig(arch="resnet34-cifar"),
-            stage1=Stage1Config(epochs=200, weight_decay=5e-3), stage2=_los_retrain(bn_mode="train"),
-            eval=EvalConfig(flip_tta=True)),
-        paper="Sun et al., ICLR 2025 (LOS), CIFAR100-LT IF100",
-        reported={"stage2.all": 54.9}),
-    "ewb-cifar100-if100": Preset(
-        config=ExperimentConfig(
-            method="ewb", data=_CIFAR100_IF100, model=ModelConfig(arch="resnet34-cifar"),
-            stage1=Stage1Config(epochs=320, weight_decay=5e-3, feature_reg=1e-2, classifier="etf"),
-            stage2=LogitAdjustConfig(tau=0.65)),
-        paper="Hasegawa & Sato, ICLR 2024, CIFAR100-LT IF100 (WD&FR&ETF + LA)",
-        reported={"stage2.all": 53.0}),
+        _wb(100), f"{_WB_PAPER}, Table 1 (CB&WD&Max, CIFAR100-LT IF100)",
+        {"stage1.all": 46.08, "stage2.all": 53.35, "stage2.many": 72.60, "stage2.medium": 51.86,
+         "stage2.few": 32.63}),
+    "wb-cifar100-if50": Preset(_wb(50), f"{_WB_PAPER} (WD&Max, CIFAR100-LT IF50){_WB_OTHER_IF}",
+                               {"stage2.all": 57.71}),
+    "wb-cifar100-if10": Preset(_wb(10), f"{_WB_PAPER} (WD&Max, CIFAR100-LT IF10){_WB_OTHER_IF}",
+                               {"stage2.all": 68.67}),
+    "wb-taunorm-cifar100-if100": Preset(_wb_tau_norm(100), f"{_WB_PAPER}, Table 1 (WD + tau-norm)",
+                                        {"stage1.all": 46.08, "stage2.all": 51.31}),
+    "los-cifar100-if100": Preset(_los(100), f"{_LOS_PAPER}, CIFAR100-LT IF100", {"stage2.all": 54.9}),
+    "los-cifar100-if50": Preset(_los(50), f"{_LOS_PAPER}, CIFAR100-LT IF50{_LOS_OTHER_IF}", {"stage2.all": 58.8}),
+    "los-cifar100-if10": Preset(_los(10), f"{_LOS_PAPER}, CIFAR100-LT IF10{_LOS_OTHER_IF}", {"stage2.all": 69.7}),
+    "ewb-cifar100-if100": Preset(_ewb(100), "Hasegawa & Sato, ICLR 2024, CIFAR100-LT IF100 (WD&FR&ETF + LA)",
+                                 {"stage2.all": 53.0}),
 }

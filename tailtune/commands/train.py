@@ -35,6 +35,8 @@ def train(
     seed: Annotated[int, typer.Option()] = 0,
     set_: Annotated[list[str] | None, typer.Option("--set", help="any config field, e.g. stage2.tau=1.5")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    amp: Annotated[str, typer.Option(help="off (fp32, the papers' precision) | auto (bf16 on CUDA) | bf16")
+                   ] = "off",
     checkpoint_dir: Annotated[Path | None, typer.Option(help="write stage-1 and stage-2 weights here")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as one JSON object")] = False,
 ) -> None:
@@ -42,7 +44,7 @@ def train(
     with user_errors():
         config = _config(dataset, method, preset, data_root, imbalance_factor, image_size, download, epochs, seed,
                          set_ or [])
-        options = _run_options(device, checkpoint_dir, progress=not as_json)
+        options = _run_options(device, amp, checkpoint_dir, progress=not as_json)
         result = _run(config, options)
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
@@ -75,11 +77,12 @@ def _config(dataset: str | None, method: str | None, preset: str | None, data_ro
         raise UserInputError(str(error)) from None
 
 
-def _run_options(device: str, checkpoint_dir: Path | None, progress: bool) -> RunOptions:
+def _run_options(device: str, amp: str, checkpoint_dir: Path | None, progress: bool) -> RunOptions:
     try:
-        return RunOptions(device=device, checkpoint_dir=checkpoint_dir, progress=progress)
+        return RunOptions(device=device, amp=amp, checkpoint_dir=checkpoint_dir, progress=progress)
     except ValueError:
-        raise UserInputError(f"--device must be auto, cpu or cuda, got {device!r}") from None
+        raise UserInputError(f"--device must be auto, cpu or cuda and --amp off, auto or bf16; got --device "
+                             f"{device!r}, --amp {amp!r}") from None
 
 
 def _run(config: ExperimentConfig, options: RunOptions) -> ExperimentResult:
@@ -113,13 +116,16 @@ class _EpochProgress:
 
 
 def _cells(split: SplitAccuracy) -> list[str]:
-    return [f"{value:.2f}" if value is not None else "-" for value in (split.all, split.many, split.medium, split.few)]
+    # An empty split (no class in it) has no accuracy: "–", never a number.
+    return [f"{value:.2f}" if value is not None else "–" for value in (split.all, split.many, split.medium, split.few)]
 
 
 def result_table(result: ExperimentResult) -> Table:
     rule = result.split_rule
     table = Table(title=f"{result.config.method} on {result.config.data.name}: per-class mean accuracy, %",
-                  caption=f"Many: n > {rule.many_above:.4g} train images ({len(rule.many_classes)} classes), "
+                  caption=f"{sum(result.class_counts):,} train images in {len(result.class_counts)} classes; "
+                          f"Many: n > {rule.many_above:.4g} train images ({len(rule.many_classes)} classes), "
+                          f"Medium ({len(rule.medium_classes)} classes), "
                           f"Few: n < {rule.few_below:.4g} ({len(rule.few_classes)} classes); rule: {rule.rule}")
     table.add_column("stage")
     table.add_column("split")
