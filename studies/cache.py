@@ -163,7 +163,7 @@ class Stage1Cache:
         model = build_backbone_model(config, data, self.runtime)
         model.load_state_dict(torch.load(entry / "model.pt", map_location=device, weights_only=True))
         model.eval()
-        return Backbone(model=model, data=data, rule=split_rule(data.class_counts),
+        return Backbone(model=model, data=data, rule=split_rule(data.class_counts, data.name),
                         features=FeatureBank.load(entry / "features.pt", device),
                         stage1=StageResult.model_validate_json((entry / "stage1.json").read_text()))
 

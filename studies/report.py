@@ -182,7 +182,7 @@ def class_profile(trial: FrozenTrial) -> ClassProfile:
     attrs = trial.user_attrs
     counts = attrs["class_counts"]
     order = sorted(range(len(counts)), key=lambda k: -counts[k])
-    rule = split_rule(counts)
+    rule = split_rule(counts, attrs["config"]["data"]["name"])
     group_of = {k: group for group, members in (("many", rule.many_classes), ("medium", rule.medium_classes),
                                                 ("few", rule.few_classes)) for k in members}
     diagnostics = attrs["diagnostics"]
@@ -330,7 +330,7 @@ def _format(value: object) -> str:
 
 
 def _percent(value: float | None) -> str:
-    return f"{value:.2f}" if value is not None else "-"
+    return f"{value:.2f}" if value is not None else "–"  # an empty split: no class, no accuracy
 
 
 _PAGE = """<!doctype html>

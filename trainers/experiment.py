@@ -86,7 +86,7 @@ def train_backbone(config: ExperimentConfig, runtime: Runtime,
         runtime, seed=config.seed, stage="stage 1", on_epoch=on_epoch)
     bank = extract_feature_bank(model, data, runtime, views=feature_views(config), flips=config.eval.flip_tta,
                                 seed=config.seed)
-    rule = split_rule(data.class_counts)
+    rule = split_rule(data.class_counts, data.name)
     head = Head(model.classifier.weight.detach(), model.classifier.bias.detach())
     result = evaluate_head(bank, head, rule, config, elapsed=time.perf_counter() - started)
     return Backbone(model=model, data=data, rule=rule, features=bank, stage1=result)

@@ -164,7 +164,7 @@ def split_table(record: StudyRecord) -> Table:
 
 def _cells(values: SplitValues | None) -> list[str]:
     values = values or {}
-    return [f"{values[key]:.2f}" if values.get(key) is not None else "-"
+    return [f"{values[key]:.2f}" if values.get(key) is not None else "–"  # an empty split: no accuracy
             for key in ("all", "many", "medium", "few")]
 
 

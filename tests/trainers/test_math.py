@@ -16,7 +16,6 @@ from trainers.losses import (
     cb_cross_entropy,
     class_balanced_weights,
     feature_regularization,
-    l2_penalty,
     make_loss,
     over_smoothed_cross_entropy,
     over_smoothed_targets,
@@ -34,12 +33,12 @@ from trainers.posthoc import etf_classifier_weight, logit_adjust, tau_normalize
 
 # ---------------------------------------------------------------------------------------------- MaxNorm
 @pytest.mark.parametrize("radius", [1.0, 0.05, 30.0])
-def test_maxnorm_projection_caps_every_row_and_leaves_inside_rows_and_bias_alone(radius: float) -> None:
+def test_maxnorm_projection_caps_every_row_and_leaves_inside_rows_alone(radius: float) -> None:
     torch.manual_seed(0)
     layer = torch.nn.Linear(16, 6)
     with torch.no_grad():
         layer.weight.mul_(torch.tensor([0.1, 0.2, 5.0, 8.0, 0.3, 12.0])[:, None])
-    before_weight, before_bias = layer.weight.detach().clone(), layer.bias.detach().clone()
+    before_weight = layer.weight.detach().clone()
     inside = row_norms(before_weight) <= radius
     project_rows_(layer.weight.data, radius)
     assert (row_norms(layer.weight) <= radius + 1e-6).all()
@@ -49,7 +48,6 @@ def test_maxnorm_projection_caps_every_row_and_leaves_inside_rows_and_bias_alone
     # projection only rescales: every projected row keeps its direction
     cosine = F.cosine_similarity(layer.weight[~inside], before_weight[~inside], dim=1)
     assert torch.allclose(cosine, torch.ones_like(cosine))
-    assert torch.equal(layer.bias, before_bias)
 
 
 def test_maxnorm_with_the_relative_radius_of_the_stage1_norms() -> None:
@@ -143,17 +141,9 @@ def test_over_smoothed_cross_entropy_is_label_smoothing(delta: float) -> None:
         F.cross_entropy(logits, labels, label_smoothing=delta).item(), rel=1e-6)
 
 
-def test_feature_regularization_and_l2_penalty_are_half_squared_norms() -> None:
+def test_feature_regularization_is_the_mean_half_squared_norm() -> None:
     features = torch.tensor([[3.0, 4.0], [1.0, 0.0]])
     assert feature_regularization(features).item() == pytest.approx((25 + 1) / 2 / 2)
-    params = [torch.tensor([[1.0, 2.0]]), torch.tensor([3.0])]
-    assert l2_penalty(params).item() == pytest.approx((1 + 4 + 9) / 2)
-
-
-def test_l2_penalty_gradient_is_sgd_weight_decay() -> None:
-    param = torch.randn(4, 3, requires_grad=True)
-    l2_penalty([param]).backward()
-    assert torch.allclose(param.grad, param.detach())
 
 
 def test_make_loss_picks_each_kind() -> None:
@@ -190,20 +180,23 @@ def test_etf_needs_at_least_as_many_dims_as_classes() -> None:
         etf_classifier_weight(100, 64, seed=0)
 
 
-def test_logit_adjustment_forms() -> None:
+@pytest.mark.parametrize("tau", [0.65, 1.6, 2.5])
+def test_logit_adjustment_forms_scale_with_tau(tau: float) -> None:
+    """At tau != 1 a missing or misplaced tau shows (at tau = 1 the additive form hides a dropped tau)."""
     logits, prior = torch.randn(4, 3), torch.tensor([0.7, 0.2, 0.1])
     assert torch.equal(logit_adjust(logits, prior, 0.0, "multiplicative"), logits)
-    expected = logits * torch.tensor([0.7 ** -0.65, 0.2 ** -0.65, 0.1 ** -0.65])
-    assert torch.allclose(logit_adjust(logits, prior, 0.65, "multiplicative"), expected)
-    expected_additive = logits - torch.tensor([math.log(0.7), math.log(0.2), math.log(0.1)])
-    assert torch.allclose(logit_adjust(logits, prior, 1.0, "additive"), expected_additive)
+    assert torch.equal(logit_adjust(logits, prior, 0.0, "additive"), logits)
+    expected = logits * torch.tensor([0.7 ** -tau, 0.2 ** -tau, 0.1 ** -tau])
+    assert torch.allclose(logit_adjust(logits, prior, tau, "multiplicative"), expected)
+    expected_additive = logits - tau * torch.tensor([math.log(0.7), math.log(0.2), math.log(0.1)])
+    assert torch.allclose(logit_adjust(logits, prior, tau, "additive"), expected_additive)
 
 
 # ---------------------------------------------------------------------------------------------- splits
 def test_cifar100_lt_wb_counts_give_35_35_30() -> None:
     counts = lt_counts(500, 100, 100, "floor")
     assert counts[0] == 500 and counts[-1] == 5 and sum(counts) == 10_847
-    rule = split_rule(counts)
+    rule = split_rule(counts, "cifar100-lt")
     assert (len(rule.many_classes), len(rule.medium_classes), len(rule.few_classes)) == (35, 35, 30)
     assert rule.rule.startswith("paper")
     assert (rule.many_above, rule.few_below) == (100, 20)
@@ -211,7 +204,7 @@ def test_cifar100_lt_wb_counts_give_35_35_30() -> None:
 
 def test_small_data_sets_get_log_scaled_nonempty_splits() -> None:
     counts = [round(100 * 20 ** (-k / 9)) for k in range(10)]  # digits-lt: 100 .. 5
-    rule = split_rule(counts)
+    rule = split_rule(counts, "digits-lt")
     assert rule.rule.startswith("log-scaled") and "left a split empty" in rule.rule
     assert rule.many_classes and rule.medium_classes and rule.few_classes
     assert sorted(rule.many_classes + rule.medium_classes + rule.few_classes) == list(range(10))
@@ -221,15 +214,32 @@ def test_small_data_sets_get_log_scaled_nonempty_splits() -> None:
 
 def test_log_scaled_thresholds_reproduce_the_paper_thresholds_on_cifar_range() -> None:
     # On counts 5..500 the log-scaled rule must land on the paper's 100 / 20 exactly.
-    rule = split_rule([500, 5, 5])
+    rule = split_rule([500, 5, 5], "folder:/data/birds")
     assert rule.rule.startswith("log-scaled")
     assert (rule.many_above, rule.few_below) == (pytest.approx(100), pytest.approx(20))
 
 
 def test_even_counts_keep_empty_splits_and_say_so() -> None:
-    rule = split_rule([30] * 5)
+    rule = split_rule([30] * 5, "folder:/data/even")
     assert rule.medium_classes == list(range(5)) and not rule.many_classes and not rule.few_classes
-    assert "still empty: Many, Few" in rule.rule
+    assert "empty: Many, Few (the class counts are too even" in rule.rule
+
+
+@pytest.mark.parametrize(("dataset", "counts", "sizes", "empty"), [
+    ("cifar100-lt", lt_counts(500, 10, 100, "floor"), (69, 31, 0), "Few"),  # IF 10: 500 .. 50
+    ("cifar10-lt", lt_counts(5000, 100, 10, "floor"), (8, 2, 0), "Few"),  # 5000 .. 50
+    ("cifar10-lt", lt_counts(5000, 10, 10, "floor"), (10, 0, 0), "Medium, Few"),
+])
+def test_papers_data_sets_keep_the_papers_rule_with_an_empty_split(dataset: str, counts: list[int],
+                                                                   sizes: tuple[int, int, int], empty: str) -> None:
+    rule = split_rule(counts, dataset)
+    assert (rule.many_above, rule.few_below) == (100, 20)
+    assert (len(rule.many_classes), len(rule.medium_classes), len(rule.few_classes)) == sizes
+    assert rule.rule.startswith("paper") and f"empty: {empty} (kept empty on {dataset}" in rule.rule
+    accuracy = split_accuracy(torch.full((len(counts),), 50.0, dtype=torch.float64), rule)
+    assert accuracy.few is None and accuracy.all == 50.0
+    # the same counts on a data set of the user's own get the labelled log-scaled rule instead
+    assert split_rule(counts, "folder:/data/own").rule.startswith("log-scaled")
 
 
 def test_per_class_and_split_accuracy_by_hand() -> None:
@@ -239,12 +249,12 @@ def test_per_class_and_split_accuracy_by_hand() -> None:
     assert per_class[:4].tolist() == [75.0, 50.0, 100.0, 0.0] and per_class[4].isnan()
     logits = F.one_hot(predictions, 5).float()
     assert torch.equal(per_class_accuracy(logits, labels, 5).nan_to_num(-1), per_class.nan_to_num(-1))
-    rule = split_rule([500, 300, 50, 5, 4])
+    rule = split_rule([500, 300, 50, 5, 4], "cifar100-lt")
     accuracy = split_accuracy(per_class, rule)
     assert accuracy.all == pytest.approx((75 + 50 + 100 + 0) / 4)
     assert accuracy.many == pytest.approx(62.5) and accuracy.medium == pytest.approx(100.0)
     assert accuracy.few == pytest.approx(0.0)  # class 4 has no sample and is left out
-    rule_without_medium = split_rule([30] * 5)
+    rule_without_medium = split_rule([30] * 5, "folder:/data/even")
     assert split_accuracy(per_class, rule_without_medium).many is None
 
 
