@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -73,11 +73,6 @@ def over_smoothed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, delt
 def feature_regularization(features: torch.Tensor) -> torch.Tensor:
     """EWB eq. 4's FR term: mean_b ||f_b||^2 / 2 on the pooled penultimate features."""
     return features.pow(2).sum(-1).mean() / 2
-
-
-def l2_penalty(params: Iterable[torch.Tensor]) -> torch.Tensor:
-    """EWB eq. 4's WD term: sum_theta ||theta||^2 / 2 (its gradient is SGD's coupled weight decay theta)."""
-    return torch.stack([param.pow(2).sum() for param in params]).sum() / 2
 
 
 def make_loss(kind: LossKind, class_counts: list[int], cb_beta: float, over_smoothing: float) -> ClassLoss:

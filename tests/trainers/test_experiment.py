@@ -10,9 +10,10 @@ from trainers.config import RunOptions, with_fields
 from trainers.data.types import ImageSplit
 from trainers.device import resolve_runtime
 from trainers.errors import TrainingDivergedError
-from trainers.experiment import run_experiment, run_stage2, train_backbone
+from trainers.experiment import build_backbone_model, run_experiment, run_stage2, train_backbone
 from trainers.features import extract_feature_bank
 from trainers.loop import predict
+from trainers.posthoc import etf_classifier_weight
 from trainers.presets import method_defaults
 
 CPU = resolve_runtime(RunOptions(device="cpu"))
@@ -75,3 +76,17 @@ def test_nan_loss_stops_with_a_message_naming_the_fix() -> None:
     config = with_fields(method_defaults("wb"), {"stage1.epochs": 2, "stage1.lr": 1e12})
     with pytest.raises(TrainingDivergedError, match="lower the learning rate"):
         train_backbone(config, CPU)
+
+
+def test_ewb_stage1_keeps_the_etf_weight_bit_identical_and_trains_its_bias() -> None:
+    config = with_fields(method_defaults("ewb"), {"stage1.epochs": 1})
+    backbone = train_backbone(config, CPU)
+    torch.manual_seed(config.seed)  # as train_backbone does before building the model
+    untrained = build_backbone_model(config, backbone.data, CPU)
+    classifier = backbone.model.classifier
+    etf = etf_classifier_weight(backbone.data.num_classes, backbone.model.feature_dim, config.seed)
+    assert torch.equal(classifier.weight, etf) and torch.equal(untrained.classifier.weight, etf)
+    assert not classifier.weight.requires_grad
+    assert (classifier.bias - untrained.classifier.bias).abs().min() > 0, "every class's bias must train"
+    assert any(not torch.equal(trained, initial) for trained, initial in
+               zip(backbone.model.body.parameters(), untrained.body.parameters(), strict=True))

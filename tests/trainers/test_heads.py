@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
@@ -97,10 +95,23 @@ def test_batched_heads_equal_separate_runs() -> None:
         torch.testing.assert_close(head.bias, alone.bias, rtol=1e-5, atol=1e-6)
 
 
-def test_maxnorm_holds_after_training_and_bias_is_free() -> None:
+@pytest.mark.parametrize("batched", [False, True])
+def test_maxnorm_caps_the_rows_and_never_touches_a_bias_above_the_radius(batched: bool) -> None:
+    """The bias entries start at norm 3 against a radius of 0.05: projecting the bias (as a row, or entry by
+    entry) would pull it inside the ball. With one epoch and the projection after it, the bias of the projected
+    run must equal, bit for bit, that of the same run without MaxNorm; its rows must sit on the ball."""
     bank, init = _bank(), _init_head()
-    config = RetrainConfig(loss="cb", maxnorm="absolute", maxnorm_radius=0.5, epochs=2, batch_size=16)
-    [head] = train_heads(bank, init, [config], CLASS_COUNTS, seed=0)
-    assert row_norms(head.weight).max().item() <= 0.5 + 1e-5
-    assert head.bias.abs().max().item() > 0  # the bias was trained, never projected
-    assert not math.isclose(head.bias.norm().item(), init.bias.norm().item())
+    init = Head(init.weight, 3.0 + 0.1 * torch.arange(NUM_CLASSES, dtype=torch.float32))
+    radius = 0.05
+    capped = RetrainConfig(loss="cb", maxnorm="absolute", maxnorm_radius=radius, maxnorm_every="epoch",
+                           epochs=1, batch_size=16)
+    free = capped.model_copy(update={"maxnorm": "none"})
+    if batched:
+        heads = train_heads(bank, init, [capped, free, capped.model_copy(update={"weight_decay": 0.3})],
+                            CLASS_COUNTS, seed=0)
+    else:
+        heads = [train_heads(bank, init, [config], CLASS_COUNTS, seed=0)[0] for config in (capped, free)]
+    assert torch.allclose(row_norms(heads[0].weight), torch.full((NUM_CLASSES,), radius))
+    assert row_norms(heads[1].weight).min() > 10 * radius
+    assert heads[0].bias.abs().min() > 2.5, "the bias must stay far outside the radius"
+    assert torch.equal(heads[0].bias, heads[1].bias)
