@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from studies.space import ParamValue
 
 
 class StudyLinks(BaseModel):
@@ -16,6 +18,23 @@ class StudyCreated(BaseModel):
     id: int = Field(description="the study's id (Optuna's study id, also optuna-dashboard's)")
     name: str
     urls: StudyLinks
+
+
+class BudgetUpdate(BaseModel):
+    """PATCH /studies/{id}: the new budget."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_trials: int = Field(gt=0, le=100_000, description="trials to finish; not below those already finished")
+
+
+class TrialRequest(BaseModel):
+    """POST /studies/{id}/trials: a configuration to try before the sampler's next proposals."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    params: dict[str, ParamValue] = Field(description="searched parameters by name (e.g. stage2.weight_decay); "
+                                          "those left out are sampled")
 
 
 class Health(BaseModel):

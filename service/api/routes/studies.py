@@ -7,15 +7,16 @@ from pathlib import Path as FilePath
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, StreamingResponse
 
 from service.api.deps import DatabaseDep, SettingsDep
-from service.schemas import Message, StudyCreated, StudyLinks, ValidationErrors
-from studies import registry
+from service.schemas import BudgetUpdate, Message, StudyCreated, StudyLinks, TrialRequest, ValidationErrors
+from studies import lifecycle, registry
 from studies.db import Database, redacted
 from studies.records import Page, StudyRecord, StudyState, TrialRecord
 from studies.report import build_report
 from studies.spec import StudySpec
+from studies.trials_csv import trials_csv
 
 router = APIRouter(prefix="/studies", tags=["studies"])
 
@@ -24,6 +25,7 @@ StudyId = Annotated[int, Path(ge=1, le=2**31 - 1, description="the study's id, a
 Offset = Annotated[int, Query(ge=0, le=2**31 - 1, description="items to skip")]
 Limit = Annotated[int, Query(ge=1, le=500, description="items per page (at most 500)")]
 NOT_FOUND = {404: {"model": Message}}
+CONFLICT = {409: {"model": Message, "description": "the budget cannot take it"}}
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=StudyCreated,
@@ -57,6 +59,40 @@ def list_trials(study_id: StudyId, db: DatabaseDep, offset: Offset = 0, limit: L
 def stop_study(study_id: StudyId, db: DatabaseDep) -> StudyRecord:
     """No new trials start; trials already running finish and count."""
     return registry.stop_study(db, study_id=study_id)
+
+
+@router.post("/{study_id}/resume", response_model=StudyRecord, responses=NOT_FOUND)
+def resume_study(study_id: StudyId, db: DatabaseDep) -> StudyRecord:
+    """A stopped study takes trials again."""
+    return lifecycle.resume_study(db, study_id=study_id)
+
+
+@router.patch("/{study_id}", response_model=StudyRecord, responses={**NOT_FOUND, **CONFLICT})
+def update_budget(study_id: StudyId, update: BudgetUpdate, db: DatabaseDep) -> StudyRecord:
+    """Raise or lower n_trials (409 below the trials already finished); a done study with room runs again."""
+    return lifecycle.set_budget(db, study_id=study_id, n_trials=update.n_trials)
+
+
+@router.post("/{study_id}/trials", status_code=status.HTTP_201_CREATED, response_model=lifecycle.QueuedTrial,
+             responses={200: {"model": lifecycle.QueuedTrial, "description": "the same params were queued "
+                                                                            "before: that trial"},
+                        **NOT_FOUND, **CONFLICT, 422: {"model": Message | ValidationErrors,
+                                                       "description": "names the bad parameter"}})
+def queue_trial(study_id: StudyId, request: TrialRequest, db: DatabaseDep,
+                response: Response) -> lifecycle.QueuedTrial:
+    """Queue a configuration; workers run queued trials before sampling new ones."""
+    queued = lifecycle.queue_trial(db, study_id=study_id, params=request.params)
+    if not queued.created:
+        response.status_code = status.HTTP_200_OK
+    return queued
+
+
+@router.get("/{study_id}/trials.csv", response_class=StreamingResponse, responses={
+    200: {"content": {"text/csv": {}}, "description": "every trial: params, per-split val/test, state, "
+                                                      "duration"}, **NOT_FOUND})
+def export_trials(study_id: StudyId, db: DatabaseDep) -> StreamingResponse:
+    return StreamingResponse(trials_csv(db, study_id=study_id), media_type="text/csv",
+                             headers={"Content-Disposition": f'attachment; filename="study-{study_id}-trials.csv"'})
 
 
 @router.delete("/{study_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
