@@ -107,9 +107,10 @@ def get_study_by_name(db: Database, *, name: str) -> StudyRecord:
     return records[0]
 
 
-def list_studies(db: Database, *, state: str | None = None, offset: int = 0,
+def list_studies(db: Database, *, state: str | None = None, name: str | None = None, offset: int = 0,
                  limit: int = 50) -> Page[StudyRecord]:
-    where = _derived_state() == state if state is not None else sa.true()
+    where = sa.and_(_derived_state() == state if state is not None else sa.true(),
+                    study_table.c.name == name if name is not None else sa.true())
     count = sa.select(sa.func.count()).select_from(_joined_studies()).where(where)
     with db.engine.connect() as connection:
         total = connection.execute(count).scalar_one()

@@ -18,6 +18,7 @@ from trainers.errors import UserInputError
 from trainers.presets import PRESETS, method_defaults
 
 SplitName = Literal["all", "many", "medium", "few"]
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 
 
 class StudySpec(BaseModel):
@@ -25,7 +26,7 @@ class StudySpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
+    name: str = Field(pattern=NAME_PATTERN,
                       description="unique study name: letters, digits, '.', '_' or '-'")
     method: Method = "wb"
     preset: str | None = Field(None, description="a paper preset from trainers.presets; None = tailtune defaults")

@@ -1,23 +1,28 @@
-"""`tailtune study create|run|status|best|stop|delete`: studies as ordinary Optuna studies over a database.
+"""`tailtune study ...`: create, run, follow and steer studies, on a database (--storage) or an API (--api).
 
     tailtune study create wb-digits --dataset digits-lt --method wb --n-trials 8 --storage sqlite:///t.db
     tailtune study run wb-digits --storage sqlite:///t.db
     tailtune study best wb-digits --storage sqlite:///t.db
+    TAILTUNE_API_TOKEN=... tailtune study watch wb-digits --api https://tailtune.example.org
 """
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from studies import registry
-from studies.records import SplitValues, StudyRecord
+from studies.records import Page, SplitValues, StudyRecord, StudyState, TrialRecord
 from studies.spec import parse_spec
-from tailtune.commands.common import parse_assignments, user_errors
+from tailtune.commands.access import ApiOption, open_studies
+from tailtune.commands.common import parse_assignments, stderr, user_errors
 from tailtune.commands.worker import (
     ArtifactDirOption,
     BatchOption,
@@ -27,7 +32,6 @@ from tailtune.commands.worker import (
     RunnerOption,
     StopTimeoutOption,
     StorageOption,
-    connect,
     worker,
 )
 from trainers.errors import UserInputError
@@ -36,7 +40,7 @@ app = typer.Typer(no_args_is_help=True, help="Create, run and inspect studies (O
 console = Console()
 
 NameArgument = Annotated[str, typer.Argument(help="study name")]
-JsonOption = Annotated[bool, typer.Option("--json", help="print the study as one JSON object")]
+JsonOption = Annotated[bool, typer.Option("--json", help="print the result as one JSON object")]
 
 
 @app.command()
@@ -59,6 +63,8 @@ def create(
     data_root: Annotated[Path | None, typer.Option(help="directory holding the data set")] = None,
     imbalance_factor: Annotated[float | None, typer.Option(help="n_max / n_min (>= 1)")] = None,
     image_size: Annotated[int | None, typer.Option(help="resize images to this side length")] = None,
+    api: ApiOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Create a study; nothing is written when the spec is invalid."""
     with user_errors():
@@ -74,7 +80,11 @@ def create(
         if objective:
             payload["objectives"] = objective
         spec = parse_spec(payload)
-        record = registry.create_study(connect(storage), spec=spec)
+        studies = open_studies(storage, api)
+        record = studies.get_study(studies.create_study(spec).id)
+    if as_json:
+        _echo_json(record)
+        return
     typer.echo(f"created study {record.name!r} (id {record.id}): {record.method} on {record.dataset}, "
                f"{record.n_trials} trials; run it with `tailtune worker --study {record.name}`")
 
@@ -98,28 +108,23 @@ def run(
 
 
 @app.command()
-def status(name: NameArgument, storage: StorageOption = None, as_json: JsonOption = False) -> None:
+def status(name: NameArgument, storage: StorageOption = None, api: ApiOption = None,
+           as_json: JsonOption = False) -> None:
     """Trials per state and the budget."""
     with user_errors():
-        record = registry.get_study_by_name(connect(storage), name=name)
+        record = open_studies(storage, api).get_study_by_name(name)
     if as_json:
-        typer.echo(record.model_dump_json(indent=2))
+        _echo_json(record)
         return
-    counts = record.counts
-    console.print(f"study {record.name} (id {record.id}): {record.state}, {record.method} on "
-                  f"{record.dataset}")
-    console.print(f"budget: {counts.finished}/{record.n_trials} finished  |  complete {counts.complete}, "
-                  f"pruned {counts.pruned}, running {counts.running}, waiting {counts.waiting}, "
-                  f"fail {counts.fail}")
-    if record.stop_reason:
-        console.print(f"stopped: {record.stop_reason}")
+    _print_status(record)
 
 
 @app.command()
-def best(name: NameArgument, storage: StorageOption = None, as_json: JsonOption = False) -> None:
+def best(name: NameArgument, storage: StorageOption = None, api: ApiOption = None,
+         as_json: JsonOption = False) -> None:
     """The best trial: its params and its val/test accuracy per split."""
     with user_errors():
-        record = registry.get_study_by_name(connect(storage), name=name)
+        record = open_studies(storage, api).get_study_by_name(name)
         if record.best_trial_number is None:
             raise UserInputError(f"study {name!r} has no COMPLETE trial yet; run a worker: "
                                  f"tailtune worker --study {name}")
@@ -133,23 +138,174 @@ def best(name: NameArgument, storage: StorageOption = None, as_json: JsonOption 
     console.print(split_table(record))
 
 
+@app.command("list")
+def list_(storage: StorageOption = None, api: ApiOption = None,
+          state: Annotated[StudyState | None, typer.Option(help="active | stopped | done")] = None,
+          offset: Annotated[int, typer.Option(min=0)] = 0, limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+          as_json: JsonOption = False) -> None:
+    """Studies with their state, budget and best val accuracy."""
+    with user_errors():
+        page = open_studies(storage, api).list_studies(state=state, offset=offset, limit=limit)
+    if as_json:
+        _echo_json(page)
+        return
+    table = Table(title=f"studies {page.offset + 1}-{page.offset + len(page.items)} of {page.total}")
+    for column in ("id", "name", "state", "method", "dataset", "finished", "best val All"):
+        table.add_column(column)
+    for record in page.items:
+        best_all = (record.best_val or {}).get("all")
+        table.add_row(str(record.id), record.name, record.state, record.method, record.dataset,
+                      f"{record.counts.finished}/{record.n_trials}", f"{best_all:.2f}" if best_all is not None else "-")
+    console.print(table)
+
+
 @app.command()
-def stop(name: NameArgument, storage: StorageOption = None) -> None:
+def trials(name: NameArgument, storage: StorageOption = None, api: ApiOption = None,
+           order: Annotated[Literal["number", "value"], typer.Option(help="number | value (best first)")] = "number",
+           offset: Annotated[int, typer.Option(min=0)] = 0, limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+           as_csv: Annotated[bool, typer.Option("--csv", help="every trial as CSV (params, per-split val/test, "
+                                                              "state, duration)")] = False,
+           as_json: JsonOption = False) -> None:
+    """A page of the study's trials with per-split accuracy, or all of them as CSV."""
+    with user_errors():
+        studies = open_studies(storage, api)
+        study_id = studies.get_study_by_name(name).id
+        if as_csv:
+            typer.echo(studies.trials_csv(study_id), nl=False)
+            return
+        page = studies.list_trials(study_id, offset=offset, limit=limit, order=order)
+    if as_json:
+        _echo_json(page)
+        return
+    console.print(_trial_table(name, page))
+
+
+@app.command()
+def stop(name: NameArgument, storage: StorageOption = None, api: ApiOption = None,
+         as_json: JsonOption = False) -> None:
     """Claim no more trials; trials already running finish."""
     with user_errors():
-        db = connect(storage)
-        record = registry.stop_study(db, study_id=registry.get_study_by_name(db, name=name).id)
+        studies = open_studies(storage, api)
+        record = studies.stop_study(studies.get_study_by_name(name).id)
+    if as_json:
+        _echo_json(record)
+        return
     typer.echo(f"study {record.name!r} is {record.state}; running trials: {record.counts.running}")
 
 
 @app.command()
-def delete(name: NameArgument, storage: StorageOption = None,
-           force: Annotated[bool, typer.Option(help="delete even while trials run")] = False) -> None:
+def resume(name: NameArgument, storage: StorageOption = None, api: ApiOption = None,
+           as_json: JsonOption = False) -> None:
+    """Let a stopped study take trials again."""
+    with user_errors():
+        studies = open_studies(storage, api)
+        record = studies.resume_study(studies.get_study_by_name(name).id)
+    if as_json:
+        _echo_json(record)
+        return
+    typer.echo(f"study {record.name!r} is {record.state}; {record.counts.finished}/{record.n_trials} finished")
+
+
+@app.command()
+def budget(name: NameArgument,
+           n_trials: Annotated[int, typer.Argument(help="the new budget; not below the trials already finished")],
+           storage: StorageOption = None, api: ApiOption = None, as_json: JsonOption = False) -> None:
+    """Raise or lower the study's n_trials; a done study with a raised budget runs again."""
+    with user_errors():
+        studies = open_studies(storage, api)
+        record = studies.set_budget(studies.get_study_by_name(name).id, n_trials)
+    if as_json:
+        _echo_json(record)
+        return
+    typer.echo(f"study {record.name!r}: budget {record.n_trials} trials, {record.counts.finished} finished; "
+               f"{record.state}")
+
+
+@app.command()
+def queue(name: NameArgument,
+          param: Annotated[list[str], typer.Option(help="searched parameter, e.g. stage2.weight_decay=0.1 "
+                                                        "(repeatable; those left out are sampled)")],
+          storage: StorageOption = None, api: ApiOption = None, as_json: JsonOption = False) -> None:
+    """Queue a configuration: the next worker runs it before sampling new ones (the same params queue once)."""
+    with user_errors():
+        params = {key: parse_scalar(value) for key, value in parse_assignments(param).items()}
+        studies = open_studies(storage, api)
+        queued = studies.queue_trial(studies.get_study_by_name(name).id, params)
+    if as_json:
+        _echo_json(queued)
+        return
+    verb = "queued as" if queued.created else "already queued as"
+    typer.echo(f"{verb} trial #{queued.number} of {name!r}: {queued.params}")
+
+
+@app.command()
+def watch(name: NameArgument, storage: StorageOption = None, api: ApiOption = None,
+          interval: Annotated[float, typer.Option(min=0.1, help="seconds between polls")] = 2.0,
+          as_json: JsonOption = False) -> None:
+    """Follow a study live (progress bar, best so far per split) until it is done or stopped."""
+    with user_errors():
+        studies = open_studies(storage, api)
+        record = studies.get_study_by_name(name)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        # On stderr: stdout carries only the final status (or its JSON), for scripts.
+        with Progress(*columns, console=stderr, transient=as_json) as progress:
+            task = progress.add_task(name, total=record.n_trials)
+            while True:
+                progress.update(task, completed=record.counts.finished, total=record.n_trials,
+                                description=f"{name}: best val {_best_line(record.best_val)}")
+                if record.state != "active":
+                    break
+                time.sleep(interval)
+                record = studies.get_study(record.id)
+    if as_json:
+        _echo_json(record)
+        return
+    _print_status(record)
+    if record.best_trial_number is not None:
+        console.print(split_table(record))
+
+
+@app.command()
+def delete(name: NameArgument, storage: StorageOption = None, api: ApiOption = None,
+           force: Annotated[bool, typer.Option(help="delete even while trials run")] = False,
+           as_json: JsonOption = False) -> None:
     """Delete the study and all its trials."""
     with user_errors():
-        db = connect(storage)
-        registry.delete_study(db, study_id=registry.get_study_by_name(db, name=name).id, force=force)
-    typer.echo(f"deleted study {name!r}")
+        studies = open_studies(storage, api)
+        studies.delete_study(studies.get_study_by_name(name).id, force=force)
+    typer.echo(json.dumps({"deleted": name}) if as_json else f"deleted study {name!r}")
+
+
+def _print_status(record: StudyRecord) -> None:
+    counts = record.counts
+    console.print(f"study {record.name} (id {record.id}): {record.state}, {record.method} on "
+                  f"{record.dataset}")
+    console.print(f"budget: {counts.finished}/{record.n_trials} finished  |  complete {counts.complete}, "
+                  f"pruned {counts.pruned}, running {counts.running}, waiting {counts.waiting}, "
+                  f"fail {counts.fail}")
+    if record.stop_reason:
+        console.print(f"stopped: {record.stop_reason}")
+
+
+def _echo_json(result: BaseModel) -> None:
+    typer.echo(result.model_dump_json(indent=2))
+
+
+def _best_line(values: SplitValues | None) -> str:
+    if not values:
+        return "-"
+    return "  ".join(f"{key} {values[key]:.1f}" for key in ("all", "many", "medium", "few")
+                     if values.get(key) is not None)
+
+
+def _trial_table(name: str, page: Page[TrialRecord]) -> Table:
+    table = Table(title=f"trials of {name}: {page.offset + 1}-{page.offset + len(page.items)} of {page.total}")
+    for column in ("#", "state", "val All", "val Many", "val Medium", "val Few", "test All", "s"):
+        table.add_column(column, justify="right")
+    for trial in page.items:
+        duration = f"{trial.duration_s:.1f}" if trial.duration_s is not None else "-"
+        table.add_row(str(trial.number), trial.state, *_cells(trial.val), _cells(trial.test)[0], duration)
+    return table
 
 
 def split_table(record: StudyRecord) -> Table:

@@ -15,7 +15,7 @@ from studies import lifecycle, registry
 from studies.db import Database, redacted
 from studies.records import Page, StudyRecord, StudyState, TrialRecord
 from studies.report import build_report
-from studies.spec import StudySpec
+from studies.spec import NAME_PATTERN, StudySpec
 from studies.trials_csv import trials_csv
 
 router = APIRouter(prefix="/studies", tags=["studies"])
@@ -26,11 +26,11 @@ Offset = Annotated[int, Query(ge=0, le=2**31 - 1, description="items to skip")]
 Limit = Annotated[int, Query(ge=1, le=500, description="items per page (at most 500)")]
 NOT_FOUND = {404: {"model": Message}}
 CONFLICT = {409: {"model": Message, "description": "the budget cannot take it"}}
+BAD_BODY = {400: {"model": Message, "description": "the body is not UTF-8 JSON"}}
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=StudyCreated,
-             responses={400: {"model": Message, "description": "the body is not UTF-8 JSON"},
-                        409: {"model": Message, "description": "a study of that name exists"},
+             responses={**BAD_BODY, 409: {"model": Message, "description": "a study of that name exists"},
                         422: {"model": ValidationErrors, "description": "a message per bad field"}})
 def create_study(spec: StudySpec, db: DatabaseDep, request: Request) -> StudyCreated:
     record = registry.create_study(db, spec=spec)
@@ -38,9 +38,10 @@ def create_study(spec: StudySpec, db: DatabaseDep, request: Request) -> StudyCre
 
 
 @router.get("", response_model=Page[StudyRecord])
-def list_studies(db: DatabaseDep, state: StudyState | None = None, offset: Offset = 0,
-                 limit: Limit = 50) -> Page[StudyRecord]:
-    return registry.list_studies(db, state=state, offset=offset, limit=limit)
+def list_studies(db: DatabaseDep, state: StudyState | None = None,
+                 name: Annotated[str | None, Query(pattern=NAME_PATTERN, description="only the study of this name")]
+                 = None, offset: Offset = 0, limit: Limit = 50) -> Page[StudyRecord]:
+    return registry.list_studies(db, state=state, name=name, offset=offset, limit=limit)
 
 
 @router.get("/{study_id}", response_model=StudyRecord, responses=NOT_FOUND)
@@ -67,7 +68,7 @@ def resume_study(study_id: StudyId, db: DatabaseDep) -> StudyRecord:
     return lifecycle.resume_study(db, study_id=study_id)
 
 
-@router.patch("/{study_id}", response_model=StudyRecord, responses={**NOT_FOUND, **CONFLICT})
+@router.patch("/{study_id}", response_model=StudyRecord, responses={**BAD_BODY, **NOT_FOUND, **CONFLICT})
 def update_budget(study_id: StudyId, update: BudgetUpdate, db: DatabaseDep) -> StudyRecord:
     """Raise or lower n_trials (409 below the trials already finished); a done study with room runs again."""
     return lifecycle.set_budget(db, study_id=study_id, n_trials=update.n_trials)
@@ -76,7 +77,7 @@ def update_budget(study_id: StudyId, update: BudgetUpdate, db: DatabaseDep) -> S
 @router.post("/{study_id}/trials", status_code=status.HTTP_201_CREATED, response_model=lifecycle.QueuedTrial,
              responses={200: {"model": lifecycle.QueuedTrial, "description": "the same params were queued "
                                                                             "before: that trial"},
-                        **NOT_FOUND, **CONFLICT, 422: {"model": Message | ValidationErrors,
+                        **BAD_BODY, **NOT_FOUND, **CONFLICT, 422: {"model": Message | ValidationErrors,
                                                        "description": "names the bad parameter"}})
 def queue_trial(study_id: StudyId, request: TrialRequest, db: DatabaseDep,
                 response: Response) -> lifecycle.QueuedTrial:

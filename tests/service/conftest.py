@@ -1,0 +1,64 @@
+"""A real `tailtune serve` process on a fresh PostgreSQL database, for tests that talk to it over HTTP."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Served:
+    """A `tailtune serve` process, its combined log file and its address."""
+
+    def __init__(self, process: subprocess.Popen, log: Path, port: int) -> None:
+        self.process, self.log, self.base_url = process, log, f"http://127.0.0.1:{port}"
+
+    def wait_healthy(self, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text()
+            try:
+                if httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"tailtune serve did not answer /healthz in {timeout_s} s: {self.log.read_text()}")
+
+
+@pytest.fixture
+def serve(postgres_url: str, tmp_path: Path) -> Iterator:
+    started: list[Served] = []
+
+    def start(host: str = "127.0.0.1", token: str | None = None, **env_vars: str) -> Served:
+        port = _free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TAILTUNE_")}
+        env["TAILTUNE_DATABASE_URL"] = postgres_url
+        if token is not None:
+            env["TAILTUNE_API_TOKEN"] = token
+        env.update(env_vars)
+        log = tmp_path / f"serve-{port}.log"
+        with log.open("w") as out:
+            process = subprocess.Popen([sys.executable, "-m", "tailtune", "serve", "--host", host, "--port",
+                                        str(port)], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
+        started.append(Served(process, log, port))
+        started[-1].wait_healthy()
+        return started[-1]
+
+    yield start
+    for served in started:
+        served.process.terminate()
+        served.process.wait(timeout=30)
