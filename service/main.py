@@ -22,7 +22,8 @@ _STATUS_OF = [(DatabaseUnavailableError, status.HTTP_503_SERVICE_UNAVAILABLE),
               (UserInputError, status.HTTP_422_UNPROCESSABLE_CONTENT)]
 # Every route behind the token may answer these two; documented so clients (and schemathesis) expect them.
 _PROTECTED_RESPONSES: dict[int | str, dict] = {
-    status.HTTP_401_UNAUTHORIZED: {"model": Message, "description": "missing or wrong bearer token"},
+    status.HTTP_401_UNAUTHORIZED: {"model": Message, "description": "missing, wrong or revoked bearer token"},
+    status.HTTP_403_FORBIDDEN: {"model": Message, "description": "a read-only token on a method that writes"},
     status.HTTP_503_SERVICE_UNAVAILABLE: {"model": Message, "description": "the database is unreachable"},
 }
 

@@ -1,17 +1,21 @@
-"""Dependencies every route shares: the database and the bearer-token check."""
+"""Dependencies every route shares: the database and the bearer-token check (admin, write or read)."""
 
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.core.config import Settings
+from studies import tokens
 from studies.db import Database
+from studies.tokens import Scope
 
-_bearer = HTTPBearer(auto_error=False, description="TAILTUNE_API_TOKEN, when the server has one")
+_bearer = HTTPBearer(auto_error=False, description="TAILTUNE_API_TOKEN, or a named token from `tailtune token "
+                     "create` (a read token may only GET)")
+READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
 def get_settings(request: Request) -> Settings:
@@ -31,16 +35,31 @@ def get_reachable_database(database: Annotated[Database, Depends(get_database)])
     return database
 
 
-def require_token(settings: Annotated[Settings, Depends(get_settings)],
+def require_token(request: Request, settings: Annotated[Settings, Depends(get_settings)],
+                  db: Annotated[Database, Depends(get_database)],
                   credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
-    if settings.api_token is None:
-        return
-    expected = settings.api_token.get_secret_value().encode()
-    given = credentials.credentials.encode() if credentials is not None else b""
+    """TAILTUNE_API_TOKEN may do anything; a named token (studies/tokens.py) what its scope allows. Without
+    either kind of token the API is open (`tailtune serve` warns when that is reachable from elsewhere)."""
+    scope = _scope(settings, db, credentials.credentials if credentials is not None else None)
+    if scope is None:
+        # The same answer for a wrong, a revoked and a missing token, which is never repeated back.
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="missing, wrong or revoked token: send the "
+                            "header 'Authorization: Bearer <token>'", headers={"WWW-Authenticate": "Bearer"})
+    if scope == "read" and request.method not in READ_METHODS:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"this token is read-only; {request.method} needs "
+                            "a write token (tailtune token create NAME --storage URL)")
+
+
+def _scope(settings: Settings, db: Database, given: str | None) -> Scope | Literal["admin"] | None:
+    admin = settings.api_token.get_secret_value() if settings.api_token is not None else None
+    if admin is None and not tokens.any_active(db):
+        return "admin"  # an open API: no token of either kind exists
+    if given is None:
+        return None
     # compare_digest: the time taken does not reveal how much of a guessed token was right.
-    if credentials is None or not hmac.compare_digest(given, expected):
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="missing or wrong token: send the header "
-                            "'Authorization: Bearer <TAILTUNE_API_TOKEN>'", headers={"WWW-Authenticate": "Bearer"})
+    if admin is not None and hmac.compare_digest(given.encode(), admin.encode()):
+        return "admin"
+    return tokens.scope_of(db, given)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from service.core.config import Settings
 from service.main import create_app
+from studies import tokens
 from studies.worker import WorkerSettings, one_at_a_time, run_worker
 from tests.trial_runners import instant_runner
 
@@ -104,4 +105,11 @@ def test_bad_requests_are_refused_and_write_nothing_and_a_stopped_study_resumes(
         resumed = client.post(f"/studies/{study_id}/resume")
         assert resumed.status_code == 200 and resumed.json()["state"] == "active"
         assert resumed.json()["stop_reason"] is None
+
+        # With no TAILTUNE_API_TOKEN the API is open only while no named token exists either.
+        _, secret = tokens.create_token(app.state.database, name="viewer", scope="read")
+        assert client.get("/studies").status_code == 401
+        viewer = {"Authorization": f"Bearer {secret}"}
+        assert client.get("/studies", headers=viewer).status_code == 200
+        assert client.post(f"/studies/{study_id}/stop", headers=viewer).status_code == 403
     app.state.database.dispose()

@@ -12,8 +12,11 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from studies.db import Database
+from studies.spec import StudySpec
 from studies.worker import WorkerSettings, one_at_a_time, run_worker
+from tailtune.client import ApiError, TailtuneClient
 from tailtune.commands import study as study_command
+from tailtune.commands import token as token_command
 from tests.trial_runners import instant_runner
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -63,3 +66,76 @@ def test_cli_over_the_api_prints_what_it_prints_on_the_database(serve, postgres_
     assert [row["state"] for row in rows] == ["complete"] * 3 and rows[0]["stage2.loss"] == "cb"
     watched = _cli(["watch", "remote", "--json", *api])  # done already: one poll, then the final record
     assert json.loads(watched)["counts"]["complete"] == 3
+
+
+def _new_token(postgres_url: str, *arguments: str) -> str:
+    result = CliRunner().invoke(token_command.app, ["create", *arguments, "--storage", postgres_url])
+    assert result.exit_code == 0, result.output
+    return result.output.splitlines()[-1]
+
+
+def _study_rows(postgres_url: str) -> int:
+    engine = sa.create_engine(postgres_url, poolclass=sa.NullPool)
+    with engine.connect() as connection:
+        count = connection.execute(sa.text("SELECT count(*) FROM tailtune_study")).scalar_one()
+    engine.dispose()
+    return count
+
+
+def test_client_with_scoped_tokens_and_data_roots_refuses_what_it_must_and_writes_nothing(
+        serve, postgres_url: str, tmp_path: Path) -> None:
+    served = serve(token=ADMIN, TAILTUNE_DATA_ROOTS=str(tmp_path / "data"))
+    reader, writer = _new_token(postgres_url, "reader", "--read-only"), _new_token(postgres_url, "ci")
+    listed = CliRunner().invoke(token_command.app, ["list", "--json", "--storage", postgres_url]).output
+    assert [(t["name"], t["scope"]) for t in json.loads(listed)] == [("reader", "read"), ("ci", "write")]
+    assert reader not in listed and writer not in listed
+
+    with TailtuneClient(served.base_url, token=writer) as client:
+        assert client.health().database == "ok"
+        study_id = client.create_study(StudySpec(name="scoped", n_trials=1)).id
+        assert client.get_study_by_name("scoped").id == study_id
+        assert client.stop_study(study_id).state == "stopped"
+        assert client.resume_study(study_id).state == "active"
+        for call, status, named in [(lambda: client.queue_trial(study_id, {"stage9.lr": 0.1}), 422, "stage9.lr"),
+                                    (lambda: client.set_budget(study_id, 0), 422, "n_trials"),
+                                    (lambda: client.get_study(424242), 404, "424242"),
+                                    (lambda: client.get_study_by_name("nobody"), 404, "nobody")]:
+            with pytest.raises(ApiError) as refused:
+                call()
+            assert refused.value.status_code == status and named in str(refused.value)
+        assert client.list_workers() == [] and client.list_trials(study_id).total == 0
+        for body, given in [({"dataset": "folder:/etc"}, "/etc"), ({"data_root": "/etc"}, "/etc"),
+                            ({"dataset": "folder:../../etc", "data_root": str(tmp_path / "data")}, "etc"),
+                            ({"fixed": {"data.root": "/root"}}, "/root")]:
+            with pytest.raises(ApiError) as refused:
+                client.create_study(StudySpec(name="escape", n_trials=1, **body))
+            message = str(refused.value)
+            assert refused.value.status_code == 422 and given in message and str(tmp_path / "data") in message
+            assert "passwd" not in message  # nothing of the directory's contents
+        client.create_study(StudySpec(name="inside", n_trials=1, dataset=f"folder:{tmp_path}/data/images",
+                                      image_size=8))
+    assert _study_rows(postgres_url) == 2 and _trial_rows(postgres_url) == 0
+
+    with TailtuneClient(served.base_url, token=reader) as client:
+        assert client.get_study(study_id).name == "scoped"
+        for call in (lambda: client.queue_trial(study_id, {"stage2.tau": 1.0}),
+                     lambda: client.set_budget(study_id, 4), lambda: client.stop_study(study_id),
+                     lambda: client.delete_study(study_id, force=True),
+                     lambda: client.create_study(StudySpec(name="by-reader", n_trials=1))):
+            with pytest.raises(ApiError) as refused:
+                call()
+            assert refused.value.status_code == 403 and "read-only" in str(refused.value)
+        assert _study_rows(postgres_url) == 2 and _trial_rows(postgres_url) == 0
+        assert client.list_studies().total == 2
+        assert CliRunner().invoke(token_command.app, ["revoke", "reader", "--storage", postgres_url]).exit_code == 0
+        with pytest.raises(ApiError) as revoked:
+            client.get_study(study_id)
+        assert revoked.value.status_code == 401 and reader not in str(revoked.value)
+    with TailtuneClient(served.base_url, token="wrong-guess") as intruder, pytest.raises(ApiError) as refused:
+        intruder.list_studies()
+    assert refused.value.status_code == 401 and "wrong-guess" not in str(refused.value)
+    with TailtuneClient(served.base_url, token=ADMIN) as admin:
+        admin.delete_study(study_id)
+        assert [study.name for study in admin.list_studies().items] == ["inside"]
+    log = served.log.read_text()
+    assert reader not in log and writer not in log and ADMIN not in log

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import HTMLResponse, StreamingResponse
 
 from service.api.deps import DatabaseDep, SettingsDep
+from service.data_paths import check_data_paths
 from service.schemas import BudgetUpdate, Message, StudyCreated, StudyLinks, TrialRequest, ValidationErrors
 from studies import lifecycle, registry
 from studies.db import Database, redacted
@@ -32,7 +33,8 @@ BAD_BODY = {400: {"model": Message, "description": "the body is not UTF-8 JSON"}
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=StudyCreated,
              responses={**BAD_BODY, 409: {"model": Message, "description": "a study of that name exists"},
                         422: {"model": ValidationErrors, "description": "a message per bad field"}})
-def create_study(spec: StudySpec, db: DatabaseDep, request: Request) -> StudyCreated:
+def create_study(spec: StudySpec, db: DatabaseDep, settings: SettingsDep, request: Request) -> StudyCreated:
+    check_data_paths(spec, settings.data_roots)
     record = registry.create_study(db, spec=spec)
     return StudyCreated(id=record.id, name=record.name, urls=_links(request, record.id, db))
 
