@@ -12,6 +12,7 @@ from service.api.routes import health, studies, workers
 from service.core.config import Settings
 from service.schemas import Message
 from studies.db import Database, DatabaseUnavailableError, describe, is_transient
+from studies.export import ModelFilesMissingError, TrialNotExportableError, TrialNotFoundError
 from studies.lifecycle import BudgetConflictError
 from studies.registry import StudyBusyError, StudyExistsError, StudyNotFoundError
 from trainers.errors import UserInputError
@@ -19,6 +20,8 @@ from trainers.errors import UserInputError
 _STATUS_OF = [(DatabaseUnavailableError, status.HTTP_503_SERVICE_UNAVAILABLE),
               (StudyNotFoundError, status.HTTP_404_NOT_FOUND), (StudyExistsError, status.HTTP_409_CONFLICT),
               (StudyBusyError, status.HTTP_409_CONFLICT), (BudgetConflictError, status.HTTP_409_CONFLICT),
+              (TrialNotExportableError, status.HTTP_409_CONFLICT),
+              (TrialNotFoundError, status.HTTP_404_NOT_FOUND), (ModelFilesMissingError, status.HTTP_404_NOT_FOUND),
               (UserInputError, status.HTTP_422_UNPROCESSABLE_CONTENT)]
 # Every route behind the token may answer these two; documented so clients (and schemathesis) expect them.
 _PROTECTED_RESPONSES: dict[int | str, dict] = {

@@ -59,6 +59,11 @@ def stage1_key(config: ExperimentConfig) -> str:
     return hashlib.sha256(json.dumps(determined_by, sort_keys=True).encode()).hexdigest()[:24]
 
 
+def stage1_weights_path(artifact_dir: Path, key: str) -> Path:
+    """The stage-1 state dict of an entry, for readers outside the cache (the model export)."""
+    return artifact_dir / "stage1" / key / "model.pt"
+
+
 @dataclass(frozen=True)
 class CachedBackbone:
     backbone: Backbone
@@ -68,6 +73,7 @@ class CachedBackbone:
 
 class Stage1Cache:
     def __init__(self, artifact_dir: Path, lock: LockFactory, runtime: Runtime, memory_entries: int = 2) -> None:
+        self.artifact_dir = artifact_dir
         self.root = artifact_dir / "stage1"
         self._lock = lock
         self.runtime = runtime

@@ -16,8 +16,9 @@ from studies.cache import CachedBackbone, Stage1Cache, stage1_key
 from studies.db import set_trial_user_attrs
 from studies.space import sample_params
 from studies.spec import StudySpec
+from studies.trial_models import store_trial_model
 from trainers.config import ExperimentConfig
-from trainers.experiment import run_stage2, run_stage2_batch, runs_on_cached_features
+from trainers.experiment import Stage2Output, runs_on_cached_features, stage2_output, stage2_outputs
 from trainers.loop import EpochCallback
 from trainers.provenance import provenance
 from trainers.results import StageResult
@@ -79,7 +80,7 @@ def _run_sampled(trial: optuna.Trial, spec: StudySpec, config: ExperimentConfig,
     started = time.perf_counter()
     on_epoch = _epoch_callback(trial, context, prune=len(spec.objectives) == 1 and spec.pruner != "none")
     cached = context.cache.backbone_for(config, on_epoch)
-    stage2 = run_stage2(cached.backbone, config, context.cache.runtime, on_epoch)
+    stage2 = stage2_output(cached.backbone, config, context.cache.runtime, on_epoch)
     return _record(trial, spec, config, cached, stage2, context, trained_here=cached.trained_here,
                    wall_time_s=time.perf_counter() - started)
 
@@ -90,10 +91,10 @@ def _run_group(trials: list[optuna.Trial], configs: list[ExperimentConfig], spec
     cached = context.cache.backbone_for(configs[0], _epoch_callback(trials[0], context, prune=False))
     if context.should_stop():
         raise StopRequested("stop requested before a batch of stage-2 trials")
-    results = run_stage2_batch(cached.backbone, configs, context.cache.runtime)
-    return [_record(trial, spec, config, cached, result, context, trained_here=cached.trained_here and n == 0,
-                    wall_time_s=result.wall_time_s, batch_size=len(trials))
-            for n, (trial, config, result) in enumerate(zip(trials, configs, results, strict=True))]
+    outputs = stage2_outputs(cached.backbone, configs, context.cache.runtime)
+    return [_record(trial, spec, config, cached, output, context, trained_here=cached.trained_here and n == 0,
+                    wall_time_s=output.result.wall_time_s, batch_size=len(trials))
+            for n, (trial, config, output) in enumerate(zip(trials, configs, outputs, strict=True))]
 
 
 def _sampled_config(trial: optuna.Trial, spec: StudySpec) -> ExperimentConfig:
@@ -101,13 +102,16 @@ def _sampled_config(trial: optuna.Trial, spec: StudySpec) -> ExperimentConfig:
 
 
 def _record(trial: optuna.Trial, spec: StudySpec, config: ExperimentConfig, cached: CachedBackbone,
-            stage2: StageResult, context: TrialContext, *, trained_here: bool, wall_time_s: float,
+            output: Stage2Output, context: TrialContext, *, trained_here: bool, wall_time_s: float,
             batch_size: int = 1) -> list[float]:
-    """Stores the trial's results and provenance as user attributes; returns its objective values."""
+    """Stores the trial's stage-2 output (studies/trial_models.py), its results and provenance as user
+    attributes; returns its objective values."""
+    stage2, runtime = output.result, context.cache.runtime
     attributes = trial_attributes(cached.backbone.stage1, stage2, cached.backbone.data.class_counts)
     attributes |= {"config": config.model_dump(mode="json"), "stage1_key": cached.key,
                    "stage1_trained": trained_here, "batch_size": batch_size, "wall_time_s": wall_time_s,
-                   "provenance": provenance(context.cache.runtime.device).model_dump()}
+                   "provenance": provenance(runtime.device).model_dump()}
+    attributes |= store_trial_model(context.cache.artifact_dir, cached, config, output, runtime)
     set_trial_user_attrs(trial, attributes)
     return [getattr(stage2.val, split) or 0.0 for split in spec.objectives]
 

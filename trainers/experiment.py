@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from trainers.classifier import EvaluatedClassifier, evaluated_classifier
 from trainers.config import ExperimentConfig, LogitAdjustConfig, RetrainConfig, TauNormConfig
 from trainers.data import load_dataset
 from trainers.data.types import LTDataset
@@ -28,7 +29,7 @@ from trainers.losses import feature_regularization, make_loss
 from trainers.maxnorm import project_rows_, relative_radius, row_norms
 from trainers.metrics import logits_magnitude_and_rsd, per_class_accuracy, split_accuracy, split_rule
 from trainers.models import LTModel, build_model, resolve_arch
-from trainers.posthoc import etf_classifier_weight, logit_adjust, tau_normalize
+from trainers.posthoc import etf_classifier_weight, tau_normalize
 from trainers.provenance import provenance
 from trainers.results import Diagnostics, ExperimentResult, SplitRule, StageResult
 
@@ -46,6 +47,14 @@ class Backbone:
     @property
     def head(self) -> Head:
         return Head(self.model.classifier.weight.detach(), self.model.classifier.bias.detach())
+
+
+@dataclass(frozen=True)
+class Stage2Output:
+    """A stage-2 result and the classifier it was measured with (stored per trial, exported as its model)."""
+
+    result: StageResult
+    classifier: EvaluatedClassifier
 
 
 def run_experiment(config: ExperimentConfig, runtime: Runtime, on_epoch: EpochCallback | None = None,
@@ -110,20 +119,23 @@ def build_backbone_model(config: ExperimentConfig, data: LTDataset, runtime: Run
 # ---------------------------------------------------------------------------------------------- stage 2
 def run_stage2(backbone: Backbone, config: ExperimentConfig, runtime: Runtime,
                on_epoch: EpochCallback | None = None) -> StageResult:
+    return stage2_output(backbone, config, runtime, on_epoch).result
+
+
+def stage2_output(backbone: Backbone, config: ExperimentConfig, runtime: Runtime,
+                  on_epoch: EpochCallback | None = None) -> Stage2Output:
     started = time.perf_counter()
     stage2 = config.stage2
     if isinstance(stage2, TauNormConfig):
         head = backbone.head
-        return evaluate_head(backbone.features, Head(tau_normalize(head.weight, stage2.tau), head.bias),
-                             backbone.rule, config, elapsed=time.perf_counter() - started)
+        return _evaluated(backbone.features, Head(tau_normalize(head.weight, stage2.tau), head.bias),
+                          backbone.rule, config, started)
     if isinstance(stage2, LogitAdjustConfig):
-        return evaluate_head(backbone.features, backbone.head, backbone.rule, config,
-                             elapsed=time.perf_counter() - started, adjust=stage2)
+        return _evaluated(backbone.features, backbone.head, backbone.rule, config, started, adjust=stage2)
     if stage2.uses_cached_features:
         [head] = train_heads(backbone.features, backbone.head, [stage2], backbone.data.class_counts,
                              seed=config.seed)
-        return evaluate_head(backbone.features, head, backbone.rule, config,
-                             elapsed=time.perf_counter() - started)
+        return _evaluated(backbone.features, head, backbone.rule, config, started)
     return _retrain_end_to_end(backbone, stage2, config, runtime, on_epoch, started)
 
 
@@ -134,29 +146,34 @@ def runs_on_cached_features(config: ExperimentConfig) -> bool:
 
 
 def run_stage2_batch(backbone: Backbone, configs: list[ExperimentConfig], runtime: Runtime) -> list[StageResult]:
+    return [output.result for output in stage2_outputs(backbone, configs, runtime)]
+
+
+def stage2_outputs(backbone: Backbone, configs: list[ExperimentConfig], runtime: Runtime) -> list[Stage2Output]:
     """Stage 2 of several configs on one backbone; heads re-trained on cached features train in one batched
     pass (trainers/heads.py), with the results each would get alone. Order is kept."""
     if len({config.seed for config in configs}) > 1:
         raise ValueError("configs sharing a backbone share its seed")
     started = time.perf_counter()
     batched = [i for i, c in enumerate(configs) if isinstance(c.stage2, RetrainConfig) and runs_on_cached_features(c)]
-    results: dict[int, StageResult] = {}
+    outputs: dict[int, Stage2Output] = {}
     if batched:
         heads = train_heads(backbone.features, backbone.head, [configs[i].stage2 for i in batched],
                             backbone.data.class_counts, seed=configs[batched[0]].seed)
         share = (time.perf_counter() - started) / len(batched)  # the pass's time, split evenly
         for i, head in zip(batched, heads, strict=True):
             head_started = time.perf_counter()
-            result = evaluate_head(backbone.features, head, backbone.rule, configs[i], elapsed=0.0)
-            results[i] = result.model_copy(update={"wall_time_s": share + time.perf_counter() - head_started})
+            output = _evaluated(backbone.features, head, backbone.rule, configs[i], head_started)
+            result = output.result.model_copy(update={"wall_time_s": share + output.result.wall_time_s})
+            outputs[i] = Stage2Output(result, output.classifier)
     for i, config in enumerate(configs):
-        if i not in results:
-            results[i] = run_stage2(backbone, config, runtime)
-    return [results[i] for i in range(len(configs))]
+        if i not in outputs:
+            outputs[i] = stage2_output(backbone, config, runtime)
+    return [outputs[i] for i in range(len(configs))]
 
 
 def _retrain_end_to_end(backbone: Backbone, stage2: RetrainConfig, config: ExperimentConfig, runtime: Runtime,
-                        on_epoch: EpochCallback | None, started: float) -> StageResult:
+                        on_epoch: EpochCallback | None, started: float) -> Stage2Output:
     """The authors' way: BN statistics keep updating and/or the last block trains, so no cached features."""
     model = copy.deepcopy(backbone.model)
     model.requires_grad_(False)
@@ -177,7 +194,8 @@ def _retrain_end_to_end(backbone: Backbone, stage2: RetrainConfig, config: Exper
     bank = extract_feature_bank(model, backbone.data, runtime, views=0, flips=config.eval.flip_tta,
                                 seed=config.seed)
     head = Head(model.classifier.weight.detach(), model.classifier.bias.detach())
-    return evaluate_head(bank, head, backbone.rule, config, elapsed=time.perf_counter() - started)
+    backbone_state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+    return _evaluated(bank, head, backbone.rule, config, started, backbone_state=backbone_state)
 
 
 def _maxnorm_radius(stage2: RetrainConfig, stage1_weight: torch.Tensor) -> float | None:
@@ -187,22 +205,33 @@ def _maxnorm_radius(stage2: RetrainConfig, stage1_weight: torch.Tensor) -> float
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
+def _evaluated(bank: FeatureBank, head: Head, rule: SplitRule, config: ExperimentConfig, started: float, *,
+               adjust: LogitAdjustConfig | None = None,
+               backbone_state: dict[str, torch.Tensor] | None = None) -> Stage2Output:
+    classifier = _classifier(bank, head, config, adjust, backbone_state)
+    return Stage2Output(evaluate_classifier(bank, classifier, rule, elapsed=time.perf_counter() - started),
+                        classifier)
+
+
+def _classifier(bank: FeatureBank, head: Head, config: ExperimentConfig, adjust: LogitAdjustConfig | None,
+                backbone_state: dict[str, torch.Tensor] | None = None) -> EvaluatedClassifier:
+    # The class prior pi_k = n_k / sum_j n_j of the train split, for logit adjustment.
+    prior = torch.bincount(bank.train_labels, minlength=head.weight.shape[0]).float()
+    return evaluated_classifier(head, prior / prior.sum(), flip_tta=config.eval.flip_tta, adjust=adjust,
+                                backbone_state=backbone_state)
+
+
 def evaluate_head(bank: FeatureBank, head: Head, rule: SplitRule, config: ExperimentConfig, *, elapsed: float,
                   adjust: LogitAdjustConfig | None = None) -> StageResult:
+    return evaluate_classifier(bank, _classifier(bank, head, config, adjust), rule, elapsed=elapsed)
+
+
+def evaluate_classifier(bank: FeatureBank, classifier: EvaluatedClassifier, rule: SplitRule, *,
+                        elapsed: float) -> StageResult:
+    head = classifier.head
     num_classes = head.weight.shape[0]
-    prior = torch.bincount(bank.train_labels, minlength=num_classes).float()
-    prior = prior / prior.sum()
-
-    def logits_of(features: torch.Tensor, flipped: torch.Tensor | None) -> torch.Tensor:
-        logits = head.logits(features)
-        if config.eval.flip_tta:
-            if flipped is None:
-                raise ValueError("flip TTA needs a feature bank extracted with flips=True")
-            logits = (logits + head.logits(flipped)) / 2
-        return logit_adjust(logits, prior, adjust.tau, adjust.form) if adjust else logits
-
-    val_logits = logits_of(bank.val, bank.val_flipped)
-    test_logits = logits_of(bank.test, bank.test_flipped)
+    val_logits = classifier.logits(bank.val, bank.val_flipped)
+    test_logits = classifier.logits(bank.test, bank.test_flipped)
     per_class_val = per_class_accuracy(val_logits, bank.val_labels, num_classes)
     per_class_test = per_class_accuracy(test_logits, bank.test_labels, num_classes)
     magnitude, rsd = logits_magnitude_and_rsd(test_logits, bank.test_labels, num_classes)

@@ -37,14 +37,15 @@ def etf_classifier_weight(num_classes: int, dim: int, seed: int) -> torch.Tensor
     return (orthonormal @ simplex).T.float().contiguous()
 
 
-def logit_adjust(logits: torch.Tensor, class_prior: torch.Tensor, tau: float,
-                 form: Literal["multiplicative", "additive"]) -> torch.Tensor:
-    """EWB's multiplicative z_k pi_k^(-tau) on the whole logit (bias included), or Menon et al.'s additive
-    z_k - tau log pi_k. class_prior: pi_k = n_k / sum_j n_j, K.
+def logit_adjustment(class_prior: torch.Tensor, tau: float,
+                     form: Literal["multiplicative", "additive"]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Post-hoc logit adjustment as a per-class (scale, offset), applied as z' = z * scale - offset: EWB's
+    multiplicative z_k pi_k^(-tau) on the whole logit (bias included), or Menon et al.'s additive
+    z_k - tau log pi_k. class_prior: pi_k = n_k / sum_j n_j, K. z * 1 and z - 0 are exact, so each form
+    gives the same floating-point logits as its formula written out.
     """
-    prior = class_prior.to(logits.device, logits.dtype)
     if form == "multiplicative":
-        return logits * prior.pow(-tau)
+        return class_prior.pow(-tau), torch.zeros_like(class_prior)
     if form == "additive":
-        return logits - tau * prior.log()
+        return torch.ones_like(class_prior), tau * class_prior.log()
     raise UserInputError(f"unknown logit adjustment {form!r}; choose multiplicative or additive")

@@ -28,7 +28,7 @@ from trainers.metrics import (
     split_accuracy,
     split_rule,
 )
-from trainers.posthoc import etf_classifier_weight, logit_adjust, tau_normalize
+from trainers.posthoc import etf_classifier_weight, logit_adjustment, tau_normalize
 
 
 # ---------------------------------------------------------------------------------------------- MaxNorm
@@ -184,12 +184,19 @@ def test_etf_needs_at_least_as_many_dims_as_classes() -> None:
 def test_logit_adjustment_forms_scale_with_tau(tau: float) -> None:
     """At tau != 1 a missing or misplaced tau shows (at tau = 1 the additive form hides a dropped tau)."""
     logits, prior = torch.randn(4, 3), torch.tensor([0.7, 0.2, 0.1])
-    assert torch.equal(logit_adjust(logits, prior, 0.0, "multiplicative"), logits)
-    assert torch.equal(logit_adjust(logits, prior, 0.0, "additive"), logits)
+
+    def adjusted(strength: float, form: str) -> torch.Tensor:
+        scale, offset = logit_adjustment(prior, strength, form)
+        return logits * scale - offset
+
+    assert torch.equal(adjusted(0.0, "multiplicative"), logits)
+    assert torch.equal(adjusted(0.0, "additive"), logits)
     expected = logits * torch.tensor([0.7 ** -tau, 0.2 ** -tau, 0.1 ** -tau])
-    assert torch.allclose(logit_adjust(logits, prior, tau, "multiplicative"), expected)
+    assert torch.allclose(adjusted(tau, "multiplicative"), expected)
+    assert torch.equal(adjusted(tau, "multiplicative"), logits * prior.pow(-tau))  # the formula's own rounding
     expected_additive = logits - tau * torch.tensor([math.log(0.7), math.log(0.2), math.log(0.1)])
-    assert torch.allclose(logit_adjust(logits, prior, tau, "additive"), expected_additive)
+    assert torch.allclose(adjusted(tau, "additive"), expected_additive)
+    assert torch.equal(adjusted(tau, "additive"), logits - tau * prior.log())
 
 
 # ---------------------------------------------------------------------------------------------- splits

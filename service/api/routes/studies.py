@@ -14,6 +14,7 @@ from service.data_paths import check_data_paths
 from service.schemas import BudgetUpdate, Message, StudyCreated, StudyLinks, TrialRequest, ValidationErrors
 from studies import lifecycle, registry
 from studies.db import Database, redacted
+from studies.export import export_trial
 from studies.records import Page, StudyRecord, StudyState, TrialRecord
 from studies.report import build_report
 from studies.spec import NAME_PATTERN, StudySpec
@@ -114,6 +115,20 @@ def study_report(study_id: StudyId, db: DatabaseDep, settings: SettingsDep) -> H
     record = registry.get_study(db, study_id=study_id)
     files = build_report(db.url, record.name, settings.artifact_dir / "reports" / str(study_id))
     return HTMLResponse(_inline_images(files.html))
+
+
+@router.get("/{study_id}/model", response_class=Response,
+            responses={200: {"content": {"application/octet-stream": {}},
+                             "description": "the trial's model file, as `tailtune export` writes it"},
+                       **NOT_FOUND, 409: {"model": Message, "description": "the trial is not COMPLETE"}})
+def trial_model(study_id: StudyId, db: DatabaseDep, settings: SettingsDep,
+                trial: Annotated[int | None, Query(ge=0, le=2**31 - 1, description="trial number; default: the "
+                                                   "best trial by the study's first objective")] = None) -> Response:
+    """The trial's model file (backbone, evaluated classifier, input rules, class names, model card) for
+    `tailtune predict --model FILE`."""
+    exported = export_trial(db, study_id=study_id, trial_number=trial, artifact_dir=settings.artifact_dir)
+    return Response(exported.content, media_type="application/octet-stream",
+                    headers={"Content-Disposition": f'attachment; filename="{exported.file_name}"'})
 
 
 def _inline_images(html_path: FilePath) -> str:

@@ -1,0 +1,79 @@
+"""Every finished trial keeps its stage-2 output, and its exported file is the trial's model: predicting the
+trial's test folder with it gives the trial's per-class test accuracy, for each method, flip TTA, batched heads
+and a stage 2 that changed the backbone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from studies.db import Database
+from studies.export import ModelFilesMissingError, TrialNotExportableError, export_trial, write_export
+from tests.model_files import predicted_per_class_accuracy, run_folder_study, write_noisy_folder
+
+# (method, fixed fields): flip TTA with WB (whose trials 1-2 train in one batched pass) and with EWB's logit
+# adjustment; LOS with BN statistics updating in stage 2, so its stored output carries its own backbone.
+# Stage 1 is fixed, so the three trials of a study share one cached backbone.
+CASES = {
+    "wb": ("wb", {"eval.flip_tta": True, "stage1.weight_decay": 5e-3, "stage2.epochs": 2}),
+    "tau-norm": ("tau-norm", {"stage1.weight_decay": 5e-3}),
+    "los": ("los", {"stage2.bn_mode": "train", "stage1.weight_decay": 5e-3, "stage2.epochs": 2}),
+    "ewb": ("ewb", {"eval.flip_tta": True, "stage1.weight_decay": 5e-3, "stage1.feature_reg": 1e-2}),
+}
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_noisy_folder(tmp_path_factory.mktemp("noisy"))
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_exported_model_gives_each_trials_per_class_test_accuracy(case: str, folder: Path,
+                                                                      tmp_path: Path) -> None:
+    method, fixed = CASES[case]
+    db = Database.connect(f"sqlite:///{tmp_path / 'studies.db'}")
+    study_id = run_folder_study(db, tmp_path / "artifacts", folder, case, method, fixed)
+    trials = optuna.load_study(study_name=case, storage=db.url).trials
+    assert [trial.state for trial in trials] == [TrialState.COMPLETE] * 3
+    if case == "wb":
+        assert max(trial.user_attrs["batch_size"] for trial in trials) > 1, "no trial ran in a batch"
+    for trial in trials:
+        stored = tmp_path / "artifacts" / trial.user_attrs["stage2_file"]
+        assert stored.stat().st_size == trial.user_attrs["stage2_bytes"]
+        exported = export_trial(db, study_id=study_id, trial_number=trial.number,
+                                artifact_dir=tmp_path / "artifacts")
+        [model_file, card_json, card_markdown] = write_export(exported, tmp_path / f"trial{trial.number}.pt")
+        expected = trial.user_attrs["per_class_test"]
+        assert predicted_per_class_accuracy(model_file, folder / "test") == pytest.approx(expected, abs=1e-9)
+        card = json.loads(card_json.read_text())
+        assert card["results"]["test"] == trial.user_attrs["test"] and card["params"] == trial.params
+        assert card["model"]["flip_tta"] == fixed.get("eval.flip_tta", False)
+        assert f"trial {trial.number}" in card_markdown.read_text()
+    db.dispose()
+
+
+def test_the_file_loads_with_torch_alone_and_the_default_is_the_best_trial(folder: Path, tmp_path: Path) -> None:
+    db = Database.connect(f"sqlite:///{tmp_path / 'studies.db'}")
+    study_id = run_folder_study(db, tmp_path / "artifacts", folder, "best", "tau-norm",
+                                {"stage1.weight_decay": 5e-3}, n_trials=2)
+    best = optuna.load_study(study_name="best", storage=db.url).best_trial
+    exported = export_trial(db, study_id=study_id, trial_number=None, artifact_dir=tmp_path / "artifacts")
+    assert exported.trial_number == best.number
+    write_export(exported, tmp_path / "model.pt")
+    payload = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert payload["class_names"] == ["ant", "bee", "cat", "dog"]
+    assert payload["input"]["image_size"] == 12 and payload["input"]["channels"] == 3
+    assert payload["card"]["provenance"]["trial"] == best.number
+
+    with pytest.raises(ModelFilesMissingError, match="--artifact-dir"):
+        export_trial(db, study_id=study_id, trial_number=None, artifact_dir=tmp_path / "elsewhere")
+    study = optuna.load_study(study_name="best", storage=db.url)
+    running = study.ask()
+    with pytest.raises(TrialNotExportableError, match=f"trial {running.number} .* RUNNING, not COMPLETE"):
+        export_trial(db, study_id=study_id, trial_number=running.number, artifact_dir=tmp_path / "artifacts")
+    db.dispose()
