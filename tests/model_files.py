@@ -19,19 +19,20 @@ from studies.worker import WorkerSettings, run_worker
 from trainers.exported import load_model_file
 
 TRAIN_COUNTS = {"ant": 40, "bee": 20, "cat": 10, "dog": 5}
-TEST_PER_CLASS = 12
+TEST_PER_CLASS = 25
 _COLOURS = {"ant": (40, 0, 0), "bee": (0, 40, 0), "cat": (0, 0, 40), "dog": (30, 30, 0)}
 IMAGE_SIZE = 12
-QUICK = {"stage1.epochs": 2}
+QUICK = {"stage1.epochs": 3}
 
 
 def write_noisy_folder(root: Path, seed: int = 0) -> Path:
-    """root/{train,test}/<class>/NNN.png, 14 x 12 RGB: a class colour plus gaussian noise of std 60."""
+    """root/{train,test}/<class>/NNN.png, 14 x 12 RGB: a class colour, shifted per image (std 25, so classes
+    overlap) and per pixel (std 40, so the image and its mirror give different features)."""
     rng = np.random.default_rng(seed)
     for split, counts in (("train", TRAIN_COUNTS), ("test", dict.fromkeys(TRAIN_COUNTS, TEST_PER_CLASS))):
         for name, count in counts.items():
             for number in range(count):
-                noise = rng.normal(0, 60, (14, 12, 3))
+                noise = rng.normal(0, 25, (1, 1, 3)) + rng.normal(0, 40, (14, 12, 3))
                 pixels = np.clip(110 + np.array(_COLOURS[name]) + noise, 0, 255).astype(np.uint8)
                 path = root / split / name / f"{number:03d}.png"
                 path.parent.mkdir(parents=True, exist_ok=True)
