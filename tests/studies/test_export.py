@@ -9,11 +9,10 @@ from pathlib import Path
 
 import optuna
 import pytest
-import torch
 from optuna.trial import TrialState
 
 from studies.db import Database
-from studies.export import ModelFilesMissingError, TrialNotExportableError, export_trial, write_export
+from studies.export import export_trial, write_export
 from tests.model_files import predicted_per_class_accuracy, run_folder_study, write_noisy_folder
 
 # (method, fixed fields): flip TTA with WB (whose trials 1-2 train in one batched pass) and with EWB's logit
@@ -56,24 +55,3 @@ def test_the_exported_model_gives_each_trials_per_class_test_accuracy(case: str,
         assert f"trial {trial.number}" in card_markdown.read_text()
     db.dispose()
 
-
-def test_the_file_loads_with_torch_alone_and_the_default_is_the_best_trial(folder: Path, tmp_path: Path) -> None:
-    db = Database.connect(f"sqlite:///{tmp_path / 'studies.db'}")
-    study_id = run_folder_study(db, tmp_path / "artifacts", folder, "best", "tau-norm",
-                                {"stage1.weight_decay": 5e-3}, n_trials=2)
-    best = optuna.load_study(study_name="best", storage=db.url).best_trial
-    exported = export_trial(db, study_id=study_id, trial_number=None, artifact_dir=tmp_path / "artifacts")
-    assert exported.trial_number == best.number
-    write_export(exported, tmp_path / "model.pt")
-    payload = torch.load(tmp_path / "model.pt", weights_only=True)
-    assert payload["class_names"] == ["ant", "bee", "cat", "dog"]
-    assert payload["input"]["image_size"] == 12 and payload["input"]["channels"] == 3
-    assert payload["card"]["provenance"]["trial"] == best.number
-
-    with pytest.raises(ModelFilesMissingError, match="--artifact-dir"):
-        export_trial(db, study_id=study_id, trial_number=None, artifact_dir=tmp_path / "elsewhere")
-    study = optuna.load_study(study_name="best", storage=db.url)
-    running = study.ask()
-    with pytest.raises(TrialNotExportableError, match=f"trial {running.number} .* RUNNING, not COMPLETE"):
-        export_trial(db, study_id=study_id, trial_number=running.number, artifact_dir=tmp_path / "artifacts")
-    db.dispose()
