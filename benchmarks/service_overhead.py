@@ -62,7 +62,7 @@ def through_tailtune(client: TestClient, app: FastAPI, spec: StudySpec, seconds:
     objective = sleeping_objective(spec, seconds)
     run_worker(app.state.database, study_names=[body["name"]],
                runner=one_at_a_time(lambda trial, _s, _c: [objective(trial)]),
-               settings=WorkerSettings(artifact_dir=artifacts, handle_signals=False))
+               settings=WorkerSettings(handle_signals=False), artifact_dir=Path(artifacts))
     trials = client.get(f"/studies/{study_id}/trials", params={"limit": 500}).json()
     assert trials["total"] == spec.n_trials, f"the study ran {trials['total']} trials, not {spec.n_trials}"
 
@@ -77,7 +77,7 @@ def main() -> None:
     spec = parse_spec({"name": "overhead", "n_trials": args.trials, "sampler": "random"})
     names = itertools.count()
     with scratch_postgres_database() as url, TemporaryDirectory() as artifacts:
-        app = create_app(Settings(database_url=url, artifact_dir=Path(artifacts)))
+        app = create_app(Settings(database={"url": url}, artifact={"dir": Path(artifacts)}))
         with TestClient(app) as client:
             variants: dict[str, Callable[[StudySpec, float], None]] = {
                 "optuna, in memory": lambda s, seconds: raw_optuna(s, seconds, None, names),

@@ -4,7 +4,7 @@
 
 All studies use TPE with seed 0 over the same space on digits-lt: lambda_1 over 3 values (5e-4, 5e-3, 1e-2),
 lambda_2, MaxNorm t and the loss. The naive study is what a user gets by wrapping a two-stage training script in
-`study.optimize`: every trial calls `trainers.experiment.run_experiment`. tailtune's is `tailtune study run`
+`study.optimize`: every trial calls `trainers.experiment.run_experiment`. tailtune's is `tailtune worker`
 in-process: a SQLite study, `run_worker` with its stage-1 cache (one backbone and feature bank per lambda_1
 value) and batched heads (`--batch-trials 8`, the default), and once more with `--batch-trials 1` to show what
 batching adds. Each variant starts from an empty cache. The variants run one after the other (a worker runs a
@@ -56,9 +56,8 @@ def tailtune_study(spec: StudySpec, batch_trials: int, scratch: Path) -> tuple[o
     url = f"sqlite:///{scratch / 'study.db'}"
     db = Database.connect(url)
     registry.create_study(db, spec=spec)
-    settings = WorkerSettings(artifact_dir=scratch / "artifacts", device="auto", handle_signals=False,
-                              batch_trials=batch_trials)
-    run_worker(db, study_names=[spec.name], settings=settings)
+    settings = WorkerSettings(device="auto", handle_signals=False, batch_trials=batch_trials)
+    run_worker(db, study_names=[spec.name], settings=settings, artifact_dir=scratch / "artifacts")
     db.dispose()
     study = optuna.load_study(study_name=spec.name, storage=url)
     return study, sum(t.user_attrs["stage1_trained"] for t in study.trials)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from optuna.exceptions import StorageInternalError
@@ -17,17 +19,23 @@ from studies.lifecycle import BudgetConflictError
 from studies.registry import StudyBusyError, StudyExistsError, StudyNotFoundError
 from trainers.errors import UserInputError
 
-_STATUS_OF = [(DatabaseUnavailableError, status.HTTP_503_SERVICE_UNAVAILABLE),
-              (StudyNotFoundError, status.HTTP_404_NOT_FOUND), (StudyExistsError, status.HTTP_409_CONFLICT),
+log = logging.getLogger(__name__)
+
+_STATUS_OF = [(StudyNotFoundError, status.HTTP_404_NOT_FOUND), (StudyExistsError, status.HTTP_409_CONFLICT),
               (StudyBusyError, status.HTTP_409_CONFLICT), (BudgetConflictError, status.HTTP_409_CONFLICT),
               (TrialNotExportableError, status.HTTP_409_CONFLICT),
               (TrialNotFoundError, status.HTTP_404_NOT_FOUND), (ModelFilesMissingError, status.HTTP_404_NOT_FOUND),
               (UserInputError, status.HTTP_422_UNPROCESSABLE_CONTENT)]
-# Every route behind the token may answer these two; documented so clients (and schemathesis) expect them.
+# An outage usually ends with a restart or failover, seconds away; clients wait this long before they retry.
+RETRY_AFTER_S = 5
+# The body of every 503: it names no database user, host, port or name (the server log has the cause).
+UNAVAILABLE = "database unavailable; retry later (GET /healthz reports when it is back)"
+# Every route behind the token may answer these; documented so clients (and schemathesis) expect them.
 _PROTECTED_RESPONSES: dict[int | str, dict] = {
     status.HTTP_401_UNAUTHORIZED: {"model": Message, "description": "missing, wrong or revoked bearer token"},
     status.HTTP_403_FORBIDDEN: {"model": Message, "description": "a read-only token on a method that writes"},
-    status.HTTP_503_SERVICE_UNAVAILABLE: {"model": Message, "description": "the database is unreachable"},
+    status.HTTP_503_SERVICE_UNAVAILABLE: {"model": Message, "description": "the database is unreachable; "
+                                          "the Retry-After header says when to try again"},
 }
 
 
@@ -37,11 +45,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Launch and follow long-tailed recognition tuning studies. Trials are run by "
                               "`tailtune worker` processes pulling from the same database.")
     app.state.settings = settings
-    app.state.database = Database.connect(settings.database_url, pool_size=settings.db_pool_size)
+    app.state.database = Database.connect(settings.database.url, pool_size=settings.database.pool_size)
     app.include_router(health.router)
     for router in (studies.router, workers.router):
         app.include_router(router, dependencies=[TokenDep], responses=_PROTECTED_RESPONSES)
     app.add_exception_handler(UserInputError, _user_error)
+    app.add_exception_handler(DatabaseUnavailableError, _unavailable)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(StorageInternalError, _database_error)
     return app
@@ -52,10 +61,15 @@ def _user_error(_request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(error)}, status_code=code)
 
 
-def _database_error(_request: Request, error: Exception) -> JSONResponse:
+def _unavailable(request: Request, error: Exception) -> JSONResponse:
+    log.warning("%s %s: %s", request.method, request.url.path, error)
+    return JSONResponse({"detail": UNAVAILABLE}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+                        headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+def _database_error(request: Request, error: Exception) -> JSONResponse:
     # studies/ already retried transient errors; one still here means the database went away mid-request.
     # Anything else is a bug, and stays a 500 so it is seen.
     if not is_transient(error):
         raise error
-    return JSONResponse({"detail": f"database unavailable ({describe(error)}); retry later"},
-                        status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+    return _unavailable(request, DatabaseUnavailableError(describe(error)))

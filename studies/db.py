@@ -91,8 +91,9 @@ DEFAULT_MAX_RETRY = 3
 _engines: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
 
 
-class DatabaseUnavailableError(UserInputError):
-    """The database could not be reached in time; the message names the URL (password hidden) and the fix."""
+class DatabaseUnavailableError(Exception):
+    """The database could not be reached in time: a retry later may succeed. The message names the database
+    (password hidden) and the fix, for the CLI and the server log; the API answers 503 without it."""
 
 
 class Database:
@@ -106,7 +107,7 @@ class Database:
         _engines.add(engine)
 
     @classmethod
-    def connect(cls, url: str, *, wait_s: float = 10.0, pool_size: int = POOL_SIZE) -> Database:
+    def connect(cls, url: str | None, *, wait_s: float = 10.0, pool_size: int = POOL_SIZE) -> Database:
         """Opens the database at `url` and creates or upgrades its tables; waits up to `wait_s` for it.
         `pool_size`: PostgreSQL connections kept open (2 serve a worker's claims; the API needs one per
         concurrent request)."""
@@ -159,11 +160,19 @@ class Database:
 
     def ping(self) -> bool:
         try:
+            self.check_reachable()
+            return True
+        except DatabaseUnavailableError:
+            return False
+
+    def check_reachable(self) -> None:
+        """Raises DatabaseUnavailableError, naming the database and the cause, unless it answers at once."""
+        try:
             with self.engine.connect() as connection:
                 connection.execute(sa.text("SELECT 1"))
-            return True
-        except sa.exc.SQLAlchemyError:
-            return False
+        except sa.exc.SQLAlchemyError as error:
+            raise DatabaseUnavailableError(f"the database at {redacted(self.url)} does not answer: "
+                                           f"{describe(error)}") from None
 
     def dispose(self) -> None:
         for storage in self._storages.values():
@@ -277,7 +286,7 @@ def redacted(url: str) -> str:
     return sa.make_url(url).render_as_string(hide_password=True)
 
 
-def _normalized_url(url: str) -> str:
+def _normalized_url(url: str | None) -> str:
     if not url:
         raise UserInputError("no database given: pass --storage URL or set TAILTUNE_DATABASE_URL")
     if url.startswith("postgres://"):

@@ -25,7 +25,7 @@ from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upl
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from studies.db import Database, redacted
+from studies.db import Database
 from studies.plots import (
     LABELS,
     SPLITS,
@@ -67,25 +67,20 @@ class FinishedStudy:
         return max(self.trials, key=lambda t: (t.values[0], -t.number))
 
 
-def build_report(storage_url: str, study_name: str, out_dir: Path,
-                 artifact_dir: Path | None = None) -> ReportFiles:
+def build_report(db: Database, study_name: str, out_dir: Path, artifact_dir: Path | None = None) -> ReportFiles:
     """Writes the figures and index.html under `out_dir`; with `artifact_dir`, attaches the PNGs to the study
     in Optuna's FileSystemArtifactStore there (optuna-dashboard's Artifacts tab, started with that dir)."""
-    db = Database.connect(storage_url)
-    try:
-        study = _load_study(db, study_name)
-        finished = finished_study(study)
-        if not finished.trials:
-            raise UserInputError(f"study {study_name!r} has no finished trials yet; run a worker: "
-                                 f"tailtune worker --storage {redacted(db.url)} --study {study_name}")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        pngs = draw_figures(finished, out_dir)
-        html_path = out_dir / "index.html"
-        html_path.write_text(render_html(finished, pngs), encoding="utf-8")
-        if artifact_dir is not None:
-            attach_to_study(study, pngs, artifact_dir)
-    finally:
-        db.dispose()  # one report, one pool: the service must not keep connections per request
+    study = _load_study(db, study_name)
+    finished = finished_study(study)
+    if not finished.trials:
+        raise UserInputError(f"study {study_name!r} has no finished trials yet; run a worker: "
+                             f"tailtune worker --study {study_name}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pngs = draw_figures(finished, out_dir)
+    html_path = out_dir / "index.html"
+    html_path.write_text(render_html(finished, pngs), encoding="utf-8")
+    if artifact_dir is not None:
+        attach_to_study(study, pngs, artifact_dir)
     return ReportFiles(html=html_path, pngs=pngs)
 
 
@@ -93,8 +88,8 @@ def _load_study(db: Database, study_name: str) -> optuna.Study:
     try:
         return optuna.load_study(study_name=study_name, storage=db.optuna_storage())
     except KeyError:
-        raise UserInputError(f"no study named {study_name!r} in {redacted(db.url)}; check the name and "
-                             "--storage") from None
+        raise UserInputError(f"no study named {study_name!r}; check the name and the database "
+                             "(tailtune study status NAME --storage URL)") from None
 
 
 def finished_study(study: optuna.Study) -> FinishedStudy:

@@ -50,7 +50,6 @@ class WorkerSettings(BaseModel):
 
     heartbeat_interval: int = Field(10, ge=1, description="seconds between heartbeats")
     grace_period: int = Field(30, ge=1, description="a trial without a heartbeat for this long is retried")
-    artifact_dir: Path = Field(Path("tailtune-artifacts"), description="stage-1 cache shared by workers")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     poll_interval_s: float = Field(1.0, gt=0, description="wait between claims while others hold the budget")
     stop_timeout_s: float = Field(5.0, ge=0, description="after SIGTERM, seconds the trial may run on")
@@ -82,10 +81,6 @@ class WorkerSummary(BaseModel):
     exit_reason: str = ""
 
 
-class WorkerStopped(Exception):
-    """Raised by `RunContext.check_stop` when the worker was told to stop and the trial may not finish."""
-
-
 class WorkerOutageError(RuntimeError):
     """The database stayed unreachable for longer than `outage_timeout_s`."""
 
@@ -103,10 +98,6 @@ class RunContext:
     @cached_property
     def cache(self) -> Stage1Cache:
         return self.cache_factory()
-
-    def check_stop(self) -> None:
-        if self.should_stop():
-            raise WorkerStopped("the worker was asked to stop")
 
 
 # A trial's outcome: its objective values, or the exception that ended it (optuna.TrialPruned: pruned).
@@ -130,11 +121,12 @@ def objective_runner(trial: optuna.Trial, spec: StudySpec, context: RunContext) 
     return run_trials(trial, spec, context)
 
 
-def run_worker(db: Database, *, study_names: list[str] | None, settings: WorkerSettings,
+def run_worker(db: Database, *, study_names: list[str] | None, settings: WorkerSettings, artifact_dir: Path,
                runner: BatchRunner | None = None) -> WorkerSummary:
     """Runs trials of the named studies (all active ones when None) until their budgets are met or it is
-    stopped; raises StudyNotFoundError for an unknown name before it claims anything."""
-    worker = _Worker(db, settings, runner or objective_runner)
+    stopped; raises StudyNotFoundError for an unknown name before it claims anything. `artifact_dir` holds the
+    stage-1 cache the workers of one machine share."""
+    worker = _Worker(db, settings, artifact_dir, runner or objective_runner)
     study_ids = None if study_names is None else [registry.get_study_by_name(db, name=name).id
                                                   for name in study_names]
     with worker.registered(), worker.signals_handled():
@@ -205,8 +197,8 @@ class _Heartbeat(threading.Thread):
 
 
 class _Worker:
-    def __init__(self, db: Database, settings: WorkerSettings, runner: BatchRunner) -> None:
-        self.db, self.settings, self.runner = db, settings, runner
+    def __init__(self, db: Database, settings: WorkerSettings, artifact_dir: Path, runner: BatchRunner) -> None:
+        self.db, self.settings, self.artifact_dir, self.runner = db, settings, artifact_dir, runner
         self.worker_id = uuid.uuid4().hex
         self.summary = WorkerSummary(worker_id=self.worker_id)
         self.stop = _StopFlag(settings.stop_timeout_s)
@@ -422,5 +414,5 @@ class _Worker:
 
         if self._cache is None:
             runtime = resolve_runtime(RunOptions(device=self.settings.device))
-            self._cache = Stage1Cache(self.settings.artifact_dir, self.db.named_lock, runtime)
+            self._cache = Stage1Cache(self.artifact_dir, self.db.named_lock, runtime)
         return self._cache

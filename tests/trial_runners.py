@@ -18,6 +18,10 @@ from studies.worker import RunContext
 STOP_POLL_S = 0.05
 
 
+class Stopped(Exception):
+    """Ends a sleeping runner when the worker says the trial must stop (the objective's StopRequested)."""
+
+
 def sampled_value(trial: optuna.Trial, spec: StudySpec) -> float:
     """Suggests every searched parameter; the value is the sum of the float ones, so it depends on each."""
     params = sample_params(trial, spec.resolved_space())
@@ -31,7 +35,8 @@ def sleep_for(seconds: float, context: RunContext) -> None:
     """Sleeps like a training loop with short epochs: checks the stop signal between them."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        context.check_stop()
+        if context.should_stop():
+            raise Stopped("the worker was asked to stop")
         time.sleep(STOP_POLL_S)
 
 

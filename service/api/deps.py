@@ -29,9 +29,7 @@ def get_database(request: Request) -> Database:
 def get_reachable_database(database: Annotated[Database, Depends(get_database)]) -> Database:
     # studies/ retries reads for up to a minute, which suits a worker; an HTTP client should hear at once that
     # the database is down (503) and retry itself, not hang past its load balancer's timeout.
-    if not database.ping():
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
-                            detail="database unreachable; retry later (GET /healthz reports when it is back)")
+    database.check_reachable()
     return database
 
 
@@ -51,7 +49,7 @@ def require_token(request: Request, settings: Annotated[Settings, Depends(get_se
 
 
 def _scope(settings: Settings, db: Database, given: str | None) -> Scope | Literal["admin"] | None:
-    admin = settings.api_token.get_secret_value() if settings.api_token is not None else None
+    admin = settings.api.token.get_secret_value() if settings.api.token is not None else None
     if admin is None and not tokens.any_active(db):
         return "admin"  # an open API: no token of either kind exists
     if given is None:

@@ -6,7 +6,6 @@ command prints the same whichever it was given.
 
 from __future__ import annotations
 
-import os
 from typing import Annotated, Literal, Protocol
 
 import typer
@@ -20,13 +19,11 @@ from studies.space import ParamValue
 from studies.spec import StudySpec
 from studies.trials_csv import trials_csv
 from tailtune.client import TailtuneClient
-from tailtune.commands.worker import connect
+from tailtune.commands.common import connect, load_settings
 
 ApiOption = Annotated[str | None, typer.Option(
-    "--api", envvar="TAILTUNE_API_URL", show_envvar=True,
-    help="URL of a tailtune API, used instead of --storage; its token from TAILTUNE_API_TOKEN")]
-# Read from the environment only: a token on the command line would show in `ps` and shell history.
-TOKEN_ENV = "TAILTUNE_API_TOKEN"
+    "--api", help="URL of a tailtune API, used instead of --storage [env: TAILTUNE_API_URL]; its token comes from "
+                  "TAILTUNE_API_TOKEN (never a flag: it would show in `ps` and shell history)")]
 
 
 class Studies(Protocol):
@@ -88,7 +85,9 @@ class LocalStudies:
 
 
 def open_studies(storage: str | None, api: str | None) -> Studies:
-    """The API when one is given (flag or TAILTUNE_API_URL), else the database."""
-    if api:
-        return TailtuneClient(api, token=os.environ.get(TOKEN_ENV) or None)
-    return LocalStudies(connect(storage))
+    """The API when one is given (flag or TAILTUNE_API_URL), else the database (flag or TAILTUNE_DATABASE_URL)."""
+    settings = load_settings(database={"url": storage}, api={"url": api})
+    if settings.api.url:
+        token = settings.api.token
+        return TailtuneClient(settings.api.url, token=token.get_secret_value() if token is not None else None)
+    return LocalStudies(connect(settings))

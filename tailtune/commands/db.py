@@ -5,8 +5,7 @@ from __future__ import annotations
 import typer
 
 from studies.db import redacted
-from tailtune.commands.common import user_errors
-from tailtune.commands.worker import StorageOption, connect
+from tailtune.commands.common import StorageOption, open_database, user_errors
 
 app = typer.Typer(no_args_is_help=True, help="Database schema.")
 
@@ -15,6 +14,6 @@ app = typer.Typer(no_args_is_help=True, help="Database schema.")
 def upgrade(storage: StorageOption = None) -> None:
     """Run the migrations (Optuna's schema and tailtune's Alembic revisions) and exit."""
     with user_errors():
-        db = connect(storage)
+        db = open_database(storage)
     typer.echo(f"database at {redacted(db.url)} is up to date")
     db.dispose()

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from service.core.config import Settings
-from tailtune.commands.common import user_errors
+from tailtune.commands.common import ArtifactDirOption, load_settings, user_errors
 
 console = Console()
 SPLITS = ("all", "many", "medium", "few")
@@ -30,14 +30,15 @@ SPLITS = ("all", "many", "medium", "few")
 def demo(
     n_trials: Annotated[int, typer.Option(help="trials in the demo study")] = 20,
     quick: Annotated[bool, typer.Option(help="a few short trials (CI)")] = False,
-    storage: Annotated[str, typer.Option(help="database URL; the default file is recreated")] = "",
-    artifact_dir: Annotated[Path, typer.Option(help="stage-1 cache")] = Path("tailtune-artifacts"),
+    storage: Annotated[str, typer.Option(help="database URL [default: tailtune-demo.db, recreated]")] = "",
+    artifact_dir: ArtifactDirOption = None,
 ) -> None:
     """Run a real study through the REST API and an in-process worker, then print the leaderboard."""
     import optuna
 
     from service.main import create_app
 
+    # The demo's own file unless --storage names one: a demo must not write into the database of the environment.
     storage = storage or _fresh_sqlite(Path("tailtune-demo.db"))
     body: dict[str, Any] = {"name": "demo-wb-digits", "dataset": "digits-lt", "method": "wb",
                             "n_trials": 4 if quick else n_trials, "seed": 0}
@@ -46,14 +47,16 @@ def demo(
     # Optuna logs each study and trial at INFO; the progress bar and the leaderboard say the same, readably.
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with user_errors():
-        settings = Settings(database_url=storage, artifact_dir=artifact_dir)
+        # A short heartbeat: the demo's trials take a second, and a stopped demo should free them quickly.
+        settings = load_settings(database={"url": storage}, artifact={"dir": artifact_dir},
+                                 worker={"heartbeat_interval": 5, "grace_period": 15, "device": "cpu"})
         app = create_app(settings)
         with (_serving(app) as base_url,
               httpx.Client(base_url=base_url, timeout=60, headers=_auth_headers(settings)) as client):
             created = _post_study(client, body)
             console.print(f"API at {base_url}; created study {created['name']!r} (id {created['id']}): "
                           f"{created['urls']['self']}", soft_wrap=True)
-            _run_with_progress(app.state.database, client, created, artifact_dir)
+            _run_with_progress(app.state.database, client, created, settings)
             trials = client.get(f"/studies/{created['id']}/trials", params={"order": "value", "limit": 5}).json()
             study = client.get(f"/studies/{created['id']}").json()
     console.print(leaderboard(trials["items"], study))
@@ -63,7 +66,7 @@ def demo(
 
 def _auth_headers(settings: Settings) -> dict[str, str]:
     # A TAILTUNE_API_TOKEN in the environment (or .env) protects the demo's API too; send it like a client.
-    token = settings.api_token
+    token = settings.api.token
     return {"Authorization": f"Bearer {token.get_secret_value()}"} if token is not None else {}
 
 
@@ -102,11 +105,10 @@ class _serving:
         self.thread.join(timeout=10)
 
 
-def _run_with_progress(db: Any, client: httpx.Client, created: dict[str, Any], artifact_dir: Path) -> None:
+def _run_with_progress(db: Any, client: httpx.Client, created: dict[str, Any], settings: Settings) -> None:
     """The worker runs here; a thread follows the study over HTTP, as a user's client would."""
-    from studies.worker import WorkerSettings, run_worker
+    from studies.worker import run_worker
 
-    settings = WorkerSettings(artifact_dir=artifact_dir, heartbeat_interval=5, grace_period=15, device="cpu")
     done = threading.Event()
     with Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("best val All {task.fields[best]}"), TimeElapsedColumn(), console=console) as progress:
@@ -125,7 +127,7 @@ def _run_with_progress(db: Any, client: httpx.Client, created: dict[str, Any], a
         follower = threading.Thread(target=follow, daemon=True)
         follower.start()
         try:
-            run_worker(db, study_names=[created["name"]], settings=settings)
+            run_worker(db, study_names=[created["name"]], settings=settings.worker, artifact_dir=settings.artifact.dir)
         finally:
             done.set()
             follower.join()

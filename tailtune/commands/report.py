@@ -11,8 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from tailtune.commands.common import user_errors
-from tailtune.commands.worker import StorageOption
+from tailtune.commands.common import ArtifactDirOption, StorageOption, connect, load_settings, user_errors
 
 console = Console()
 
@@ -22,14 +21,18 @@ def report(
     storage: StorageOption = None,
     out: Annotated[Path | None, typer.Option(help="directory for index.html and the PNGs "
                                                   "[default: ./reports/STUDY]")] = None,
-    artifact_dir: Annotated[Path, typer.Option(
-        envvar="TAILTUNE_ARTIFACT_DIR", show_envvar=True,
-        help="tailtune's artifact directory; the PNGs are attached to the study in its optuna/ store, "
-             "where `tailtune dashboard` (same directory) shows them")] = Path("tailtune-artifacts"),
+    artifact_dir: ArtifactDirOption = None,
 ) -> None:
-    """Write a study's report: best-so-far, accuracy per parameter, weight norms, LOS logits, Few vs All."""
-    from studies.report import build_report
-
+    """Write a study's report: best-so-far, accuracy per parameter, weight norms, LOS logits, Few vs All.
+    The PNGs are also attached to the study in the artifact directory's optuna/ store, where `tailtune
+    dashboard` (same directory) shows them."""
     with user_errors():
-        files = build_report(storage or "", study, out or Path("reports") / study, artifact_dir / "optuna")
+        settings = load_settings(database={"url": storage}, artifact={"dir": artifact_dir})
+        db = connect(settings)
+        from studies.report import build_report  # matplotlib: seconds, after the database is known to be there
+
+        try:
+            files = build_report(db, study, out or Path("reports") / study, settings.artifact.dir / "optuna")
+        finally:
+            db.dispose()
     console.print(f"wrote {len(files.pngs)} figures and {files.html}", highlight=False, soft_wrap=True)

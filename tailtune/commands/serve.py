@@ -7,9 +7,7 @@ from typing import Annotated
 
 import typer
 
-from service.core.config import Settings
-from tailtune.commands.common import user_errors
-from tailtune.commands.worker import StorageOption
+from tailtune.commands.common import StorageOption, load_settings, user_errors
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 log = logging.getLogger("tailtune.serve")
@@ -27,9 +25,9 @@ def serve(
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     with user_errors():
-        settings = Settings(**({"database_url": storage} if storage else {}))
+        settings = load_settings(database={"url": storage})
         app = create_app(settings)
-    if settings.api_token is None and host not in LOCAL_HOSTS:
+    if settings.api.token is None and host not in LOCAL_HOSTS:
         log.warning("binding %s without TAILTUNE_API_TOKEN: anyone who reaches this port can create and delete "
                     "studies; set TAILTUNE_API_TOKEN", host)
     uvicorn.run(app, host=host, port=port, log_level="info")

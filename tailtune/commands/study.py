@@ -1,7 +1,7 @@
-"""`tailtune study ...`: create, run, follow and steer studies, on a database (--storage) or an API (--api).
+"""`tailtune study ...`: create, follow and steer studies, on a database (--storage) or an API (--api).
 
     tailtune study create wb-digits --dataset digits-lt --method wb --n-trials 8 --storage sqlite:///t.db
-    tailtune study run wb-digits --storage sqlite:///t.db
+    tailtune worker --study wb-digits --storage sqlite:///t.db
     tailtune study best wb-digits --storage sqlite:///t.db
     TAILTUNE_API_TOKEN=... tailtune study watch wb-digits --api https://tailtune.example.org
 """
@@ -22,18 +22,7 @@ from rich.table import Table
 from studies.records import Page, SplitValues, StudyRecord, StudyState, TrialRecord
 from studies.spec import parse_spec
 from tailtune.commands.access import ApiOption, open_studies
-from tailtune.commands.common import parse_assignments, stderr, user_errors
-from tailtune.commands.worker import (
-    ArtifactDirOption,
-    BatchOption,
-    DeviceOption,
-    GraceOption,
-    HeartbeatOption,
-    RunnerOption,
-    StopTimeoutOption,
-    StorageOption,
-    worker,
-)
+from tailtune.commands.common import StorageOption, parse_assignments, stderr, user_errors
 from trainers.errors import UserInputError
 
 app = typer.Typer(no_args_is_help=True, help="Create, run and inspect studies (Optuna studies with budgets).")
@@ -87,24 +76,6 @@ def create(
         return
     typer.echo(f"created study {record.name!r} (id {record.id}): {record.method} on {record.dataset}, "
                f"{record.n_trials} trials; run it with `tailtune worker --study {record.name}`")
-
-
-@app.command()
-def run(
-    name: NameArgument,
-    storage: StorageOption = None,
-    heartbeat_interval: HeartbeatOption = 10,
-    grace_period: GraceOption = 30,
-    artifact_dir: ArtifactDirOption = Path("tailtune-artifacts"),
-    device: DeviceOption = "auto",
-    stop_timeout: StopTimeoutOption = 5.0,
-    batch_trials: BatchOption = 8,
-    trial_runner: RunnerOption = None,
-) -> None:
-    """Run the study's trials in this process until its budget is met (more workers may join)."""
-    worker(storage=storage, study=[name], heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-           artifact_dir=artifact_dir, device=device, stop_timeout=stop_timeout, batch_trials=batch_trials,
-           trial_runner=trial_runner)
 
 
 @app.command()

@@ -15,8 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from studies import tokens
-from tailtune.commands.common import user_errors
-from tailtune.commands.worker import StorageOption, connect
+from tailtune.commands.common import StorageOption, open_database, user_errors
 
 app = typer.Typer(no_args_is_help=True, help="API tokens: read (GET only) or write, revoked at once.")
 console = Console()
@@ -30,7 +29,7 @@ def create(name: NameArgument, storage: StorageOption = None,
            read_only: Annotated[bool, typer.Option("--read-only", help="GET requests only")] = False) -> None:
     """Create a token and print it once, alone on the last line; only its digest is stored."""
     with user_errors():
-        record, secret = tokens.create_token(connect(storage), name=name, scope="read" if read_only else "write")
+        record, secret = tokens.create_token(open_database(storage), name=name, scope="read" if read_only else "write")
     typer.echo(f"created {record.scope} token {record.name!r}; store it now, it is not shown again:")
     typer.echo(secret)
 
@@ -39,7 +38,7 @@ def create(name: NameArgument, storage: StorageOption = None,
 def list_(storage: StorageOption = None, as_json: JsonOption = False) -> None:
     """Every token's name, scope, creation and revocation time (never the token)."""
     with user_errors():
-        found = tokens.list_tokens(connect(storage))
+        found = tokens.list_tokens(open_database(storage))
     if as_json:
         typer.echo(_RECORDS.dump_json(found, indent=2).decode())
         return
@@ -56,7 +55,7 @@ def list_(storage: StorageOption = None, as_json: JsonOption = False) -> None:
 def revoke(name: NameArgument, storage: StorageOption = None, as_json: JsonOption = False) -> None:
     """Revoke a token: the API refuses it from the next request on."""
     with user_errors():
-        record = tokens.revoke_token(connect(storage), name=name)
+        record = tokens.revoke_token(open_database(storage), name=name)
     typer.echo(record.model_dump_json(indent=2) if as_json else f"revoked token {record.name!r}")
 
 

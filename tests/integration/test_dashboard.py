@@ -30,9 +30,8 @@ def finished_study(postgres_url: str, tmp_path: Path) -> Iterator[Database]:
     spec = parse_spec({"name": "dash-wb", "dataset": "digits-lt", "method": "wb", "n_trials": 2,
                        "fixed": {"stage1.epochs": 2}})
     registry.create_study(db, spec=spec)
-    settings = WorkerSettings(heartbeat_interval=1, grace_period=3, artifact_dir=tmp_path, device="cpu",
-                              handle_signals=False)
-    run_worker(db, study_names=["dash-wb"], settings=settings)
+    settings = WorkerSettings(heartbeat_interval=1, grace_period=3, device="cpu", handle_signals=False)
+    run_worker(db, study_names=["dash-wb"], settings=settings, artifact_dir=tmp_path)
     yield db
     db.dispose()
 

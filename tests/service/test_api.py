@@ -23,7 +23,7 @@ QUICK = {"stage1.epochs": 2}
 
 @pytest.fixture
 def client(postgres_url: str, tmp_path: Path) -> Iterator[TestClient]:
-    app = create_app(Settings(database_url=postgres_url, artifact_dir=tmp_path))
+    app = create_app(Settings(database={"url": postgres_url}, artifact={"dir": tmp_path}))
     with TestClient(app) as test_client:
         yield test_client
     app.state.database.dispose()
@@ -37,9 +37,8 @@ def _create(client: TestClient, **overrides: object) -> dict:
 
 
 def _run_worker(client: TestClient, name: str, tmp_path: Path) -> None:
-    settings = WorkerSettings(heartbeat_interval=1, grace_period=3, artifact_dir=tmp_path, device="cpu",
-                              handle_signals=False)
-    run_worker(client.app.state.database, study_names=[name], settings=settings)
+    settings = WorkerSettings(heartbeat_interval=1, grace_period=3, device="cpu", handle_signals=False)
+    run_worker(client.app.state.database, study_names=[name], settings=settings, artifact_dir=tmp_path)
 
 
 @pytest.mark.slow
@@ -124,7 +123,7 @@ def test_bad_spec_is_422_naming_the_field_and_writes_nothing(client: TestClient,
 
 
 def test_a_token_protects_every_route_but_healthz(postgres_url: str, tmp_path: Path) -> None:
-    app = create_app(Settings(database_url=postgres_url, artifact_dir=tmp_path, api_token="s3cret"))
+    app = create_app(Settings(database={"url": postgres_url}, artifact={"dir": tmp_path}, api={"token": "s3cret"}))
     routes = [r for r in app.routes if isinstance(r, APIRoute)]
     with TestClient(app) as client:
         for route in routes:
@@ -141,7 +140,7 @@ def test_a_token_protects_every_route_but_healthz(postgres_url: str, tmp_path: P
 
 @pytest.mark.restarts_postgres
 def test_healthz_is_503_while_the_database_is_down_and_recovers(throwaway_postgres, tmp_path: Path) -> None:
-    app = create_app(Settings(database_url=throwaway_postgres.new_database_url(), artifact_dir=tmp_path))
+    app = create_app(Settings(database={"url": throwaway_postgres.new_database_url()}, artifact={"dir": tmp_path}))
     with TestClient(app) as client:
         study_id = _create(client, name="outlives-outage")["id"]
         assert client.get("/healthz").status_code == 200
@@ -168,6 +167,26 @@ def test_healthz_is_503_while_the_database_is_down_and_recovers(throwaway_postgr
 
 
 def test_the_api_pool_size_comes_from_the_settings(postgres_url: str, tmp_path: Path) -> None:
-    app = create_app(Settings(database_url=postgres_url, artifact_dir=tmp_path, db_pool_size=12))
+    app = create_app(Settings(database={"url": postgres_url, "pool_size": 12}, artifact={"dir": tmp_path}))
     assert app.state.database.engine.pool.size() == 12  # a worker-sized pool (2) would queue requests
+    app.state.database.dispose()
+
+
+def test_a_lost_database_is_503_with_retry_after_and_a_body_that_names_no_database(
+        postgres_server, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    name = postgres_server.create_database()
+    url = sa.make_url(postgres_server.url(name))
+    app = create_app(Settings(database={"url": url.render_as_string(hide_password=False)}, artifact={"dir": tmp_path}))
+    with TestClient(app) as client:
+        study_id = _create(client, name="lost")["id"]
+        postgres_server.drop_database(name)  # terminates the pool's connections; the server says why, naming it
+        for path in ("/studies", f"/studies/{study_id}", f"/studies/{study_id}/report", "/workers"):
+            response = client.get(path)
+            assert response.status_code == 503 and response.headers["Retry-After"].isdigit(), path
+            body = response.text
+            for secret in (url.username, url.host, str(url.port), url.database):
+                assert secret not in body, (path, secret, body)
+        assert client.post("/studies", json={"name": "x", "n_trials": 2}).status_code == 503
+        assert client.get("/healthz").status_code == 503
+    assert any(name in record.getMessage() for record in caplog.records), "the server log keeps the cause"
     app.state.database.dispose()

@@ -22,16 +22,16 @@ QUEUED = {"stage2.weight_decay": 0.01, "stage2.maxnorm_thresh": 0.5, "stage2.los
 
 @pytest.fixture
 def client(storage_url: str, tmp_path: Path) -> Iterator[TestClient]:
-    app = create_app(Settings(database_url=storage_url, artifact_dir=tmp_path))
+    app = create_app(Settings(database={"url": storage_url}, artifact={"dir": tmp_path}))
     with TestClient(app) as test_client:
         yield test_client
     app.state.database.dispose()
 
 
 def _run_worker(client: TestClient, name: str, tmp_path: Path) -> None:
-    settings = WorkerSettings(heartbeat_interval=1, grace_period=3, artifact_dir=tmp_path, device="cpu",
-                              handle_signals=False, batch_trials=1)
-    run_worker(client.app.state.database, study_names=[name], settings=settings,
+    settings = WorkerSettings(heartbeat_interval=1, grace_period=3, device="cpu", handle_signals=False,
+                              batch_trials=1)
+    run_worker(client.app.state.database, study_names=[name], settings=settings, artifact_dir=tmp_path,
                runner=one_at_a_time(instant_runner))
 
 
@@ -87,7 +87,7 @@ BAD_PARAMS = [
 @pytest.mark.postgres
 def test_bad_requests_are_refused_and_write_nothing_and_a_stopped_study_resumes(postgres_url: str,
                                                                                 tmp_path: Path) -> None:
-    app = create_app(Settings(database_url=postgres_url, artifact_dir=tmp_path))
+    app = create_app(Settings(database={"url": postgres_url}, artifact={"dir": tmp_path}))
     with TestClient(app) as client:
         study_id = client.post("/studies", json={"name": "strict", "n_trials": 3}).json()["id"]
         for params, named in BAD_PARAMS:

@@ -34,9 +34,9 @@ def _cli(arguments: list[str], token: str = ADMIN) -> str:
 
 def _run_worker(postgres_url: str, name: str, tmp_path: Path) -> None:
     db = Database.connect(postgres_url)
-    settings = WorkerSettings(heartbeat_interval=1, grace_period=3, artifact_dir=tmp_path, device="cpu",
-                              handle_signals=False)
-    run_worker(db, study_names=[name], settings=settings, runner=one_at_a_time(instant_runner))
+    settings = WorkerSettings(heartbeat_interval=1, grace_period=3, device="cpu", handle_signals=False)
+    run_worker(db, study_names=[name], settings=settings, artifact_dir=tmp_path,
+               runner=one_at_a_time(instant_runner))
     db.dispose()
 
 

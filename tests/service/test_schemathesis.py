@@ -37,13 +37,12 @@ AUTHORIZED = {"Authorization": f"Bearer {TOKEN}"}
 @pytest.fixture
 def app_with_a_finished_study(postgres_url: str, tmp_path: Path) -> Iterator[object]:
     """Study 1 has a real finished trial, so generated ids reach the trials, report and stop paths."""
-    app = create_app(Settings(database_url=postgres_url, artifact_dir=tmp_path, api_token=TOKEN))
+    app = create_app(Settings(database={"url": postgres_url}, artifact={"dir": tmp_path}, api={"token": TOKEN}))
     with TestClient(app, headers=AUTHORIZED) as client:
         body = {"name": "seeded", "dataset": "digits-lt", "n_trials": 1, "fixed": {"stage1.epochs": 1}}
         assert client.post("/studies", json=body).json()["id"] == 1
-    run_worker(app.state.database, study_names=["seeded"],
-               settings=WorkerSettings(heartbeat_interval=1, grace_period=3, artifact_dir=tmp_path, device="cpu",
-                                       handle_signals=False))
+    run_worker(app.state.database, study_names=["seeded"], artifact_dir=tmp_path,
+               settings=WorkerSettings(heartbeat_interval=1, grace_period=3, device="cpu", handle_signals=False))
     yield app
     app.state.database.dispose()
 

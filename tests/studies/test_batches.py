@@ -30,9 +30,9 @@ def test_batched_trials_get_the_results_each_gets_alone(storage_url: str, tmp_pa
                        "search_space": {"stage1.weight_decay": {"type": "categorical", "choices": [5e-4, 5e-3]}},
                        "fixed": {"stage1.epochs": 2}})
     registry.create_study(db, spec=spec)
-    settings = WorkerSettings(heartbeat_interval=1, grace_period=3, artifact_dir=tmp_path, device="cpu",
-                              handle_signals=False, batch_trials=4)
-    summary = run_worker(db, study_names=["batched"], settings=settings)
+    settings = WorkerSettings(heartbeat_interval=1, grace_period=3, device="cpu", handle_signals=False,
+                              batch_trials=4)
+    summary = run_worker(db, study_names=["batched"], settings=settings, artifact_dir=tmp_path)
 
     trials = optuna.load_study(study_name="batched", storage=storage_url).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 14 and summary.completed == 14
@@ -49,7 +49,8 @@ def test_batched_trials_get_the_results_each_gets_alone(storage_url: str, tmp_pa
     db.dispose()
 
 
-def test_every_trial_of_a_batch_is_heartbeated_and_handed_back_when_it_breaks(database: Database) -> None:
+def test_every_trial_of_a_batch_is_heartbeated_and_handed_back_when_it_breaks(database: Database,
+                                                                              tmp_path: Path) -> None:
     spec = parse_spec({"name": "breaks", "n_trials": 6, "sampler": "random"})
     study_id = registry.create_study(database, spec=spec).id
     settings = WorkerSettings(heartbeat_interval=1, grace_period=2, poll_interval_s=0.1, handle_signals=False,
@@ -71,7 +72,7 @@ def test_every_trial_of_a_batch_is_heartbeated_and_handed_back_when_it_breaks(da
             broken_batch[member._trial_id]["beat_after_claim"] = beats[member._trial_id].timestamp() > claimed_at
         raise psycopg2.OperationalError("server closed the connection unexpectedly")  # transient: hand back
 
-    summary = run_worker(database, study_names=["breaks"], settings=settings, runner=runner)
+    summary = run_worker(database, study_names=["breaks"], settings=settings, artifact_dir=tmp_path, runner=runner)
 
     assert len(broken_batch) == 4 and all(entry["beat_after_claim"] for entry in broken_batch.values())
     trials = registry.list_trials(database, study_id=study_id, offset=0, limit=100).items

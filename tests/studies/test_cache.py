@@ -32,9 +32,8 @@ def test_a_wb_study_with_lambda1_fixed_trains_stage1_once(storage_url: str, tmp_
     spec = parse_spec({"name": "cached", "method": "wb", "n_trials": 10,
                        "fixed": {"stage1.epochs": 2, "stage1.weight_decay": 5e-3}})
     registry.create_study(db, spec=spec)
-    settings = WorkerSettings(heartbeat_interval=1, grace_period=3, artifact_dir=tmp_path, device="cpu",
-                              handle_signals=False)
-    run_worker(db, study_names=["cached"], settings=settings)
+    settings = WorkerSettings(heartbeat_interval=1, grace_period=3, device="cpu", handle_signals=False)
+    run_worker(db, study_names=["cached"], settings=settings, artifact_dir=tmp_path)
     trials = optuna.load_study(study_name="cached", storage=storage_url).trials
     assert [t.state for t in trials].count(optuna.trial.TrialState.COMPLETE) == 10
     assert sum(t.user_attrs["stage1_trained"] for t in trials) == 1
@@ -148,12 +147,11 @@ def test_a_study_after_its_stage1_entry_was_truncated_completes_every_trial(post
                                                                            tmp_path: Path) -> None:
     """The issue's acceptance: a second study with the same stage-1 settings ends with all trials COMPLETE."""
     db = Database.connect(postgres_url)
-    settings = WorkerSettings(heartbeat_interval=1, grace_period=3, artifact_dir=tmp_path, device="cpu",
-                              handle_signals=False)
+    settings = WorkerSettings(heartbeat_interval=1, grace_period=3, device="cpu", handle_signals=False)
     fixed = {"stage1.epochs": 2, "stage1.weight_decay": 5e-3}
     for name in ("first", "second"):
         registry.create_study(db, spec=parse_spec({"name": name, "n_trials": 2, "fixed": fixed}))
-        run_worker(db, study_names=[name], settings=settings)
+        run_worker(db, study_names=[name], settings=settings, artifact_dir=tmp_path)
         trials = optuna.load_study(study_name=name, storage=postgres_url).trials
         assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
         assert sum(t.user_attrs["stage1_trained"] for t in trials) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -119,19 +120,21 @@ def test_concurrent_claimers_never_exceed_the_budget(database: Database) -> None
     assert (record.counts.complete, sum(record.counts.model_dump().values())) == (n_trials, n_trials)
 
 
-def test_repeated_failures_stop_the_study_with_the_reason(database: Database) -> None:
+def test_repeated_failures_stop_the_study_with_the_reason(database: Database, tmp_path: Path) -> None:
     study_id = create(database, 10)
 
     def broken(trial: optuna.Trial, spec: object, context: RunContext) -> list[float]:
         raise RuntimeError("CUDA out of memory")
 
-    summary = run_worker(database, study_names=["claims"], settings=QUICK, runner=one_at_a_time(broken))
+    summary = run_worker(database, study_names=["claims"], settings=QUICK, artifact_dir=tmp_path,
+                         runner=one_at_a_time(broken))
     record = registry.get_study(database, study_id=study_id)
     assert summary.failed == 3 and record.counts.fail == 3 and record.state == "stopped"
     assert "3 trials in a row failed" in record.stop_reason and "CUDA out of memory" in record.stop_reason
 
 
-def test_a_result_for_a_trial_reaped_meanwhile_is_dropped_and_the_worker_goes_on(database: Database) -> None:
+def test_a_result_for_a_trial_reaped_meanwhile_is_dropped_and_the_worker_goes_on(database: Database,
+                                                                                 tmp_path: Path) -> None:
     study_id = create(database, 3)
     reaped: list[int] = []
 
@@ -144,19 +147,22 @@ def test_a_result_for_a_trial_reaped_meanwhile_is_dropped_and_the_worker_goes_on
             reaped.append(trial.number)
         return [value]
 
-    summary = run_worker(database, study_names=["claims"], settings=QUICK, runner=one_at_a_time(reaped_while_running))
+    summary = run_worker(database, study_names=["claims"], settings=QUICK, artifact_dir=tmp_path,
+                         runner=one_at_a_time(reaped_while_running))
     assert (summary.late_tells, summary.completed) == (1, 3)
     trials = all_trials(database, study_id)
     assert [t.number for t in trials if t.state == "fail"] == reaped
     assert [t.retried_from for t in trials if t.state == "complete"].count(reaped[0]) == 1
 
 
-def test_the_worker_exits_when_the_budget_is_met_without_waiting_a_poll_interval(database: Database) -> None:
+def test_the_worker_exits_when_the_budget_is_met_without_waiting_a_poll_interval(database: Database,
+                                                                                 tmp_path: Path) -> None:
     create(database, 3)
     patient = QUICK.model_copy(update={"poll_interval_s": 120.0})
     summaries = []
     worker = threading.Thread(target=lambda: summaries.append(
-        run_worker(database, study_names=["claims"], settings=patient, runner=one_at_a_time(instant_runner))),
+        run_worker(database, study_names=["claims"], settings=patient, artifact_dir=tmp_path,
+                   runner=one_at_a_time(instant_runner))),
         daemon=True)
     worker.start()
     # Its list of open studies is remembered between claims; the claim that finds the budget met must check
@@ -166,7 +172,7 @@ def test_the_worker_exits_when_the_budget_is_met_without_waiting_a_poll_interval
 
 
 @pytest.mark.slow
-def test_a_long_trial_is_heartbeated_not_reaped_and_its_worker_is_live(database: Database) -> None:
+def test_a_long_trial_is_heartbeated_not_reaped_and_its_worker_is_live(database: Database, tmp_path: Path) -> None:
     study_id = create(database, 1)
     started, release = threading.Event(), threading.Event()
     summaries = []
@@ -177,7 +183,8 @@ def test_a_long_trial_is_heartbeated_not_reaped_and_its_worker_is_live(database:
         return instant_runner(trial, spec, context)
 
     def work() -> None:
-        summaries.append(run_worker(database, study_names=None, settings=QUICK, runner=one_at_a_time(held)))
+        summaries.append(run_worker(database, study_names=None, settings=QUICK, artifact_dir=tmp_path,
+                                    runner=one_at_a_time(held)))
 
     worker = threading.Thread(target=work)
     worker.start()
@@ -284,7 +291,7 @@ def _deadlock(db: Database) -> BaseException:
 
 @pytest.mark.postgres
 def test_a_program_limit_fails_each_trial_once_and_stops_the_study_with_its_message(
-        postgres_database: Database) -> None:
+        postgres_database: Database, tmp_path: Path) -> None:
     db = postgres_database
     study_id = create(db, 10)
     calls = []
@@ -297,7 +304,8 @@ def test_a_program_limit_fails_each_trial_once_and_stops_the_study_with_its_mess
             connection.execute(sa.text(TOO_MANY_COLUMNS))
         return [0.0]
 
-    summary = run_worker(db, study_names=["claims"], settings=QUICK, runner=one_at_a_time(over_the_limit))
+    summary = run_worker(db, study_names=["claims"], settings=QUICK, artifact_dir=tmp_path,
+                         runner=one_at_a_time(over_the_limit))
     record = registry.get_study(db, study_id=study_id)
     assert (summary.failed, summary.interrupted, record.counts.fail, record.state) == (3, 0, 3, "stopped")
     assert "target lists can have at most 1664 entries" in record.stop_reason

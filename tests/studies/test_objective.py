@@ -31,8 +31,8 @@ def test_epochs_are_evaluated_and_reported_only_for_a_pruner(pruner: str, sqlite
     registry.create_study(db, spec=parse_spec({"name": "curves", "method": "wb", "n_trials": 2, "pruner": pruner,
                                                "fixed": {"stage1.epochs": STAGE1_EPOCHS,
                                                          "stage1.weight_decay": 5e-3}}))
-    run_worker(db, study_names=["curves"], settings=WorkerSettings(artifact_dir=tmp_path, device="cpu",
-                                                                   handle_signals=False, batch_trials=1))
+    run_worker(db, study_names=["curves"], artifact_dir=tmp_path,
+               settings=WorkerSettings(device="cpu", handle_signals=False, batch_trials=1))
     first = optuna.load_study(study_name="curves", storage=sqlite_url).trials[0]
     db.dispose()
 

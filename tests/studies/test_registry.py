@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from pathlib import Path
 
 import optuna
 import pytest
@@ -14,6 +15,7 @@ from studies import registry
 from studies.db import Database, study_table
 from studies.spec import StudySpec, parse_spec
 from studies.worker import WorkerSettings, one_at_a_time, run_worker
+from tailtune.cli import app as tailtune_app
 from tailtune.commands import study as study_command
 from tests.trial_runners import instant_runner
 from trainers.errors import UserInputError
@@ -135,11 +137,12 @@ def test_bad_spec_is_refused_before_the_registry_is_called() -> None:
         parse_spec({"name": "x", "n_trials": 0})
 
 
-def test_stop_lets_no_new_trial_start(database: Database) -> None:
+def test_stop_lets_no_new_trial_start(database: Database, tmp_path: Path) -> None:
     record = registry.create_study(database, spec=make_spec())
     stopped = registry.stop_study(database, study_id=record.id)
     assert stopped.state == "stopped" and stopped.stop_reason
-    summary = run_worker(database, study_names=["wb-digits"], settings=QUICK, runner=one_at_a_time(instant_runner))
+    summary = run_worker(database, study_names=["wb-digits"], settings=QUICK, artifact_dir=tmp_path,
+                         runner=one_at_a_time(instant_runner))
     assert summary.completed == 0
     assert registry.get_study(database, study_id=record.id).counts.finished == 0
 
@@ -164,9 +167,10 @@ def test_a_study_deleted_through_optuna_disappears_and_its_name_is_free(database
     assert registry.create_study(database, spec=make_spec(n_trials=6)).n_trials == 6
 
 
-def test_trials_page_by_number_and_by_value_with_splits(database: Database) -> None:
+def test_trials_page_by_number_and_by_value_with_splits(database: Database, tmp_path: Path) -> None:
     record = registry.create_study(database, spec=make_spec(n_trials=7))
-    summary = run_worker(database, study_names=["wb-digits"], settings=QUICK, runner=one_at_a_time(instant_runner))
+    summary = run_worker(database, study_names=["wb-digits"], settings=QUICK, artifact_dir=tmp_path,
+                         runner=one_at_a_time(instant_runner))
     assert summary.completed == 7
 
     by_number = registry.list_trials(database, study_id=record.id, offset=2, limit=3, order="number")
@@ -204,9 +208,9 @@ def test_cli_create_run_status_best(storage_url: str) -> None:
         "--objective", "all", "--objective", "few", "--fix", "stage1.epochs=2",
         "--space", "stage2.maxnorm_thresh=0.1:0.9", "--space", "stage2.loss=ce,cb"])
     assert created.exit_code == 0, created.output
-    ran = cli.invoke(study_command.app, [
-        "run", "cli-study", "--storage", storage_url, "--heartbeat-interval", "1", "--grace-period", "3",
-        "--trial-runner", "tests.trial_runners:instant_runner"])
+    ran = cli.invoke(tailtune_app, [
+        "worker", "--study", "cli-study", "--storage", storage_url, "--heartbeat-interval", "1", "--grace-period",
+        "3", "--trial-runner", "tests.trial_runners:instant_runner"])
     assert ran.exit_code == 0, ran.output
     status = cli.invoke(study_command.app, ["status", "cli-study", "--storage", storage_url, "--json"])
     record = registry.StudyRecord.model_validate_json(status.stdout)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import re
 import struct
+from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
+from studies.db import Database
 from studies.registry import SPEC_ATTR
 from studies.report import (
     best_so_far,
@@ -127,10 +129,17 @@ def url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'studies.db'}"
 
 
+@pytest.fixture
+def db(url: str) -> Iterator[Database]:
+    db = Database.connect(url)
+    yield db
+    db.dispose()
+
+
 # ---------------------------------------------------------------------------------------------- report files
-def test_report_writes_valid_pngs_and_an_html_page_that_shows_them(url: str, tmp_path: Path) -> None:
+def test_report_writes_valid_pngs_and_an_html_page_that_shows_them(url: str, db: Database, tmp_path: Path) -> None:
     make_study(url, "wb-report")
-    files = build_report(url, "wb-report", tmp_path / "out")
+    files = build_report(db, "wb-report", tmp_path / "out")
     assert {p.name for p in files.pngs} == {"best-so-far.png", "accuracy-vs-params.png", "weight-norms.png",
                                             "pareto-few-all.png"}, "wb has no LOS diagnostics"
     for png in files.pngs:
@@ -154,9 +163,9 @@ def test_leaderboard_lists_top_trials_by_objective_with_params_and_splits(url: s
     assert f"<td>{top[0].user_attrs['test']['few']:.2f}</td>" in board
 
 
-def test_los_study_adds_the_logits_figure(url: str, tmp_path: Path) -> None:
+def test_los_study_adds_the_logits_figure(url: str, db: Database, tmp_path: Path) -> None:
     make_study(url, "los-report", method="los", n_trials=6)
-    files = build_report(url, "los-report", tmp_path / "out")
+    files = build_report(db, "los-report", tmp_path / "out")
     assert "los-logits.png" in {p.name for p in files.pngs}
     assert min(png_size(tmp_path / "out" / "los-logits.png")) > 200
 
@@ -223,27 +232,27 @@ def test_pareto_front_holds_exactly_the_undominated_trials(url: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- errors
-def test_a_study_without_finished_trials_is_a_user_error(url: str, tmp_path: Path) -> None:
+def test_a_study_without_finished_trials_is_a_user_error(url: str, db: Database, tmp_path: Path) -> None:
     study = make_study(url, "wb-empty", n_trials=0)
     study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL))
     study.ask()  # a RUNNING trial: a worker is busy, nothing finished yet
     with pytest.raises(UserInputError, match=r"study 'wb-empty' has no finished trials yet; run a worker: "
-                                             r"tailtune worker --storage sqlite:///.* --study wb-empty"):
-        build_report(url, "wb-empty", tmp_path / "out")
+                                             r"tailtune worker --study wb-empty"):
+        build_report(db, "wb-empty", tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
-def test_an_unknown_study_is_a_user_error(url: str, tmp_path: Path) -> None:
+def test_an_unknown_study_is_a_user_error(url: str, db: Database, tmp_path: Path) -> None:
     make_study(url, "wb-known", n_trials=1)
     with pytest.raises(UserInputError, match="no study named 'wb-unknown'"):
-        build_report(url, "wb-unknown", tmp_path / "out")
+        build_report(db, "wb-unknown", tmp_path / "out")
 
 
 # ---------------------------------------------------------------------------------------------- artifacts
-def test_pngs_are_attached_to_the_study_and_refreshed_not_duplicated(url: str, tmp_path: Path) -> None:
+def test_pngs_are_attached_to_the_study_and_refreshed_not_duplicated(url: str, db: Database, tmp_path: Path) -> None:
     study = make_study(url, "wb-artifacts", n_trials=5)
     artifact_dir, out = tmp_path / "artifacts", tmp_path / "out"
-    first = build_report(url, "wb-artifacts", out, artifact_dir)
+    first = build_report(db, "wb-artifacts", out, artifact_dir)
     first_best_so_far = (out / "best-so-far.png").read_bytes()
     metas = get_all_artifact_meta(optuna.load_study(study_name="wb-artifacts", storage=url))
     assert sorted(m.filename for m in metas) == sorted(p.name for p in first.pngs)
@@ -251,7 +260,7 @@ def test_pngs_are_attached_to_the_study_and_refreshed_not_duplicated(url: str, t
         assert meta.mimetype == "image/png"
         assert (artifact_dir / meta.artifact_id).read_bytes() == (out / meta.filename).read_bytes()
     add_trials(study, StudySpec.model_validate(study.user_attrs[SPEC_ATTR]), n_trials=4, seed=9)
-    build_report(url, "wb-artifacts", out, artifact_dir)
+    build_report(db, "wb-artifacts", out, artifact_dir)
     again = get_all_artifact_meta(optuna.load_study(study_name="wb-artifacts", storage=url))
     assert sorted(m.artifact_id for m in again) == sorted(m.artifact_id for m in metas)
     refreshed = artifact_dir / next(m.artifact_id for m in again if m.filename == "best-so-far.png")
@@ -276,7 +285,7 @@ def test_cli_writes_the_report_and_reports_errors_in_one_line(url: str, tmp_path
 
 # ---------------------------------------------------------------------------------------------- real study
 @pytest.mark.slow
-def test_report_of_a_real_tiny_digits_study(url: str, tmp_path: Path) -> None:
+def test_report_of_a_real_tiny_digits_study(url: str, db: Database, tmp_path: Path) -> None:
     from studies.cache import Stage1Cache
     from studies.objective import run_trial
     from trainers.config import RunOptions
@@ -299,7 +308,7 @@ def test_report_of_a_real_tiny_digits_study(url: str, tmp_path: Path) -> None:
                                 sampler=optuna.samplers.RandomSampler(seed=0))
     study.set_user_attr(SPEC_ATTR, spec.model_dump(mode="json"))
     study.optimize(lambda trial: run_trial(trial, spec, Context()), n_trials=3)
-    files = build_report(url, spec.name, tmp_path / "out", tmp_path / "artifacts")
+    files = build_report(db, spec.name, tmp_path / "out", tmp_path / "artifacts")
     assert {p.name for p in files.pngs} >= {"best-so-far.png", "weight-norms.png", "pareto-few-all.png"}
     objective = best_so_far(finished_study(study))[0]
     assert objective.values[-1] == study.best_value

@@ -35,7 +35,7 @@ BAD_BODY = {400: {"model": Message, "description": "the body is not UTF-8 JSON"}
              responses={**BAD_BODY, 409: {"model": Message, "description": "a study of that name exists"},
                         422: {"model": ValidationErrors, "description": "a message per bad field"}})
 def create_study(spec: StudySpec, db: DatabaseDep, settings: SettingsDep, request: Request) -> StudyCreated:
-    check_data_paths(spec, settings.data_roots)
+    check_data_paths(spec, settings.data.roots)
     record = registry.create_study(db, spec=spec)
     return StudyCreated(id=record.id, name=record.name, urls=_links(request, record.id, db))
 
@@ -113,7 +113,7 @@ def delete_study(study_id: StudyId, db: DatabaseDep,
 def study_report(study_id: StudyId, db: DatabaseDep, settings: SettingsDep) -> HTMLResponse:
     """The study's report page (figures inlined), as `tailtune report` writes it."""
     record = registry.get_study(db, study_id=study_id)
-    files = build_report(db.url, record.name, settings.artifact_dir / "reports" / str(study_id))
+    files = build_report(db, record.name, settings.artifact.dir / "reports" / str(study_id))
     return HTMLResponse(_inline_images(files.html))
 
 
