@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Annotated, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 import optuna
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from studies.db import params_written_together
-from trainers.config import Method
+from trainers.config import ExperimentConfig, Method
 
 ParamValue = float | int | str | bool
 
@@ -57,13 +58,22 @@ ParamSpec = Annotated[FloatRange | Choices, Field(discriminator="type")]
 # lets many stage-2 trials share one cached backbone (WB tuned 5e-3 on CIFAR100-LT; 0 is the naive baseline).
 STAGE1_WEIGHT_DECAY = Choices(choices=[5e-4, 2e-3, 5e-3, 1e-2])
 
+# The stage-2 loss form is searched, and lambda_2's range spans every form's useful values. The WB code's cb-bce
+# (BCE on the softmax, mean over B*K entries) has a gradient ~K times smaller than cb (weighted softmax CE); measured
+# on the classifier weight at K = 100 (WB CIFAR-100-LT IF100 counts, batch 64, d 512, 5 seeds): |grad cb| /
+# |grad cb-bce| = 99.0 at near-uniform softmax, 80-94 at logit scale 5, 62-69 at scale 20, median 96.3
+# (benchmarks/loss_gradient_ratio.py, 2026-12-02).
+# The regularised optimum of L/r + lambda ||W||^2/2 is that of L + r lambda ||W||^2/2, so WB's lambda_2 = 0.1 with
+# cb-bce sits where lambda_2 = 6-10 does with cb. One log range 1e-4..20 holds both (0.1 for cb-bce, 6-10 for cb,
+# the tailtune default 0.1 for cb) with a factor 2 of margin; searching the loss too lets the study reach the WB
+# preset's own setting (cb-bce, 0.1) instead of only its cb equivalent, whose 10-epoch dynamics differ.
 WB_SPACE: dict[str, FloatRange | Choices] = {
     "stage1.weight_decay": STAGE1_WEIGHT_DECAY,
-    # lambda_2 on the re-trained classifier: WB uses 0.1 on CIFAR100-LT; papers sweep decades -> log.
-    "stage2.weight_decay": FloatRange(low=1e-4, high=1.0, log=True),
-    # relative MaxNorm radius t in [0, 1] between the smallest and largest stage-1 row norm (linear).
+    # lambda_2 on the re-trained classifier (see above); papers sweep decades -> log.
+    "stage2.weight_decay": FloatRange(low=1e-4, high=20.0, log=True),
+    # relative MaxNorm radius t in [0, 1] between the smallest and largest stage-1 row norm (linear); WB: 0.1.
     "stage2.maxnorm_thresh": FloatRange(low=0.0, high=1.0),
-    "stage2.loss": Choices(choices=["ce", "cb"]),
+    "stage2.loss": Choices(choices=["ce", "cb", "cb-bce"]),
 }
 
 TAU_NORM_SPACE: dict[str, FloatRange | Choices] = {
@@ -77,8 +87,9 @@ LOS_SPACE: dict[str, FloatRange | Choices] = {
     # LOS delta in [0.5, 1) is searched as its gap to one, 1 - delta, on a log range: the interesting values
     # crowd near 1 (0.98 in the LOS README), which a log axis on the gap samples densely.
     "stage2.over_smoothing_gap": FloatRange(low=0.005, high=0.5, log=True),
-    # re-training weight decay: the LOS code uses 0; a log range down to 1e-6 covers "almost none".
-    "stage2.weight_decay": FloatRange(low=1e-6, high=1e-1, log=True),
+    # re-training weight decay: the LOS code uses exactly 0, which no log range holds, so decades as choices
+    # with 0 among them.
+    "stage2.weight_decay": Choices(choices=[0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]),
     # re-training lr around the LOS code's 5e-4: how far the classifier moves depends on the steps per epoch (log).
     "stage2.lr": FloatRange(low=1e-4, high=1e-1, log=True),
 }
@@ -96,9 +107,18 @@ _SPACES: dict[str, dict[str, FloatRange | Choices]] = {
 }
 
 
-# Searched parameters that set a config field through a transform: name -> (config field, transform).
-DERIVED_PARAMS: dict[str, tuple[str, Callable[[float], float]]] = {
-    "stage2.over_smoothing_gap": ("stage2.over_smoothing", lambda gap: 1.0 - gap),
+@dataclass(frozen=True)
+class DerivedParam:
+    """A searched parameter that sets a config field through a transform, and the transform's inverse."""
+
+    field: str
+    to_field: Callable[[float], float]
+    from_field: Callable[[float], float]
+
+
+DERIVED_PARAMS: dict[str, DerivedParam] = {
+    "stage2.over_smoothing_gap": DerivedParam("stage2.over_smoothing", to_field=lambda gap: 1.0 - gap,
+                                              from_field=lambda delta: 1.0 - delta),
 }
 
 
@@ -106,9 +126,24 @@ def config_values(params: dict[str, ParamValue]) -> dict[str, ParamValue]:
     """Maps sampled parameters to config fields, applying the transforms of derived parameters."""
     values: dict[str, ParamValue] = {}
     for name, value in params.items():
-        field, transform = DERIVED_PARAMS.get(name, (name, None))
-        values[field] = transform(value) if transform else value
+        derived = DERIVED_PARAMS.get(name)
+        values[derived.field if derived else name] = derived.to_field(value) if derived else value
     return values
+
+
+def param_value(config: ExperimentConfig, name: str) -> ParamValue:
+    """The value a configuration has for a searched parameter (a derived one through its inverse)."""
+    derived = DERIVED_PARAMS.get(name)
+    node: Any = config
+    for part in (derived.field if derived else name).split("."):
+        node = getattr(node, part)
+    return derived.from_field(node) if derived else node
+
+
+def contains(param: FloatRange | Choices, value: ParamValue) -> bool:
+    if isinstance(param, Choices):
+        return value in param.choices
+    return isinstance(value, int | float) and not isinstance(value, bool) and param.low <= value <= param.high
 
 
 def default_space(method: Method) -> dict[str, FloatRange | Choices]:

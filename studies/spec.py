@@ -12,8 +12,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from studies.space import Choices, FloatRange, ParamSpec, ParamValue, config_values, default_space
-from trainers.config import DataConfig, ExperimentConfig, Method, with_fields
+from studies.space import (
+    Choices,
+    FloatRange,
+    ParamSpec,
+    ParamValue,
+    config_values,
+    contains,
+    default_space,
+    param_value,
+)
+from trainers.config import ExperimentConfig, Method, with_fields
 from trainers.errors import UserInputError
 from trainers.presets import PRESETS, method_defaults
 
@@ -29,10 +38,12 @@ class StudySpec(BaseModel):
     name: str = Field(pattern=NAME_PATTERN,
                       description="unique study name: letters, digits, '.', '_' or '-'")
     method: Method = "wb"
-    preset: str | None = Field(None, description="a paper preset from trainers.presets; None = tailtune defaults")
-    dataset: str = "digits-lt"
+    preset: str | None = Field(None, description="a paper preset from trainers.presets; None = tailtune defaults. "
+                               "Every field of the preset holds in every trial unless `fixed` or the search "
+                               "space sets it")
+    dataset: str = Field("digits-lt", description="data set name; with a preset, defaults to the preset's")
     data_root: str | None = None
-    imbalance_factor: float | None = None
+    imbalance_factor: float | None = Field(None, description="None: the preset's, else the data set's default")
     image_size: int | None = Field(None, ge=4, le=1024)
     search_space: dict[str, ParamSpec] = Field(default_factory=dict,
                                                description="overrides of the method's default ranges")
@@ -51,6 +62,17 @@ class StudySpec(BaseModel):
         # PostgreSQL text cannot hold NUL; refusing it here keeps a bad request a 422, not a database error.
         if "\\u0000" in json.dumps(data, default=str):
             raise ValueError("text fields must not contain NUL (\\x00) characters")
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_data_set(cls, data: Any) -> Any:
+        """A spec naming a preset but no data set studies the preset's data set, as `tailtune train` does."""
+        if not isinstance(data, dict) or data.get("dataset") is not None:
+            return data
+        data = {key: value for key, value in data.items() if key != "dataset"}  # null: the default
+        if data.get("preset") in PRESETS:
+            data["dataset"] = PRESETS[data["preset"]].config.data.name
         return data
 
     @field_validator("fixed")
@@ -83,22 +105,29 @@ class StudySpec(BaseModel):
     def directions(self) -> list[str]:
         return ["maximize"] * len(self.objectives)
 
-    def data_config(self) -> DataConfig:
-        return DataConfig(name=self.dataset, root=self.data_root, imbalance_factor=self.imbalance_factor,
-                          image_size=self.image_size)
-
     def resolved_space(self) -> dict[str, FloatRange | Choices]:
         space = {**default_space(self.method), **self.search_space}
         return {name: spec for name, spec in space.items() if name not in self.fixed}
 
     def base_config(self) -> ExperimentConfig:
-        """The configuration every trial starts from: preset or method defaults, data set, fixed fields."""
+        """The configuration every trial starts from: the preset (every field of it, its DataConfig included:
+        CIFAR counts, split seed, ...) or the method's defaults; then the spec's data fields where given; then
+        the fixed fields."""
         base = PRESETS[self.preset].config if self.preset else method_defaults(self.method)
-        base = base.model_copy(update={"data": self.data_config(), "seed": self.seed})
-        return with_fields(base, config_values(self.fixed))
+        data = {"data.name": self.dataset, "data.root": self.data_root, "data.imbalance_factor": self.imbalance_factor,
+                "data.image_size": self.image_size}
+        given = {name: value for name, value in data.items() if value is not None}
+        return with_fields(base, {**given, "seed": self.seed, **config_values(self.fixed)})
 
     def config_for(self, params: dict[str, ParamValue]) -> ExperimentConfig:
         return with_fields(self.base_config(), config_values(params))
+
+    def recipe_params(self) -> dict[str, ParamValue] | None:
+        """The recipe (the base configuration: the preset's values, else tailtune's defaults) as values of the
+        searched parameters, so it can run as trial 0; None when the search space leaves one of them out."""
+        base, space = self.base_config(), self.resolved_space()
+        params = {name: param_value(base, name) for name in space}
+        return params if all(contains(space[name], value) for name, value in params.items()) else None
 
 
 def parse_spec(payload: dict[str, Any]) -> StudySpec:

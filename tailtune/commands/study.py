@@ -37,7 +37,8 @@ def create(
     name: NameArgument,
     n_trials: Annotated[int | None, typer.Option(help="budget: trials to finish (COMPLETE, PRUNED)")] = None,
     storage: StorageOption = None,
-    dataset: Annotated[str, typer.Option(help="digits-lt | cifar10-lt | ... | folder:PATH")] = "digits-lt",
+    dataset: Annotated[str | None, typer.Option(help="digits-lt | cifar10-lt | ... | folder:PATH "
+                                                     "[default: digits-lt, or the preset's]")] = None,
     method: Annotated[str, typer.Option(help="wb | tau-norm | los | ewb")] = "wb",
     sampler: Annotated[str, typer.Option(help="tpe | gp | random | grid")] = "tpe",
     pruner: Annotated[str, typer.Option(help="none | median | successive-halving | hyperband")] = "none",
