@@ -46,9 +46,8 @@ def run_folder_study(db: Database, artifact_dir: Path, folder: Path, name: str, 
     spec = parse_spec({"name": name, "method": method, "dataset": f"folder:{folder}", "image_size": IMAGE_SIZE,
                        "n_trials": n_trials, "sampler": "random", "fixed": QUICK | fixed})
     record = registry.create_study(db, spec=spec)
-    settings = WorkerSettings(heartbeat_interval=1, grace_period=3, artifact_dir=artifact_dir, device="cpu",
-                              handle_signals=False)
-    run_worker(db, study_names=[name], settings=settings)
+    settings = WorkerSettings(heartbeat_interval=1, grace_period=3, device="cpu", handle_signals=False)
+    run_worker(db, study_names=[name], settings=settings, artifact_dir=artifact_dir)
     return record.id
 
 

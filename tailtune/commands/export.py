@@ -13,8 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tailtune.commands.common import user_errors
-from tailtune.commands.worker import ArtifactDirOption, DeviceOption, StorageOption, connect
+from tailtune.commands.common import ArtifactDirOption, StorageOption, connect, load_settings, user_errors
 from trainers.errors import UserInputError
 
 # trainers.loop.predict's batch: the trial's test features were computed in batches of this size, so a folder
@@ -27,7 +26,7 @@ def export(
     out: Annotated[Path, typer.Option(help="model file to write; its card goes beside it as "
                                            "OUT.card.json and OUT.card.md")],
     storage: StorageOption = None,
-    artifact_dir: ArtifactDirOption = Path("tailtune-artifacts"),
+    artifact_dir: ArtifactDirOption = None,
     trial: Annotated[int | None, typer.Option(help="trial number; default: the best trial by the study's "
                                                    "(first) objective")] = None,
 ) -> None:
@@ -36,9 +35,10 @@ def export(
     from studies.export import export_trial, write_export
 
     with user_errors():
-        db = connect(storage)
+        settings = load_settings(database={"url": storage}, artifact={"dir": artifact_dir})
+        db = connect(settings)
         record = registry.get_study_by_name(db, name=name)
-        exported = export_trial(db, study_id=record.id, trial_number=trial, artifact_dir=artifact_dir)
+        exported = export_trial(db, study_id=record.id, trial_number=trial, artifact_dir=settings.artifact.dir)
         written = write_export(exported, out)
     test_all = (exported.card["results"]["test"] or {}).get("all")
     typer.echo(f"trial {exported.trial_number} of {name} (test All {test_all:.2f} %) -> "
@@ -52,7 +52,7 @@ def predict(
     top_k: Annotated[int, typer.Option(min=1, help="classes reported per image, best first")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON list of {path, label, score}")] = False,
     csv_file: Annotated[Path | None, typer.Option("--csv", help="also write the rows to this CSV file")] = None,
-    device: DeviceOption = "auto",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="images per forward pass")] = PREDICT_BATCH,
 ) -> None:
     """Classify images with an exported model: label = class name, score = softmax probability."""

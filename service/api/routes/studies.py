@@ -126,7 +126,7 @@ def trial_model(study_id: StudyId, db: DatabaseDep, settings: SettingsDep,
                                                    "best trial by the study's first objective")] = None) -> Response:
     """The trial's model file (backbone, evaluated classifier, input rules, class names, model card) for
     `tailtune predict --model FILE`."""
-    exported = export_trial(db, study_id=study_id, trial_number=trial, artifact_dir=settings.artifact_dir)
+    exported = export_trial(db, study_id=study_id, trial_number=trial, artifact_dir=settings.artifact.dir)
     return Response(exported.content, media_type="application/octet-stream",
                     headers={"Content-Disposition": f'attachment; filename="{exported.file_name}"'})
 
