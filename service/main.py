@@ -14,9 +14,10 @@ from service.api.routes import health, studies, workers
 from service.core.config import Settings
 from service.schemas import Message
 from studies.db import Database, DatabaseUnavailableError, describe, is_transient
-from studies.export import ModelFilesMissingError, TrialNotExportableError, TrialNotFoundError
+from studies.export import TrialNotExportableError, TrialNotFoundError
 from studies.lifecycle import BudgetConflictError
 from studies.registry import StudyBusyError, StudyExistsError, StudyNotFoundError
+from studies.trial_models import ModelFilesMissingError
 from trainers.errors import UserInputError
 
 log = logging.getLogger(__name__)

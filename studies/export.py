@@ -21,7 +21,7 @@ from studies import registry
 from studies.cache import stage1_weights_path
 from studies.db import Database
 from studies.records import StudyRecord
-from studies.trial_models import STAGE2_FILE_ATTR, load_trial_model
+from studies.trial_models import STAGE2_FILE_ATTR, ModelFilesMissingError, load_trial_model
 from trainers.errors import UserInputError
 from trainers.exported import TrialModelParts, model_file_payload, serialized, write_atomically
 from trainers.presets import PRESETS
@@ -34,10 +34,6 @@ class TrialNotExportableError(UserInputError):
 
 class TrialNotFoundError(UserInputError):
     """The study has no trial of that number (404)."""
-
-
-class ModelFilesMissingError(UserInputError):
-    """The trial's stage-1 or stage-2 files are not in the artifact directory given (404; the CLI exits 2)."""
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import torch
 from studies.cache import CachedBackbone
 from trainers.config import ExperimentConfig
 from trainers.device import Runtime
+from trainers.errors import UserInputError
 from trainers.experiment import Stage2Output
 from trainers.exported import ModelInput, TrialModelParts, serialized, write_atomically
 from trainers.models import resolve_arch
@@ -29,6 +30,10 @@ STAGE2_FILE_ATTR = "stage2_file"
 STAGE2_BYTES_ATTR = "stage2_bytes"
 _FORMAT = "tailtune-stage2"
 _FORMAT_VERSION = 1
+
+
+class ModelFilesMissingError(UserInputError):
+    """A trial's stored stage-1 or stage-2 file is absent, unreadable or of another format (404; the CLI exits 2)."""
 
 
 def store_trial_model(artifact_dir: Path, cached: CachedBackbone, config: ExperimentConfig, output: Stage2Output,
@@ -47,11 +52,20 @@ def store_trial_model(artifact_dir: Path, cached: CachedBackbone, config: Experi
 
 
 def load_trial_model(artifact_dir: Path, relative: str) -> TrialModelParts:
-    """The stored stage-2 output; a missing or foreign file raises FileNotFoundError / ValueError naming it."""
+    """The stored stage-2 output; FileNotFoundError when it is absent, ModelFilesMissingError naming the file
+    when it cannot be read or has another format."""
     path = artifact_dir / relative
     if not path.is_file():
         raise FileNotFoundError(f"no stored stage-2 result at '{path}'")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if payload.get("format") != _FORMAT or payload.get("format_version") != _FORMAT_VERSION:
-        raise ValueError(f"'{path}' is not a stage-2 result of format {_FORMAT} {_FORMAT_VERSION}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises RuntimeError, UnpicklingError, EOFError... for a damaged file
+        raise ModelFilesMissingError(f"stored stage-2 result '{path}' is not readable ({type(error).__name__}); "
+                                     "run the trial's params again in a new trial") from None
+    if not isinstance(payload, dict) or (payload.get("format"), payload.get("format_version")) != (
+            _FORMAT, _FORMAT_VERSION):
+        found = payload.get("format_version") if isinstance(payload, dict) else None
+        raise ModelFilesMissingError(f"stored stage-2 result '{path}' has format {found}, this tailtune reads "
+                                     f"{_FORMAT_VERSION}; export it with the tailtune that ran the trial, or run "
+                                     "its params again")
     return TrialModelParts.from_payload(payload)

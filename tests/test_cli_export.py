@@ -62,6 +62,12 @@ def test_export_then_predict_gives_the_trials_test_accuracy(tmp_path: Path) -> N
     elsewhere = runner.invoke(app, ["export", "cli", "--storage", url, "--artifact-dir", str(tmp_path / "empty"),
                                     "--out", str(tmp_path / "x.pt")])
     assert elsewhere.exit_code == 2 and "--artifact-dir" in elsewhere.output
+    damaged = artifacts / best.user_attrs["stage2_file"]
+    damaged.write_bytes(b"not a torch file")
+    unreadable = runner.invoke(app, ["export", "cli", "--storage", url, "--artifact-dir", str(artifacts),
+                                     "--out", str(tmp_path / "x.pt")])
+    assert unreadable.exit_code == 2 and "is not readable" in unreadable.output
+    assert str(damaged) in unreadable.output.replace("\n", "")
     db.dispose()
 
 
