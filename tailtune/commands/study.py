@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 from pydantic import BaseModel
@@ -19,9 +20,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from studies.lifecycle import QueuedTrial
 from studies.records import Page, SplitValues, StudyRecord, StudyState, TrialRecord
 from studies.spec import parse_spec
-from tailtune.commands.access import ApiOption, open_studies
+from tailtune.commands.access import ApiOption, Studies, open_studies
 from tailtune.commands.common import StorageOption, parse_assignments, stderr, user_errors
 from trainers.errors import UserInputError
 
@@ -29,6 +31,7 @@ app = typer.Typer(no_args_is_help=True, help="Create, run and inspect studies (O
 console = Console()
 
 NameArgument = Annotated[str, typer.Argument(help="study name")]
+Result = TypeVar("Result", bound=BaseModel)
 JsonOption = Annotated[bool, typer.Option("--json", help="print the result as one JSON object")]
 
 
@@ -156,26 +159,17 @@ def trials(name: NameArgument, storage: StorageOption = None, api: ApiOption = N
 def stop(name: NameArgument, storage: StorageOption = None, api: ApiOption = None,
          as_json: JsonOption = False) -> None:
     """Claim no more trials; trials already running finish."""
-    with user_errors():
-        studies = open_studies(storage, api)
-        record = studies.stop_study(studies.get_study_by_name(name).id)
-    if as_json:
-        _echo_json(record)
-        return
-    typer.echo(f"study {record.name!r} is {record.state}; running trials: {record.counts.running}")
+    _change(name, storage, api, as_json, lambda studies, study_id: studies.stop_study(study_id),
+            lambda record: f"study {record.name!r} is {record.state}; running trials: {record.counts.running}")
 
 
 @app.command()
 def resume(name: NameArgument, storage: StorageOption = None, api: ApiOption = None,
            as_json: JsonOption = False) -> None:
     """Let a stopped study take trials again."""
-    with user_errors():
-        studies = open_studies(storage, api)
-        record = studies.resume_study(studies.get_study_by_name(name).id)
-    if as_json:
-        _echo_json(record)
-        return
-    typer.echo(f"study {record.name!r} is {record.state}; {record.counts.finished}/{record.n_trials} finished")
+    _change(name, storage, api, as_json, lambda studies, study_id: studies.resume_study(study_id),
+            lambda record: f"study {record.name!r} is {record.state}; {record.counts.finished}/{record.n_trials} "
+                           "finished")
 
 
 @app.command()
@@ -183,14 +177,9 @@ def budget(name: NameArgument,
            n_trials: Annotated[int, typer.Argument(help="the new budget; not below the trials already finished")],
            storage: StorageOption = None, api: ApiOption = None, as_json: JsonOption = False) -> None:
     """Raise or lower the study's n_trials; a done study with a raised budget runs again."""
-    with user_errors():
-        studies = open_studies(storage, api)
-        record = studies.set_budget(studies.get_study_by_name(name).id, n_trials)
-    if as_json:
-        _echo_json(record)
-        return
-    typer.echo(f"study {record.name!r}: budget {record.n_trials} trials, {record.counts.finished} finished; "
-               f"{record.state}")
+    _change(name, storage, api, as_json, lambda studies, study_id: studies.set_budget(study_id, n_trials),
+            lambda record: f"study {record.name!r}: budget {record.n_trials} trials, {record.counts.finished} "
+                           f"finished; {record.state}")
 
 
 @app.command()
@@ -199,15 +188,23 @@ def queue(name: NameArgument,
                                                         "(repeatable; those left out are sampled)")],
           storage: StorageOption = None, api: ApiOption = None, as_json: JsonOption = False) -> None:
     """Queue a configuration: the next worker runs it before sampling new ones (the same params queue once)."""
+    def queued_line(queued: QueuedTrial) -> str:
+        verb = "queued as" if queued.created else "already queued as"
+        return f"{verb} trial #{queued.number} of {name!r}: {queued.params}"
+
+    _change(name, storage, api, as_json,
+            lambda studies, study_id: studies.queue_trial(study_id, {
+                key: parse_scalar(value) for key, value in parse_assignments(param).items()}),
+            queued_line)
+
+
+def _change(name: str, storage: str | None, api: str | None, as_json: bool,
+            change: Callable[[Studies, int], Result], line: Callable[[Result], str]) -> None:
+    """Applies `change` to the named study; prints its result as JSON or as `line` says."""
     with user_errors():
-        params = {key: parse_scalar(value) for key, value in parse_assignments(param).items()}
         studies = open_studies(storage, api)
-        queued = studies.queue_trial(studies.get_study_by_name(name).id, params)
-    if as_json:
-        _echo_json(queued)
-        return
-    verb = "queued as" if queued.created else "already queued as"
-    typer.echo(f"{verb} trial #{queued.number} of {name!r}: {queued.params}")
+        result = change(studies, studies.get_study_by_name(name).id)
+    typer.echo(result.model_dump_json(indent=2) if as_json else line(result))
 
 
 @app.command()

@@ -26,7 +26,7 @@ class Served:
     def __init__(self, process: subprocess.Popen, log: Path, port: int) -> None:
         self.process, self.log, self.base_url = process, log, f"http://127.0.0.1:{port}"
 
-    def wait_healthy(self, timeout_s: float = 60) -> None:
+    def wait_healthy(self, timeout_s: float = 120) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.log.read_text()

@@ -24,8 +24,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 ADMIN = "admin-s3cret"
 
 
-def _cli(arguments: list[str], token: str = ADMIN) -> str:
-    result = CliRunner().invoke(study_command.app, arguments, env={"TAILTUNE_API_TOKEN": token,
+def _cli(arguments: list[str]) -> str:
+    result = CliRunner().invoke(study_command.app, arguments, env={"TAILTUNE_API_TOKEN": ADMIN,
                                                                      "TAILTUNE_API_URL": None,
                                                                      "TAILTUNE_DATABASE_URL": None})
     assert result.exit_code == 0, result.output
@@ -40,10 +40,10 @@ def _run_worker(postgres_url: str, name: str, tmp_path: Path) -> None:
     db.dispose()
 
 
-def _trial_rows(postgres_url: str) -> int:
+def _rows(postgres_url: str, table: str) -> int:
     engine = sa.create_engine(postgres_url, poolclass=sa.NullPool)
     with engine.connect() as connection:
-        count = connection.execute(sa.text("SELECT count(*) FROM trials")).scalar_one()
+        count = connection.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
     engine.dispose()
     return count
 
@@ -72,14 +72,6 @@ def _new_token(postgres_url: str, *arguments: str) -> str:
     result = CliRunner().invoke(token_command.app, ["create", *arguments, "--storage", postgres_url])
     assert result.exit_code == 0, result.output
     return result.output.splitlines()[-1]
-
-
-def _study_rows(postgres_url: str) -> int:
-    engine = sa.create_engine(postgres_url, poolclass=sa.NullPool)
-    with engine.connect() as connection:
-        count = connection.execute(sa.text("SELECT count(*) FROM tailtune_study")).scalar_one()
-    engine.dispose()
-    return count
 
 
 def test_client_with_scoped_tokens_and_data_roots_refuses_what_it_must_and_writes_nothing(
@@ -114,7 +106,7 @@ def test_client_with_scoped_tokens_and_data_roots_refuses_what_it_must_and_write
             assert "passwd" not in message  # nothing of the directory's contents
         client.create_study(StudySpec(name="inside", n_trials=1, dataset=f"folder:{tmp_path}/data/images",
                                       image_size=8))
-    assert _study_rows(postgres_url) == 2 and _trial_rows(postgres_url) == 0
+    assert _rows(postgres_url, "tailtune_study") == 2 and _rows(postgres_url, "trials") == 0
 
     with TailtuneClient(served.base_url, token=reader) as client:
         assert client.get_study(study_id).name == "scoped"
@@ -125,7 +117,7 @@ def test_client_with_scoped_tokens_and_data_roots_refuses_what_it_must_and_write
             with pytest.raises(ApiError) as refused:
                 call()
             assert refused.value.status_code == 403 and "read-only" in str(refused.value)
-        assert _study_rows(postgres_url) == 2 and _trial_rows(postgres_url) == 0
+        assert _rows(postgres_url, "tailtune_study") == 2 and _rows(postgres_url, "trials") == 0
         assert client.list_studies().total == 2
         assert CliRunner().invoke(token_command.app, ["revoke", "reader", "--storage", postgres_url]).exit_code == 0
         with pytest.raises(ApiError) as revoked:

@@ -33,7 +33,9 @@ BAD_BODY = {400: {"model": Message, "description": "the body is not UTF-8 JSON"}
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=StudyCreated,
              responses={**BAD_BODY, 409: {"model": Message, "description": "a study of that name exists"},
-                        422: {"model": ValidationErrors, "description": "a message per bad field"}})
+                        422: {"model": ValidationErrors | Message,
+                              "description": "a message per bad field, or one naming a data path outside the "
+                                             "allowed roots"}})
 def create_study(spec: StudySpec, db: DatabaseDep, settings: SettingsDep, request: Request) -> StudyCreated:
     check_data_paths(spec, settings.data.roots)
     record = registry.create_study(db, spec=spec)
