@@ -76,7 +76,7 @@ def test_queued_params_run_first_once_and_the_budget_follows_patch(client: TestC
 
 BAD_PARAMS = [
     ({"stage9.lr": 0.1}, "stage9.lr"),
-    ({"stage2.weight_decay": 5.0}, "outside"),
+    ({"stage2.weight_decay": 500.0}, "outside"),
     ({"stage2.weight_decay": "high"}, "not a number"),
     ({"stage2.loss": "focal"}, "'focal' is not one of"),
     ({"stage2.loss": True}, "stage2.loss"),
