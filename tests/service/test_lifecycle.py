@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from service.core.config import Settings
 from service.main import create_app
-from studies import tokens
+from studies import lifecycle, tokens
 from studies.worker import WorkerSettings, one_at_a_time, run_worker
 from tests.trial_runners import instant_runner
 
@@ -96,6 +97,13 @@ def test_bad_requests_are_refused_and_write_nothing_and_a_stopped_study_resumes(
         assert client.post(f"/studies/{study_id}/trials", json={"params": {}, "priority": 1}).status_code == 422
         assert client.patch(f"/studies/{study_id}", json={"n_trials": 0}).status_code == 422
         assert _trial_rows(client) == 0 and client.get(f"/studies/{study_id}").json()["n_trials"] == 3
+
+        # The same params queued at once from four threads (a retried script, optuna #3616): one trial.
+        with ThreadPoolExecutor(4) as pool:
+            queued = list(pool.map(lambda _: lifecycle.queue_trial(app.state.database, study_id=study_id,
+                                                                   params={"stage2.loss": "ce"}), range(4)))
+        assert sorted(q.created for q in queued) == [False, False, False, True]
+        assert {q.number for q in queued} == {0} and _trial_rows(client) == 1
         for path in ("/studies/424242/resume", "/studies/424242/trials"):
             assert client.post(path, json={"params": {}}).status_code == 404
         assert client.patch("/studies/424242", json={"n_trials": 2}).status_code == 404
