@@ -9,11 +9,19 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from optuna.trial import TrialState
 
+from studies import registry
 from studies.db import Database
-from studies.export import export_trial, write_export
+from studies.export import card_as_markdown, export_trial, model_card, write_export
+from studies.spec import parse_spec
 from tests.model_files import predicted_per_class_accuracy, run_folder_study, write_noisy_folder
+from trainers.classifier import evaluated_classifier
+from trainers.exported import ModelInput, TrialModelParts
+from trainers.heads import Head
+from trainers.metrics import split_rule
+from trainers.presets import PRESETS
 
 # (method, fixed fields): flip TTA with WB (whose trials 1-2 train in one batched pass) and with EWB's logit
 # adjustment; LOS with BN statistics updating in stage 2, so its stored output carries its own backbone.
@@ -55,3 +63,27 @@ def test_the_exported_model_gives_each_trials_per_class_test_accuracy(case: str,
         assert f"trial {trial.number}" in card_markdown.read_text()
     db.dispose()
 
+
+
+def test_the_card_of_a_preset_study_carries_the_papers_numbers(tmp_path: Path) -> None:
+    db = Database.connect(f"sqlite:///{tmp_path / 'studies.db'}")
+    record = registry.create_study(db, spec=parse_spec({"name": "paper", "method": "wb", "n_trials": 1,
+                                                        "preset": "wb-cifar100-if100", "dataset": "cifar100-lt"}))
+    split = {"all": 50.0, "many": 70.0, "medium": 50.0, "few": 30.0}
+    trial = optuna.trial.create_trial(
+        params={}, distributions={}, value=50.0,
+        user_attrs={"config": record.spec.base_config().model_dump(mode="json"), "val": split, "test": split,
+                    "stage1_val": split, "stage1_test": split, "stage1_key": "k", "stage2_file": "stage2/k/f.pt"})
+    parts = TrialModelParts(
+        classifier=evaluated_classifier(Head(torch.zeros(2, 4), torch.zeros(2)), torch.full((2,), 0.5),
+                                        flip_tta=True),
+        arch="resnet34-cifar", input=ModelInput(32, 32, 3, (0.5,) * 3, (0.25,) * 3, channels_last=True),
+        class_names=["apple", "bee"], split_rule=split_rule([500, 5], "cifar100-lt").model_dump())
+
+    card = model_card(record, trial, parts)
+    assert card["recipe"]["preset"] == "wb-cifar100-if100"
+    assert card["recipe"]["reported_test"] == PRESETS["wb-cifar100-if100"].reported
+    markdown = card_as_markdown(card)
+    assert "## Recipe: wb-cifar100-if100" in markdown and "stage2.all 53.35" in markdown
+    assert "flip TTA on" in markdown and "| test | 50.00 | 70.00 | 50.00 | 30.00 |" in markdown
+    db.dispose()
