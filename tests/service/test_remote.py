@@ -17,6 +17,7 @@ from studies.worker import WorkerSettings, one_at_a_time, run_worker
 from tailtune.client import ApiError, TailtuneClient
 from tailtune.commands import study as study_command
 from tailtune.commands import token as token_command
+from tests.service.conftest import Served
 from tests.trial_runners import instant_runner
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -48,11 +49,19 @@ def _rows(postgres_url: str, table: str) -> int:
     return count
 
 
-def test_cli_over_the_api_prints_what_it_prints_on_the_database(serve, postgres_url: str, tmp_path: Path) -> None:
-    api = ["--api", serve(token=ADMIN).base_url]
+def test_from_a_laptop_through_a_real_server(serve, postgres_url: str, tmp_path: Path) -> None:
+    """One server for both halves: starting `tailtune serve` is most of what a test of it costs."""
+    served = serve(token=ADMIN, TAILTUNE_DATA_ROOTS=str(tmp_path / "data"))
+    _client_with_scoped_tokens_and_data_roots_refuses_what_it_must_and_writes_nothing(served, postgres_url, tmp_path)
+    _cli_over_the_api_prints_what_it_prints_on_the_database(served, postgres_url, tmp_path)
+
+
+def _cli_over_the_api_prints_what_it_prints_on_the_database(served: Served, postgres_url: str,
+                                                            tmp_path: Path) -> None:
+    api = ["--api", served.base_url]
     storage = ["--storage", postgres_url]
     created = _cli(["create", "remote", "--n-trials", "2", *api])
-    assert created.startswith("created study 'remote' (id 1): wb on digits-lt, 2 trials")
+    assert created.startswith("created study 'remote' (id 3): wb on digits-lt, 2 trials")
     queued = json.loads(_cli(["queue", "remote", "--param", "stage2.loss=cb", "--param",
                               "stage2.weight_decay=0.01", "--json", *api]))
     assert queued["number"] == 0 and queued["created"]
@@ -74,9 +83,8 @@ def _new_token(postgres_url: str, *arguments: str) -> str:
     return result.output.splitlines()[-1]
 
 
-def test_client_with_scoped_tokens_and_data_roots_refuses_what_it_must_and_writes_nothing(
-        serve, postgres_url: str, tmp_path: Path) -> None:
-    served = serve(token=ADMIN, TAILTUNE_DATA_ROOTS=str(tmp_path / "data"))
+def _client_with_scoped_tokens_and_data_roots_refuses_what_it_must_and_writes_nothing(
+        served: Served, postgres_url: str, tmp_path: Path) -> None:
     reader, writer = _new_token(postgres_url, "reader", "--read-only"), _new_token(postgres_url, "ci")
     listed = CliRunner().invoke(token_command.app, ["list", "--json", "--storage", postgres_url]).output
     assert [(t["name"], t["scope"]) for t in json.loads(listed)] == [("reader", "read"), ("ci", "write")]
