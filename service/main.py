@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from optuna.exceptions import StorageInternalError
 from sqlalchemy.exc import DBAPIError
 
 from service.api.deps import TokenDep
+from service.api.limits import BodySizeLimit, bounded_validation_errors
 from service.api.routes import health, studies, workers
 from service.core.config import Settings
 from service.schemas import Message
@@ -50,6 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     for router in (studies.router, workers.router):
         app.include_router(router, dependencies=[TokenDep], responses=_PROTECTED_RESPONSES)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_request_bytes)
+    app.add_exception_handler(RequestValidationError, bounded_validation_errors)
     app.add_exception_handler(UserInputError, _user_error)
     app.add_exception_handler(DatabaseUnavailableError, _unavailable)
     app.add_exception_handler(DBAPIError, _database_error)

@@ -49,9 +49,10 @@ class FieldError(BaseModel):
     loc: list[str | int] = Field(description="where the bad value is: body, query or path, then the field")
     msg: str = Field(description="what is wrong with it")
     type: str
+    input: str | None = Field(None, description="the bad value as JSON, cut to an excerpt of 200 characters")
 
 
 class ValidationErrors(BaseModel):
-    """FastAPI's 422 body: one entry per bad field."""
+    """FastAPI's 422 body: one entry per bad field (the first 20, then one saying how many more)."""
 
     detail: list[FieldError]

@@ -38,7 +38,9 @@ class TrialCounts(BaseModel):
         return self.complete + self.pruned
 
 
-class StudyRecord(BaseModel):
+class StudySummary(BaseModel):
+    """A study as lists show it: everything but its spec, so a page stays small whatever the specs hold."""
+
     id: int = Field(description="the Optuna study id (also optuna-dashboard's)")
     name: str
     state: StudyState
@@ -52,9 +54,14 @@ class StudyRecord(BaseModel):
     best_val: SplitValues | None = None
     best_test: SplitValues | None = None
     stop_reason: str | None = None
-    spec: StudySpec
     created_at: datetime
     updated_at: datetime
+
+
+class StudyRecord(StudySummary):
+    """One study with its full spec (GET /studies/{id}, `tailtune study status`)."""
+
+    spec: StudySpec
 
 
 class TrialRecord(BaseModel):

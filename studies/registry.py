@@ -34,7 +34,7 @@ from studies.db import (
     trials,
     worker_table,
 )
-from studies.records import Page, StudyRecord, TrialCounts, TrialRecord, WorkerRecord
+from studies.records import Page, StudyRecord, StudySummary, TrialCounts, TrialRecord, WorkerRecord
 from studies.spec import StudySpec
 from trainers.errors import UserInputError
 
@@ -94,28 +94,29 @@ def _insert_study_row(db: Database, study_id: int, spec: StudySpec) -> None:
 
 
 def get_study(db: Database, *, study_id: int) -> StudyRecord:
-    records = _study_records(db, study_table.c.id == study_id, offset=0, limit=1)
+    records = _study_records(db, study_table.c.id == study_id, offset=0, limit=1, with_spec=True)
     if not records:
         raise StudyNotFoundError(f"no study with id {study_id}; list studies to see their ids")
     return records[0]
 
 
 def get_study_by_name(db: Database, *, name: str) -> StudyRecord:
-    records = _study_records(db, study_table.c.name == name, offset=0, limit=1)
+    records = _study_records(db, study_table.c.name == name, offset=0, limit=1, with_spec=True)
     if not records:
         raise StudyNotFoundError(f"no study named {name!r}; create it: tailtune study create {name} ...")
     return records[0]
 
 
 def list_studies(db: Database, *, state: str | None = None, name: str | None = None, offset: int = 0,
-                 limit: int = 50) -> Page[StudyRecord]:
+                 limit: int = 50) -> Page[StudySummary]:
+    """One page of studies without their specs (a spec can be large; get_study has it)."""
     where = sa.and_(_derived_state() == state if state is not None else sa.true(),
                     study_table.c.name == name if name is not None else sa.true())
     count = sa.select(sa.func.count()).select_from(_joined_studies()).where(where)
     with db.engine.connect() as connection:
         total = connection.execute(count).scalar_one()
-    items = _study_records(db, where, offset=offset, limit=limit)
-    return Page[StudyRecord](items=items, total=total, offset=offset, limit=limit)
+    items = _study_records(db, where, offset=offset, limit=limit, with_spec=False)
+    return Page[StudySummary](items=items, total=total, offset=offset, limit=limit)
 
 
 def _derived_state() -> sa.ColumnElement[str]:
@@ -199,35 +200,40 @@ def _joined_studies() -> sa.Join:
     return study_table.join(optuna_studies, optuna_studies.c.study_id == study_table.c.id)
 
 
-def _study_records(db: Database, where: sa.ColumnElement[bool], *, offset: int,
-                   limit: int) -> list[StudyRecord]:
-    def read() -> list[StudyRecord]:
+def _study_records(db: Database, where: sa.ColumnElement[bool], *, offset: int, limit: int,
+                   with_spec: bool) -> list[Any]:
+    """StudyRecords with their specs, or StudySummaries without (spec_json is then not even read)."""
+    columns = [column for column in study_table.c if with_spec or column.name != "spec_json"]
+
+    def read() -> list[Any]:
         with db.engine.connect() as connection:
-            rows = connection.execute(sa.select(study_table, _derived_state().label("shown_state"))
+            rows = connection.execute(sa.select(*columns, _derived_state().label("shown_state"))
                                       .select_from(_joined_studies()).where(where)
                                       .order_by(study_table.c.id).offset(offset).limit(limit)).all()
             ids = [row.id for row in rows]
             counts = trial_counts(connection, ids)
             best = _best_trials(connection, ids)
             details = _TrialDetails.read(connection, [trial_id for trial_id, _ in best.values()])
-        return [_study_record(row, counts[row.id], best.get(row.id), details) for row in rows]
+        return [_study_record(row, counts[row.id], best.get(row.id), details, with_spec) for row in rows]
 
     return retry_transient(read, what="read studies")
 
 
-def _study_record(row: Any, counts: TrialCounts, best: tuple[int, int] | None,
-                  details: _TrialDetails) -> StudyRecord:
-    record = StudyRecord(id=row.id, name=row.name, state=row.shown_state, method=row.method, dataset=row.dataset,
-                         n_trials=row.n_trials, counts=counts, stop_reason=row.stop_reason,
-                         spec=StudySpec.model_validate_json(row.spec_json), created_at=_utc(row.created_at),
-                         updated_at=_utc(row.updated_at))
+def _study_record(row: Any, counts: TrialCounts, best: tuple[int, int] | None, details: _TrialDetails,
+                  with_spec: bool) -> StudySummary:
+    fields: dict[str, Any] = {
+        "id": row.id, "name": row.name, "state": row.shown_state, "method": row.method, "dataset": row.dataset,
+        "n_trials": row.n_trials, "counts": counts, "stop_reason": row.stop_reason,
+        "created_at": _utc(row.created_at), "updated_at": _utc(row.updated_at)}
     if best is not None:
         trial_id, number = best
-        record.best_trial_number, record.best_values = number, details.values.get(trial_id)
-        record.best_params = details.params.get(trial_id, {})
-        record.best_val = details.user_attrs[trial_id].get("val")
-        record.best_test = details.user_attrs[trial_id].get("test")
-    return record
+        fields |= {"best_trial_number": number, "best_values": details.values.get(trial_id),
+                   "best_params": details.params.get(trial_id, {}),
+                   "best_val": details.user_attrs[trial_id].get("val"),
+                   "best_test": details.user_attrs[trial_id].get("test")}
+    if with_spec:
+        return StudyRecord(**fields, spec=StudySpec.model_validate_json(row.spec_json))
+    return StudySummary(**fields)
 
 
 def _best_trials(connection: sa.Connection, study_ids: list[int]) -> dict[int, tuple[int, int]]:

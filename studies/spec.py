@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from studies.space import (
+    DERIVED_PARAMS,
     Choices,
     FloatRange,
     ParamSpec,
@@ -28,6 +29,10 @@ from trainers.presets import PRESETS, method_defaults
 
 SplitName = Literal["all", "many", "medium", "few"]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+# Searched parameters a study may name. Each is a config field, which bounds them already (about 40); the cap
+# keeps a sampler's per-trial work and a trial's one-statement parameter write small.
+MAX_SEARCHED_PARAMS = 32
+_NAMES_SHOWN = 5  # unknown names an error lists before "and N more"
 
 
 class StudySpec(BaseModel):
@@ -45,12 +50,15 @@ class StudySpec(BaseModel):
     data_root: str | None = None
     imbalance_factor: float | None = Field(None, description="None: the preset's, else the data set's default")
     image_size: int | None = Field(None, ge=4, le=1024)
-    search_space: dict[str, ParamSpec] = Field(default_factory=dict,
-                                               description="overrides of the method's default ranges")
+    search_space: dict[str, ParamSpec] = Field(
+        default_factory=dict, description=f"overrides of the method's default ranges, keyed by config field "
+        f"(e.g. stage2.weight_decay); unknown names are refused; at most {MAX_SEARCHED_PARAMS} searched in all")
     fixed: dict[str, ParamValue] = Field(default_factory=dict,
-                                         description="config fields fixed for every trial, e.g. stage1.epochs")
+                                         description="config fields fixed for every trial, e.g. stage1.epochs; "
+                                                     "unknown names are refused")
     n_trials: int = Field(gt=0, le=100_000)
-    sampler: Literal["tpe", "gp", "random", "grid"] = "tpe"
+    sampler: Literal["tpe", "gp", "random", "grid"] = Field(
+        "tpe", description="grid needs every searched parameter given as categorical choices")
     pruner: Literal["none", "median", "successive-halving", "hyperband"] = "none"
     objectives: list[SplitName] = Field(default_factory=lambda: ["all"], min_length=1, max_length=4,
                                         description="val balanced accuracy of these splits, all maximised")
@@ -96,10 +104,27 @@ class StudySpec(BaseModel):
             raise ValueError(f"unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
         if self.preset is not None and PRESETS[self.preset].config.method != self.method:
             raise ValueError(f"preset {self.preset!r} is for method {PRESETS[self.preset].config.method!r}")
+        self._known_names()
         if self.sampler == "grid" and any(isinstance(p, FloatRange) for p in self.resolved_space().values()):
             raise ValueError("the grid sampler needs every searched parameter given as choices")
         self.base_config()
         return self
+
+    def _known_names(self) -> None:
+        """Every search_space and fixed name is a field of this method's config (or a derived parameter)."""
+        fields = _leaf_fields(self._preset_or_defaults().model_dump())
+        for kind, names in (("search_space", self.search_space), ("fixed", self.fixed)):
+            unknown = [name for name in names if DERIVED_PARAMS.get(name, (name,))[0] not in fields]
+            if unknown:
+                shown = ", ".join(repr(name[:100]) for name in unknown[:_NAMES_SHOWN])
+                more = f" and {len(unknown) - _NAMES_SHOWN} more" if len(unknown) > _NAMES_SHOWN else ""
+                raise ValueError(f"unknown {kind} names {shown}{more}: name config fields of method "
+                                 f"{self.method!r}, e.g. {', '.join(sorted(default_space(self.method))[:3])}")
+        if len(self.resolved_space()) > MAX_SEARCHED_PARAMS:
+            raise ValueError(f"{len(self.resolved_space())} parameters searched; at most {MAX_SEARCHED_PARAMS}")
+
+    def _preset_or_defaults(self) -> ExperimentConfig:
+        return PRESETS[self.preset].config if self.preset else method_defaults(self.method)
 
     @property
     def directions(self) -> list[str]:
@@ -113,7 +138,7 @@ class StudySpec(BaseModel):
         """The configuration every trial starts from: the preset (every field of it, its DataConfig included:
         CIFAR counts, split seed, ...) or the method's defaults; then the spec's data fields where given; then
         the fixed fields."""
-        base = PRESETS[self.preset].config if self.preset else method_defaults(self.method)
+        base = self._preset_or_defaults()
         data = {"data.name": self.dataset, "data.root": self.data_root, "data.imbalance_factor": self.imbalance_factor,
                 "data.image_size": self.image_size}
         given = {name: value for name, value in data.items() if value is not None}
@@ -128,6 +153,14 @@ class StudySpec(BaseModel):
         base, space = self.base_config(), self.resolved_space()
         params = {name: param_value(base, name) for name in space}
         return params if all(contains(space[name], value) for name, value in params.items()) else None
+
+
+def _leaf_fields(tree: dict[str, Any], prefix: str = "") -> set[str]:
+    """Dotted names of a config dump's leaves: `stage2.weight_decay`, `seed`."""
+    names: set[str] = set()
+    for key, value in tree.items():
+        names |= _leaf_fields(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}"}
+    return names
 
 
 def parse_spec(payload: dict[str, Any]) -> StudySpec:

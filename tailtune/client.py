@@ -18,7 +18,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from service.schemas import Health, StudyCreated
 from studies.lifecycle import QueuedTrial
-from studies.records import Page, StudyRecord, StudyState, TrialRecord, WorkerRecord
+from studies.records import Page, StudyRecord, StudyState, StudySummary, TrialRecord, WorkerRecord
 from studies.space import ParamValue
 from studies.spec import StudySpec
 from trainers.errors import UserInputError
@@ -59,9 +59,9 @@ class TailtuneClient:
         return self._call("POST", "/studies", StudyCreated, json=spec.model_dump(mode="json"))
 
     def list_studies(self, *, state: StudyState | None = None, name: str | None = None, offset: int = 0,
-                     limit: int = 50) -> Page[StudyRecord]:
+                     limit: int = 50) -> Page[StudySummary]:
         query = {"state": state, "name": name, "offset": offset, "limit": limit}
-        return self._call("GET", "/studies", Page[StudyRecord], params=_present(query))
+        return self._call("GET", "/studies", Page[StudySummary], params=_present(query))
 
     def get_study(self, study_id: int) -> StudyRecord:
         return self._call("GET", f"/studies/{study_id}", StudyRecord)
@@ -70,7 +70,7 @@ class TailtuneClient:
         found = self.list_studies(name=name, limit=1).items
         if not found:
             raise ApiError(404, f"no study named {name!r}; create it: tailtune study create {name} ...")
-        return found[0]
+        return self.get_study(found[0].id)  # the list shows summaries; the study itself has its spec
 
     def list_trials(self, study_id: int, *, offset: int = 0, limit: int = 50,
                     order: Literal["number", "value"] = "number") -> Page[TrialRecord]:

@@ -40,6 +40,8 @@ class ApiSettings(BaseModel):
     token: SecretStr | None = Field(None, description="the server's admin token: when set, every route but "
                                     "/healthz needs a Bearer token; the CLI's --api mode sends it")
     url: str | None = Field(None, description="a tailtune API the CLI's study commands use instead of a database")
+    max_request_bytes: int = Field(1_048_576, ge=1024, description="largest request body the API accepts (1 MiB); "
+                                   "a larger one is answered 413 unread")
 
 
 class DataSettings(BaseModel):

@@ -14,7 +14,7 @@ from service.schemas import StudyCreated
 from studies import lifecycle, registry
 from studies.db import Database
 from studies.lifecycle import QueuedTrial
-from studies.records import Page, StudyRecord, StudyState, TrialRecord
+from studies.records import Page, StudyRecord, StudyState, StudySummary, TrialRecord
 from studies.space import ParamValue
 from studies.spec import StudySpec
 from studies.trials_csv import trials_csv
@@ -29,7 +29,7 @@ ApiOption = Annotated[str | None, typer.Option(
 class Studies(Protocol):
     def create_study(self, spec: StudySpec) -> StudyCreated | StudyRecord: ...
     def list_studies(self, *, state: StudyState | None = None, name: str | None = None, offset: int = 0,
-                     limit: int = 50) -> Page[StudyRecord]: ...
+                     limit: int = 50) -> Page[StudySummary]: ...
     def get_study(self, study_id: int) -> StudyRecord: ...
     def get_study_by_name(self, name: str) -> StudyRecord: ...
     def list_trials(self, study_id: int, *, offset: int = 0, limit: int = 50,
@@ -52,7 +52,7 @@ class LocalStudies:
         return registry.create_study(self.db, spec=spec)
 
     def list_studies(self, *, state: StudyState | None = None, name: str | None = None, offset: int = 0,
-                     limit: int = 50) -> Page[StudyRecord]:
+                     limit: int = 50) -> Page[StudySummary]:
         return registry.list_studies(self.db, state=state, name=name, offset=offset, limit=limit)
 
     def get_study(self, study_id: int) -> StudyRecord:

@@ -21,7 +21,7 @@ SHORT = 1000  # characters: a 413 or a 422 that quotes its input stays well unde
 
 @pytest.fixture
 def client(postgres_url: str, tmp_path: Path) -> Iterator[TestClient]:
-    app = create_app(Settings(database_url=postgres_url, artifact_dir=tmp_path))
+    app = create_app(Settings(database={"url": postgres_url}, artifact={"dir": tmp_path}))
     with TestClient(app) as test_client:
         yield test_client
     app.state.database.dispose()
@@ -32,11 +32,12 @@ def test_a_body_over_the_limit_is_413_with_a_short_message(client: TestClient, p
     five_mb = json.dumps(SPEC | {"data_root": "x" * 5_000_000}).encode()
     response = client.post("/studies", content=five_mb, headers={"Content-Type": "application/json"})
     assert response.status_code == 413 and len(response.text) < SHORT
-    assert "TAILTUNE_MAX_REQUEST_BYTES" in response.json()["detail"]
+    assert "TAILTUNE_API_MAX_REQUEST_BYTES" in response.json()["detail"]
     chunks = (b" " * 65_536 for _ in range(40))  # no Content-Length: 2.6 MB counted as it arrives
     assert client.post("/studies", content=chunks, headers={"Content-Type": "application/json"}).status_code == 413
 
-    app = create_app(Settings(database_url=postgres_url, artifact_dir=tmp_path, max_request_bytes=2048))
+    app = create_app(Settings(database={"url": postgres_url}, artifact={"dir": tmp_path},
+                              api={"max_request_bytes": 2048}))
     with TestClient(app) as small:
         assert small.post("/studies", json=SPEC | {"data_root": "x" * 3000}).status_code == 413
         assert small.post("/studies", json=SPEC).status_code == 201

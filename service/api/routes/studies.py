@@ -15,9 +15,9 @@ from service.schemas import BudgetUpdate, Message, StudyCreated, StudyLinks, Tri
 from studies import lifecycle, registry
 from studies.db import Database, redacted
 from studies.export import export_trial
-from studies.records import Page, StudyRecord, StudyState, TrialRecord
+from studies.records import Page, StudyRecord, StudyState, StudySummary, TrialRecord
 from studies.report import build_report
-from studies.spec import NAME_PATTERN, StudySpec
+from studies.spec import MAX_SEARCHED_PARAMS, NAME_PATTERN, StudySpec
 from studies.trials_csv import trials_csv
 
 router = APIRouter(prefix="/studies", tags=["studies"])
@@ -28,24 +28,29 @@ Offset = Annotated[int, Query(ge=0, le=2**31 - 1, description="items to skip")]
 Limit = Annotated[int, Query(ge=1, le=500, description="items per page (at most 500)")]
 NOT_FOUND = {404: {"model": Message}}
 CONFLICT = {409: {"model": Message, "description": "the budget cannot take it"}}
-BAD_BODY = {400: {"model": Message, "description": "the body is not UTF-8 JSON"}}
+BAD_BODY = {400: {"model": Message, "description": "the body is not UTF-8 JSON"},
+            413: {"model": Message, "description": "the body is over TAILTUNE_API_MAX_REQUEST_BYTES"}}
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=StudyCreated,
              responses={**BAD_BODY, 409: {"model": Message, "description": "a study of that name exists"},
                         422: {"model": ValidationErrors | Message,
                               "description": "a message per bad field, or one naming a data path outside the "
-                                             "allowed roots"}})
+                                             "allowed roots; among the rules: search_space and fixed name config "
+                                             f"fields of the method, at most {MAX_SEARCHED_PARAMS} parameters are "
+                                             "searched, the grid sampler needs every searched parameter as "
+                                             "categorical choices"}})
 def create_study(spec: StudySpec, db: DatabaseDep, settings: SettingsDep, request: Request) -> StudyCreated:
     check_data_paths(spec, settings.data.roots)
     record = registry.create_study(db, spec=spec)
     return StudyCreated(id=record.id, name=record.name, urls=_links(request, record.id, db))
 
 
-@router.get("", response_model=Page[StudyRecord])
+@router.get("", response_model=Page[StudySummary])
 def list_studies(db: DatabaseDep, state: StudyState | None = None,
                  name: Annotated[str | None, Query(pattern=NAME_PATTERN, description="only the study of this name")]
-                 = None, offset: Offset = 0, limit: Limit = 50) -> Page[StudyRecord]:
+                 = None, offset: Offset = 0, limit: Limit = 50) -> Page[StudySummary]:
+    """One page of studies without their specs; GET /studies/{id} has the spec."""
     return registry.list_studies(db, state=state, name=name, offset=offset, limit=limit)
 
 

@@ -1,0 +1,91 @@
+"""Bounds on what one request can cost: its body's size, and the size of the 422 that answers a bad one."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+EXCERPT_CHARS = 200  # of a bad value, a message or a location step, quoted back in a 422
+ERRORS_SHOWN = 20  # field errors in one 422; the last entry says how many more there were
+
+
+class BodySizeLimit:
+    """Answers 413 to a request whose body exceeds `max_bytes`, having read at most that much of it.
+
+    A declared Content-Length over the limit is refused before any of the body is read; a chunked body is
+    counted as it arrives. The body is buffered (it is at most `max_bytes`) and handed to the app whole.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            more = message.get("more_body", False)
+        await self.app(scope, _replay(b"".join(chunks), receive), send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        detail = (f"request body over {self.max_bytes} bytes; send less (the server's limit is "
+                  "TAILTUNE_API_MAX_REQUEST_BYTES)")
+        # Connection: close, because the unread rest of the body would otherwise be taken for the next request.
+        response = JSONResponse({"detail": detail}, status_code=status.HTTP_413_CONTENT_TOO_LARGE,
+                                headers={"Connection": "close"})
+        await response(scope, receive, send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands over the buffered body once, then listens to the client (for a disconnect)."""
+    delivered = False
+
+    async def replayed() -> Message:
+        nonlocal delivered
+        if delivered:
+            return await receive()
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replayed
+
+
+def bounded_validation_errors(_request: Request, error: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422 body with every quoted part cut to an excerpt: the default echoes the whole input back
+    (a model-level error's input is the entire body)."""
+    errors = error.errors()
+    shown = [_bounded(entry) for entry in errors[:ERRORS_SHOWN]]
+    if len(errors) > ERRORS_SHOWN:
+        shown.append({"loc": ["body"], "msg": f"and {len(errors) - ERRORS_SHOWN} more errors", "type": "more"})
+    return JSONResponse({"detail": shown}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+def _bounded(entry: dict[str, Any]) -> dict[str, Any]:
+    bounded = {"loc": [part if isinstance(part, int) else excerpt(str(part)) for part in entry["loc"]],
+               "msg": excerpt(str(entry["msg"])), "type": str(entry["type"])}
+    if "input" in entry:
+        bounded["input"] = excerpt(json.dumps(entry["input"], default=str))
+    return bounded
+
+
+def excerpt(text: str) -> str:
+    return text if len(text) <= EXCERPT_CHARS else f"{text[:EXCERPT_CHARS]}... ({len(text)} characters)"
