@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.trainers.fake_data import write_fake_cifar, write_fake_image_folder
+from tests.trainers.test_data import truncate_one_png
 from tests.trainers.test_presets import ALGORITHMS_MD_FIGURES
 from trainers.data import lt_counts
 
@@ -72,3 +73,12 @@ def test_a_paper_preset_runs_its_recipe_on_cifar_files_and_shows_the_papers_numb
     assert config["data"]["cifar_counts"] == "wb" and config["eval"]["flip_tta"] is True
     assert config["stage2"]["loss"] == "cb-bce" and config["stage2"]["maxnorm_every"] == "epoch"
     assert config["stage2"]["bn_mode"] == "train"
+
+
+def test_a_truncated_image_is_named_with_exit_2_and_no_traceback(tmp_path: Path) -> None:
+    root = write_fake_image_folder(tmp_path / "shapes", train_counts={"circle": 3, "square": 3},
+                                   test_counts={"circle": 1, "square": 1}, modes=("RGB",))
+    damaged = truncate_one_png(root)
+    completed = _run("train", "--dataset", f"folder:{root}", "--image-size", "8", "--epochs", "1")
+    assert completed.returncode == 2
+    assert str(damaged) in completed.stderr.replace("\n", "") and "Traceback" not in completed.stderr

@@ -12,6 +12,8 @@ from studies import registry
 from studies.db import Database
 from studies.spec import parse_spec
 from studies.worker import WorkerSettings, run_worker
+from tests.trainers.fake_data import write_fake_image_folder
+from tests.trainers.test_data import truncate_one_png
 
 STAGE1_EPOCHS = 3
 
@@ -42,3 +44,17 @@ def test_epochs_are_evaluated_and_reported_only_for_a_pruner(pruner: str, sqlite
     else:  # stage 1's epochs are the steps of the trial's curve, each the val accuracy evaluated then
         assert first.intermediate_values == dict(enumerate(evaluations, start=1))
         assert len(evaluations) == STAGE1_EPOCHS and all(0 <= v <= 100 for v in evaluations)
+
+
+def test_a_corrupt_image_stops_the_study_with_its_path(sqlite_url: str, tmp_path: Path) -> None:
+    root = write_fake_image_folder(tmp_path / "set", {"a": 3, "b": 3}, {"a": 1, "b": 1}, modes=("RGB",))
+    damaged = truncate_one_png(root)
+    db = Database.connect(sqlite_url)
+    study = registry.create_study(db, spec=parse_spec({"name": "corrupt", "n_trials": 5, "dataset": f"folder:{root}",
+                                                       "image_size": 8, "fixed": {"stage1.epochs": 1}}))
+    settings = WorkerSettings(artifact_dir=tmp_path, device="cpu", handle_signals=False, max_consecutive_failures=2)
+    summary = run_worker(db, study_names=["corrupt"], settings=settings)
+    record = registry.get_study(db, study_id=study.id)
+    db.dispose()
+    assert (summary.failed, record.state) == (2, "stopped")
+    assert "CorruptImageError" in record.stop_reason and str(damaged) in record.stop_reason

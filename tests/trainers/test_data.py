@@ -20,7 +20,7 @@ from tests.trainers.fake_data import (
 from trainers.config import BUILT_IN_DATASETS, DataConfig
 from trainers.data import LTDataset, load_dataset, lt_counts
 from trainers.data.profiles import carve_balanced_val
-from trainers.errors import UserInputError
+from trainers.errors import CorruptImageError, UserInputError
 
 
 def image_rows(images: torch.Tensor) -> set[bytes]:
@@ -242,3 +242,18 @@ def test_list_data_sets_name_the_missing_list_or_image(tmp_path: Path) -> None:
     missing.unlink()
     with pytest.raises(UserInputError, match=str(missing)):
         load_dataset(DataConfig(name="inat2018", root=tmp_path, image_size=8))
+
+
+def truncate_one_png(root: Path) -> Path:
+    """Cuts a train PNG of a folder data set in half: it still opens (the header is whole) but does not decode."""
+    damaged = sorted((root / "train").rglob("*.png"))[0]
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+    return damaged
+
+
+def test_a_truncated_image_is_a_corrupt_image_error_naming_its_path(tmp_path: Path) -> None:
+    root = write_fake_image_folder(tmp_path / "set", {"a": 3, "b": 3}, {"a": 1, "b": 1}, modes=("RGB",))
+    damaged = truncate_one_png(root)
+    with pytest.raises(CorruptImageError, match="image file is truncated") as raised:
+        load_dataset(DataConfig(name=f"folder:{root}", image_size=8))
+    assert str(damaged) in str(raised.value)
