@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from trainers.data.types import ImageSplit
-from trainers.errors import UserInputError
+from trainers.errors import CorruptImageError, UserInputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 GRAYSCALE_MODES = {"1", "L", "LA", "I", "I;16", "F"}
@@ -89,13 +89,16 @@ def _open(path: Path) -> Image.Image:
         raise UserInputError(f"image file '{path}' does not exist; fix the list or folder that "
                              "names it") from None
     except UnidentifiedImageError:
-        raise UserInputError(f"'{path}' is not a readable PNG or JPEG image; remove or replace it") from None
+        raise CorruptImageError(f"'{path}' is not a readable PNG or JPEG image; remove or replace it") from None
 
 
 def _decode(path: Path, size: int, channels: int) -> np.ndarray:
     with _open(path) as image:
         image.draft("RGB" if channels == 3 else "L", (size, size))  # JPEG: decode at a reduced scale
-        converted = image.convert("RGB" if channels == 3 else "L")
+        try:
+            converted = image.convert("RGB" if channels == 3 else "L")
+        except (OSError, SyntaxError, ValueError) as error:  # PIL's "image file is truncated", "broken data stream"
+            raise CorruptImageError(f"image file '{path}' is damaged ({error}); replace or remove it") from None
     pixels = np.array(_shorter_side_center_crop(converted, size), dtype=np.uint8)  # a writable copy
     return pixels.reshape(size, size, channels).transpose(2, 0, 1)
 
