@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 
 from service.api.deps import TokenDep
 from service.api.limits import BodySizeLimit, bounded_validation_errors
+from service.api.options import SchemaOptions
 from service.api.routes import health, studies, workers
 from service.core.config import Settings
 from service.schemas import Message
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (studies.router, workers.router):
         app.include_router(router, dependencies=[TokenDep], responses=_PROTECTED_RESPONSES)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_request_bytes)
+    app.add_middleware(SchemaOptions, api=app)
     app.add_exception_handler(RequestValidationError, bounded_validation_errors)
     app.add_exception_handler(UserInputError, _user_error)
     app.add_exception_handler(DatabaseUnavailableError, _unavailable)

@@ -15,7 +15,7 @@ from service.main import create_app
 
 @pytest.fixture
 def client(sqlite_url: str, tmp_path: Path) -> Iterator[TestClient]:
-    app = create_app(Settings(database_url=sqlite_url, artifact_dir=tmp_path))
+    app = create_app(Settings(database={"url": sqlite_url}, artifact={"dir": tmp_path}))
     with TestClient(app) as test_client:
         yield test_client
     app.state.database.dispose()

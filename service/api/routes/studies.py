@@ -114,9 +114,10 @@ def delete_study(study_id: StudyId, db: DatabaseDep,
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/{study_id}/report", responses={200: {"content": {"text/html": {}}, "description": "the report page"},
-                                            **NOT_FOUND, 422: {"model": Message | ValidationErrors,
-                                                               "description": "no finished trials yet"}})
+@router.get("/{study_id}/report", response_class=HTMLResponse, responses={
+    200: {"description": "the report page"}, **NOT_FOUND,
+    422: {"model": Message | ValidationErrors,
+          "description": "the study has no finished trial to report yet (a message), or the id is out of range"}})
 def study_report(study_id: StudyId, db: DatabaseDep, settings: SettingsDep) -> HTMLResponse:
     """The study's report page (figures inlined), as `tailtune report` writes it."""
     record = registry.get_study(db, study_id=study_id)
