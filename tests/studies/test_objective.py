@@ -52,8 +52,8 @@ def test_a_corrupt_image_stops_the_study_with_its_path(sqlite_url: str, tmp_path
     db = Database.connect(sqlite_url)
     study = registry.create_study(db, spec=parse_spec({"name": "corrupt", "n_trials": 5, "dataset": f"folder:{root}",
                                                        "image_size": 8, "fixed": {"stage1.epochs": 1}}))
-    settings = WorkerSettings(artifact_dir=tmp_path, device="cpu", handle_signals=False, max_consecutive_failures=2)
-    summary = run_worker(db, study_names=["corrupt"], settings=settings)
+    settings = WorkerSettings(device="cpu", handle_signals=False, max_consecutive_failures=2)
+    summary = run_worker(db, study_names=["corrupt"], settings=settings, artifact_dir=tmp_path)
     record = registry.get_study(db, study_id=study.id)
     db.dispose()
     assert (summary.failed, record.state) == (2, "stopped")
