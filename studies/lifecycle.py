@@ -124,10 +124,11 @@ def checked_params(spec: StudySpec, params: dict[str, ParamValue]) -> dict[str, 
 
 def _checked_value(name: str, param: FloatRange | Choices, value: ParamValue) -> ParamValue:
     if isinstance(param, Choices):
-        # bool is an int in Python: True must not match a choice of 1.
-        if not any(type(value) is type(choice) and value == choice for choice in param.choices):
-            raise UserInputError(f"parameter {name!r}: {value!r} is not one of {param.choices}")
-        return value
+        # JSON's 0 may stand for a choice of 0.0, but bool is an int in Python: True must not match a choice of 1.
+        for choice in param.choices:
+            if value == choice and isinstance(value, bool) == isinstance(choice, bool):
+                return choice  # stored with the choice's type, as Optuna's categorical compares them
+        raise UserInputError(f"parameter {name!r}: {value!r} is not one of {param.choices}")
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise UserInputError(f"parameter {name!r}: {value!r} is not a number")
     if not param.low <= value <= param.high:
