@@ -18,7 +18,7 @@ from studies.space import sample_params
 from studies.spec import StudySpec
 from studies.trial_models import store_trial_model
 from trainers.config import ExperimentConfig
-from trainers.experiment import Stage2Output, runs_on_cached_features, stage2_output, stage2_outputs
+from trainers.experiment import Stage2Output, data_summary, runs_on_cached_features, stage2_output, stage2_outputs
 from trainers.loop import EpochCallback
 from trainers.provenance import provenance
 from trainers.results import StageResult
@@ -110,6 +110,7 @@ def _record(trial: optuna.Trial, spec: StudySpec, config: ExperimentConfig, cach
     attributes = trial_attributes(cached.backbone.stage1, stage2, cached.backbone.data.class_counts)
     attributes |= {"config": config.model_dump(mode="json"), "stage1_key": cached.key,
                    "stage1_trained": trained_here, "batch_size": batch_size, "wall_time_s": wall_time_s,
+                   "data": data_summary(cached.backbone.data).model_dump(),
                    "provenance": provenance(runtime.device).model_dump()}
     attributes |= store_trial_model(context.cache.artifact_dir, cached, config, output, runtime)
     set_trial_user_attrs(trial, attributes)

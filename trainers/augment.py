@@ -6,8 +6,13 @@ applies it with `crop_at` and `flip_where`, so a test can replay the same draws.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
+from torchvision.ops import roi_align
+
+from trainers.data.types import RRC_RATIO, RRC_SCALE, AugmentSpec
 
 
 def random_offsets(count: int, padding: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -46,6 +51,42 @@ def random_crop_flip(images: torch.Tensor, padding: int, flip: bool, generator: 
     if flip:
         images = flip_where(images, random_flip_mask(count, generator, device))
     return images
+
+
+def random_resized_boxes(count: int, height: int, width: int, generator: torch.Generator,
+                         device: torch.device) -> torch.Tensor:
+    """count x 4 boxes (x1, y1, x2, y2) of RandomResizedCrop: area fraction in RRC_SCALE, log-uniform aspect
+    ratio in RRC_RATIO, uniform position. A box that would not fit is clamped to the image instead of
+    torchvision's ten redraws (it clamps to the same full-image side torchvision's fallback uses)."""
+    draws = torch.rand(count, 4, generator=generator, device=device)
+    scale = RRC_SCALE[0] + draws[:, 0] * (RRC_SCALE[1] - RRC_SCALE[0])
+    log_low, log_high = math.log(RRC_RATIO[0]), math.log(RRC_RATIO[1])
+    ratio = torch.exp(log_low + draws[:, 1] * (log_high - log_low))
+    area = scale * height * width
+    box_width = torch.sqrt(area * ratio).clamp(max=width)
+    box_height = torch.sqrt(area / ratio).clamp(max=height)
+    x1 = draws[:, 2] * (width - box_width)
+    y1 = draws[:, 3] * (height - box_height)
+    return torch.stack([x1, y1, x1 + box_width, y1 + box_height], dim=1)
+
+
+def resized_crop_at(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Cuts each box out of its uint8 image and resizes it to size x size in one batched roi_align (bilinear,
+    averaging ceil(box / size) samples per output pixel, so a large box is antialiased)."""
+    indexed = torch.cat([torch.arange(len(boxes), device=boxes.device, dtype=boxes.dtype)[:, None], boxes], dim=1)
+    crops = roi_align(images.float(), indexed, output_size=size, spatial_scale=1.0, sampling_ratio=-1,
+                      aligned=True)
+    return crops.round().clamp(0, 255).to(torch.uint8)
+
+
+def augment_batch(images: torch.Tensor, spec: AugmentSpec, generator: torch.Generator) -> torch.Tensor:
+    """A data set's train augmentation for a whole uint8 batch on its device: RandomResizedCrop (when the spec
+    asks for it), then padded random crop and flip."""
+    if spec.random_resized_crop:
+        count, _, height, width = images.shape
+        boxes = random_resized_boxes(count, height, width, generator, images.device)
+        images = resized_crop_at(images, boxes, size=height)
+    return random_crop_flip(images, spec.crop_padding, spec.horizontal_flip, generator)
 
 
 def hflip(images: torch.Tensor) -> torch.Tensor:

@@ -43,6 +43,19 @@ class DataConfig(_Frozen):
     cifar_counts: Literal["ewb", "wb"] = Field(
         "ewb", description="ewb: n_max 480 with round() and a 20-per-class val split; wb: the WB code's floor() counts")
     split_seed: int = Field(0, description="seed of the val/test carving where a data set needs one")
+    # Augmentation: None takes the data set's default (the papers' for their data sets, see trainers/data);
+    # every result states the values it trained with (ExperimentResult.data).
+    flip: bool | None = Field(None, description="random horizontal flip in training; None: on for CIFAR, "
+                              "ImageNet-LT and iNaturalist (the papers'), off for digits-lt and folder: sets")
+    crop_padding: int | None = Field(None, ge=0, le=64, description="random crop after zero padding by this many "
+                                     "pixels (0: none); None: image_size // 8 (CIFAR's 4 at 32), 0 with "
+                                     "random_resized_crop")
+    random_resized_crop: bool | None = Field(
+        None, description="RandomResizedCrop(scale 0.08-1, ratio 3/4-4/3) in training; None: on for imagenet-lt "
+        "and inat2018 (the papers'), off elsewhere")
+    pipeline: Literal["auto", "in-memory", "streaming"] = Field(
+        "auto", description="in-memory: decode once into a uint8 tensor; streaming: decode per batch in loader "
+        "processes (list and folder data sets); auto: in memory when the decoded splits fit IN_MEMORY_LIMIT")
 
     @field_validator("name")
     @classmethod
@@ -148,6 +161,10 @@ class RunOptions(_Frozen):
     compile: Literal["auto", "off", "on"] = Field("auto", description="auto: torch.compile on CUDA only")
     checkpoint_dir: Path | None = None
     progress: bool = False
+    loader_workers: int | None = Field(None, ge=0, description="processes decoding streamed images; None: "
+                                       "min(8, CPU cores); 0: decode in the training process")
+    loader_timeout_s: float = Field(300.0, gt=0, description="a decoding worker silent this long fails the run "
+                                    "(a stuck file system) instead of hanging it")
 
 
 class ExperimentConfig(_Frozen):

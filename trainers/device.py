@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,6 +19,8 @@ class Runtime:
     autocast_dtype: torch.dtype | None  # None: full fp32
     compile: bool
     channels_last: bool
+    loader_workers: int = 0  # DataLoader worker processes decoding streamed images (0: in this process)
+    loader_timeout_s: float = 300.0  # a worker silent this long fails the run instead of hanging it
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:
@@ -36,8 +39,10 @@ def resolve_runtime(options: RunOptions) -> Runtime:
     device = torch.device("cuda" if use_cuda else "cpu")
     autocast = {"auto": torch.bfloat16 if use_cuda else None, "off": None, "bf16": torch.bfloat16}[options.amp]
     compile_model = {"auto": use_cuda, "off": False, "on": True}[options.compile]
+    workers = options.loader_workers if options.loader_workers is not None else min(8, os.cpu_count() or 1)
     return Runtime(device=device, autocast_dtype=autocast, compile=compile_model,
-                   channels_last=options.channels_last)
+                   channels_last=options.channels_last, loader_workers=workers,
+                   loader_timeout_s=options.loader_timeout_s)
 
 
 def seeded_generator(seed: int, device: torch.device) -> torch.Generator:

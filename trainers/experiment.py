@@ -31,7 +31,7 @@ from trainers.metrics import logits_magnitude_and_rsd, per_class_accuracy, split
 from trainers.models import LTModel, build_model, resolve_arch
 from trainers.posthoc import etf_classifier_weight, tau_normalize
 from trainers.provenance import provenance
-from trainers.results import Diagnostics, ExperimentResult, SplitRule, StageResult
+from trainers.results import DataSummary, Diagnostics, ExperimentResult, SplitRule, StageResult
 
 
 @dataclass
@@ -65,9 +65,18 @@ def run_experiment(config: ExperimentConfig, runtime: Runtime, on_epoch: EpochCa
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         torch.save(backbone.model.state_dict(), checkpoint_dir / "stage1.pt")
         (checkpoint_dir / "config.json").write_text(config.model_dump_json(indent=2))
-    return ExperimentResult(config=config, class_counts=backbone.data.class_counts,
+    return ExperimentResult(config=config, data=data_summary(backbone.data), class_counts=backbone.data.class_counts,
                             class_names=backbone.data.class_names, split_rule=backbone.rule,
                             stage1=backbone.stage1, stage2=stage2, provenance=provenance(runtime.device))
+
+
+def data_summary(data: LTDataset) -> DataSummary:
+    estimate = data.estimated_decoded_bytes
+    return DataSummary(image_size=data.image_size, channels=data.channels, pipeline=data.pipeline,
+                       estimated_decoded_gb=round(estimate / 1e9, 3) if estimate is not None else None,
+                       eval_resize=data.view.resize if data.view else None, flip=data.augment.horizontal_flip,
+                       crop_padding=data.augment.crop_padding, random_resized_crop=data.augment.random_resized_crop,
+                       train_images=len(data.train), val_images=len(data.val), test_images=len(data.test))
 
 
 def feature_views(config: ExperimentConfig) -> int:

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import torch
 
-from trainers.augment import random_crop_flip
-from trainers.data.types import ImageSplit, LTDataset
+from trainers.batches import train_batches
+from trainers.data.types import LTDataset
 from trainers.device import Runtime, seeded_generator
-from trainers.loop import predict
+from trainers.loop import predict, predict_batches
 from trainers.metrics import fisher_discriminant_ratio
 from trainers.models import LTModel
+
+_EXTRACT_BATCH = 512  # images per forward pass when extracting features
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,6 @@ def extract_feature_bank(model: LTModel, data: LTDataset, runtime: Runtime, *, v
 
 def _augmented_features(model: LTModel, data: LTDataset, runtime: Runtime,
                         generator: torch.Generator) -> torch.Tensor:
-    images = data.train.images.to(runtime.device)
-    augmented = random_crop_flip(images, data.augment.crop_padding, data.augment.horizontal_flip, generator)
-    features, _ = predict(model, ImageSplit(augmented, data.train.labels), data, runtime)
+    batches = train_batches(data, _EXTRACT_BATCH, runtime, generator, shuffle=False)
+    features, _ = predict_batches(model, (images for images, _ in batches), data, runtime)
     return features

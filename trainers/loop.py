@@ -7,14 +7,15 @@ which parameters train, the loss, and what runs after a step or an epoch (MaxNor
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from trainers.augment import hflip, normalize, random_crop_flip
-from trainers.data.types import ImageSplit, LTDataset
+from trainers.augment import hflip, normalize
+from trainers.batches import eval_batches, train_batches
+from trainers.data.types import FileSplit, ImageSplit, LTDataset
 from trainers.device import Runtime, seeded_generator
 from trainers.errors import TrainingDivergedError
 from trainers.metrics import per_class_accuracy
@@ -84,33 +85,34 @@ def _check_finite(loss_sum: torch.Tensor, stage: str, epoch: int) -> None:
 
 def augmented_batches(data: LTDataset, batch_size: int, runtime: Runtime,
                       generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Shuffled train batches: gather, crop/flip and normalise on the device, no per-image Python."""
-    images, labels = data.train.images.to(runtime.device), data.train.labels.to(runtime.device)
-    order = torch.randperm(len(labels), device=runtime.device, generator=generator)
-    for start in range(0, len(order), batch_size):
-        index = order[start:start + batch_size]
-        batch = random_crop_flip(images[index], data.augment.crop_padding, data.augment.horizontal_flip,
-                                 generator)
-        yield normalize(batch, data.mean, data.std, runtime.channels_last), labels[index]
+    """Shuffled, augmented and normalised train batches on the device (trainers/batches.py)."""
+    for batch, labels in train_batches(data, batch_size, runtime, generator):
+        yield normalize(batch, data.mean, data.std, runtime.channels_last), labels
 
 
 @torch.no_grad()
-def predict(model: LTModel, split: ImageSplit, data: LTDataset, runtime: Runtime, *, flip: bool = False,
-            batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(model: LTModel, split: ImageSplit | FileSplit, data: LTDataset, runtime: Runtime, *,
+            flip: bool = False, batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
     """Features and logits of a split in eval mode (BN running statistics), optionally of flipped images."""
+    batches = eval_batches(split, data, runtime, batch_size)
+    return predict_batches(model, (hflip(batch) if flip else batch for batch in batches), data, runtime)
+
+
+@torch.no_grad()
+def predict_batches(model: LTModel, batches: Iterable[torch.Tensor], data: LTDataset,
+                    runtime: Runtime) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features and logits of uint8 image batches in eval mode."""
     model.eval()
     features, logits = [], []
-    for start in range(0, len(split), batch_size):
-        batch = split.images[start:start + batch_size].to(runtime.device)
-        batch = normalize(hflip(batch) if flip else batch, data.mean, data.std, runtime.channels_last)
+    for batch in batches:
         with runtime.autocast():
-            batch_features = model.features(batch).float()
+            batch_features = model.features(normalize(batch, data.mean, data.std, runtime.channels_last)).float()
         features.append(batch_features)
         logits.append(model.classifier(batch_features))
     return torch.cat(features), torch.cat(logits)
 
 
-def evaluate_all(model: LTModel, split: ImageSplit, data: LTDataset, runtime: Runtime) -> float:
+def evaluate_all(model: LTModel, split: ImageSplit | FileSplit, data: LTDataset, runtime: Runtime) -> float:
     """Per-class-mean accuracy in percent (the papers' "All"), for progress and pruning."""
     _, logits = predict(model, split, data, runtime)
     # nanmean: a class absent from this split (NaN) must not turn the number into NaN.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 from trainers.config import ExperimentConfig
@@ -52,8 +54,27 @@ class Provenance(BaseModel):
     tailtune_version: str
 
 
+class DataSummary(BaseModel):
+    """What the run trained on, with the data set's defaults resolved: the augmentation it used is stated here
+    even where the config left it to the data set (None)."""
+
+    image_size: int
+    channels: int
+    pipeline: Literal["in-memory", "streaming"]
+    estimated_decoded_gb: float | None = Field(description="all splits as uint8 at image_size (image files only); "
+                                               "decides the pipeline under pipeline=auto")
+    eval_resize: int | None = Field(description="shorter side before the eval centre crop (image files only)")
+    flip: bool
+    crop_padding: int
+    random_resized_crop: bool
+    train_images: int
+    val_images: int
+    test_images: int
+
+
 class ExperimentResult(BaseModel):
     config: ExperimentConfig
+    data: DataSummary
     class_counts: list[int]
     class_names: list[str]
     split_rule: SplitRule

@@ -3,6 +3,9 @@
 - `write_fake_cifar`: torchvision's CIFAR python version (pickled batches with bytes keys, as the real files).
 - `write_fake_image_folder`: a folder:PATH tree of PNG and JPEG files of mixed sizes and modes.
 - `write_fake_imagenet_lt` / `write_fake_inat2018`: images plus the standard list files.
+- `write_imagenet_lt_photos`: the ImageNet-LT layout at the papers' scale of image (JPEGs of 256-500 px, val
+  images in the train class folders, test images in one flat folder), long-tailed; also used by
+  benchmarks/image_pipeline.py and the issue's acceptance run.
 Every image file is filled with its class's gray level `class_level(label)` plus a little noise, so a test can
 tell an image's class from its mean pixel value even after resizing and JPEG compression.
 """
@@ -145,3 +148,32 @@ def _cifar_batch(images: np.ndarray, labels: np.ndarray, label_key: bytes) -> di
 def _pickle(path: Path, content: dict[bytes, object]) -> None:
     with path.open("wb") as file:
         pickle.dump(content, file, protocol=2)
+
+
+def write_imagenet_lt_photos(root: Path, train_counts: list[int], val_per_class: int, test_per_class: int,
+                             seed: int = 0) -> Path:
+    """ImageNet_LT_{train,val,test}.txt under root as OLTR's lists lay them out: train and val JPEGs under
+    train/nXXXX/, test JPEGs in the flat folder val/. Each image has its own side lengths in [256, 500] and
+    smooth random content tinted by its class's colour, so a small network can learn the classes."""
+    rng = np.random.default_rng(seed)
+    lists: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    for label, count in enumerate(train_counts):
+        tint = rng.integers(40, 216, size=3)
+        for split, number in [("train", n) for n in range(count)] + \
+                [("val", n) for n in range(val_per_class)] + [("test", n) for n in range(test_per_class)]:
+            folder = f"val/ILSVRC2012_val_{label:04d}" if split == "test" else f"train/n{label:04d}/n{label:04d}"
+            relative = f"{folder}_{split}{number}.JPEG"
+            _write_photo(root / relative, tint, rng)
+            lists[split].append(f"{relative} {label}")
+    for split, lines in lists.items():
+        (root / f"ImageNet_LT_{split}.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def _write_photo(path: Path, tint: np.ndarray, rng: np.random.Generator) -> None:
+    width, height = (int(side) for side in rng.integers(256, 501, size=2))
+    coarse = rng.integers(0, 256, size=(6, 6, 3), dtype=np.uint8)
+    texture = np.asarray(Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC), np.float32)
+    pixels = np.clip(0.5 * texture + 0.5 * tint, 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, quality=90)

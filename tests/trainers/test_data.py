@@ -18,7 +18,7 @@ from tests.trainers.fake_data import (
     write_image,
 )
 from trainers.config import BUILT_IN_DATASETS, DataConfig
-from trainers.data import LTDataset, load_dataset, lt_counts
+from trainers.data import AugmentSpec, LTDataset, load_dataset, lt_counts
 from trainers.data.profiles import carve_balanced_val
 from trainers.errors import CorruptImageError, UserInputError
 
@@ -217,7 +217,8 @@ def test_imagenet_lt_reads_its_three_lists(tmp_path: Path) -> None:
     assert data.class_counts == [6, 4, 2]
     assert torch.bincount(data.val.labels).tolist() == [2, 2, 2]
     assert torch.bincount(data.test.labels).tolist() == [3, 3, 3]
-    assert data.train.images.shape[1:] == (3, 16, 16) and data.augment.crop_padding == 2
+    assert data.train.images.shape[1:] == (3, 16, 16) and data.pipeline == "in-memory"
+    assert data.augment == AugmentSpec(crop_padding=0, horizontal_flip=True, random_resized_crop=True)
     assert data.mean == (0.485, 0.456, 0.406)
     assert_class_levels(data)
 
@@ -228,7 +229,7 @@ def test_inat2018_tests_on_its_val_list_and_carves_val_from_train(tmp_path: Path
     assert data.class_counts == [8, 4, 2]
     assert torch.bincount(data.val.labels, minlength=3).tolist() == [2, 1, 0]
     assert torch.bincount(data.test.labels).tolist() == [2, 2, 2]
-    assert data.image_size == 64 and data.augment.crop_padding == 8
+    assert data.image_size == 224 and data.view.resize == 256  # the papers' crop and evaluation resize
     assert_class_levels(data)
 
 

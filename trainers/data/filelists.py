@@ -3,26 +3,30 @@
 - imagenet-lt: ImageNet_LT_train.txt, ImageNet_LT_val.txt (20 per class), ImageNet_LT_test.txt (OLTR's lists).
 - inat2018: iNaturalist18_train.txt and iNaturalist18_val.txt; the official val list serves as the test set
   and a balanced val split (min(20, n_k // 5) per class, seeded by split_seed) is carved from train.
-Images are decoded once (RGB, shorter side resized, centre crop) to image_size, default 64 so the whole train
-set fits in memory as uint8 (ImageNet-LT train at 64: about 1.4 GB; iNaturalist 2018 at 64: about 5.4 GB).
-Class counts are the lists' own; class k is label k. Normalised with the ImageNet mean and std.
+Images are seen as the papers' code sees them: image_size 224 by default, RandomResizedCrop + flip for training,
+shorter side resized to 256/224 of image_size then the centre crop for evaluation; decoded once into memory when
+the splits fit, else per batch (trainers/data/streaming.py). Class counts are the lists' own; class k is label k;
+normalised with the ImageNet mean and std. A list that maps one class folder to two labels (or one label to two
+train folders), or names a file outside the root, is refused.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 
 from trainers.config import DataConfig
-from trainers.data.images import crop_padding_for, read_images
 from trainers.data.profiles import FileEntries, carve_val_files
-from trainers.data.types import AugmentSpec, ImageSplit, LTDataset
+from trainers.data.streaming import file_dataset
+from trainers.data.types import AugmentSpec, ImageView, LTDataset
 from trainers.errors import UserInputError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-LIST_DEFAULT_SIZE = 64
+LIST_DEFAULT_SIZE = 224  # the papers' crop
+EVAL_RESIZE_RATIO = 256 / 224  # the papers' evaluation: resize to 256, centre crop 224
 
 IMAGENET_LT_LISTS = ("ImageNet_LT_train.txt", "ImageNet_LT_val.txt", "ImageNet_LT_test.txt")
 INAT2018_LISTS = ("iNaturalist18_train.txt", "iNaturalist18_val.txt")
@@ -31,12 +35,14 @@ INAT2018_LISTS = ("iNaturalist18_train.txt", "iNaturalist18_val.txt")
 def load_imagenet_lt(cfg: DataConfig) -> LTDataset:
     root = _list_root(cfg, IMAGENET_LT_LISTS)
     train, val, test = (read_list(root, name) for name in IMAGENET_LT_LISTS)
+    _check_class_folders(root, IMAGENET_LT_LISTS, train, val, test)
     return _list_dataset(cfg, train, val, test)
 
 
 def load_inat2018(cfg: DataConfig) -> LTDataset:
     root = _list_root(cfg, INAT2018_LISTS)
     full_train, test = (read_list(root, name) for name in INAT2018_LISTS)
+    _check_class_folders(root, INAT2018_LISTS, full_train, test)
     train, val = carve_val_files(full_train, int(full_train[1].max()) + 1, cfg.split_seed)
     return _list_dataset(cfg, train, val, test)
 
@@ -52,6 +58,9 @@ def read_list(root: Path, list_name: str) -> FileEntries:
         if not relative or not label.isdigit():
             raise UserInputError(f"{list_path}:{number}: expected 'relative/path.jpg label', "
                                  f"got {line.strip()!r}")
+        if os.path.isabs(relative) or os.path.normpath(relative).split(os.sep)[0] == os.pardir:
+            raise UserInputError(f"{list_path}:{number}: {relative!r} is outside the data root '{root}'; "
+                                 "list paths must be relative to the folder holding the list files")
         paths.append(root / relative)
         labels.append(int(label))
     if not paths:
@@ -69,16 +78,34 @@ def _list_root(cfg: DataConfig, list_names: tuple[str, ...]) -> Path:
     return cfg.root
 
 
+def _check_class_folders(root: Path, list_names: tuple[str, ...], train: FileEntries, *others: FileEntries) -> None:
+    """The train list's class folders (an image's parent folder) and labels must match one to one, and a val or
+    test file in a train class folder must carry that folder's label: a shuffled or mis-merged list fails here
+    instead of training on wrong labels. (ImageNet-LT's test images sit in one flat folder, not checked.)"""
+    label_of: dict[Path, int] = {}
+    folder_of: dict[int, Path] = {}
+    for path, label in zip(train[0], train[1].tolist(), strict=True):
+        folder = path.parent
+        if label_of.setdefault(folder, label) != label or folder_of.setdefault(label, folder) != folder:
+            raise UserInputError(
+                f"{root / list_names[0]}: classes out of order: '{path.relative_to(root)}' has label {label}, but "
+                f"label {label} is also used for folder '{folder_of[label].relative_to(root)}' or folder "
+                f"'{folder.relative_to(root)}' also holds label {label_of[folder]}; one label per class folder")
+    for list_name, (paths, labels) in zip(list_names[1:], others, strict=True):
+        for path, label in zip(paths, labels.tolist(), strict=True):
+            if label_of.get(path.parent, label) != label:
+                raise UserInputError(f"{root / list_name}: '{path.relative_to(root)}' has label {label}, but its "
+                                     f"class folder has label {label_of[path.parent]} in {list_names[0]}")
+
+
 def _list_dataset(cfg: DataConfig, train: FileEntries, val: FileEntries, test: FileEntries) -> LTDataset:
     num_classes = int(train[1].max()) + 1
     _check_labels(cfg, num_classes, train[1], val[1], test[1])
     size = cfg.image_size or LIST_DEFAULT_SIZE
-    splits = [ImageSplit(read_images(paths, size, channels=3), labels)
-              for paths, labels in (train, val, test)]
-    return LTDataset(name=cfg.name, train=splits[0], val=splits[1], test=splits[2],
-                     class_names=[str(label) for label in range(num_classes)],
-                     mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                     augment=AugmentSpec(crop_padding=crop_padding_for(size), horizontal_flip=True))
+    view = ImageView(size=size, resize=round(size * EVAL_RESIZE_RATIO), channels=3)
+    return file_dataset(cfg, (train, val, test), class_names=[str(label) for label in range(num_classes)],
+                        view=view, mean_std=(IMAGENET_MEAN, IMAGENET_STD),
+                        augment=AugmentSpec(crop_padding=0, horizontal_flip=True, random_resized_crop=True))
 
 
 def _check_labels(cfg: DataConfig, num_classes: int, train: torch.Tensor, *others: torch.Tensor) -> None:

@@ -3,8 +3,12 @@
 Classes are the sorted train subfolder names (class k is the k-th name) with their counts as they are; test
 and val class folders must be a subset of them. Without val/ a balanced val split (min(20, n_k // 5) per
 class, seeded by split_seed) is carved from train. Images of any size are resized (shorter side) and
-centre-cropped to image_size; one channel if every image is grayscale, else RGB. Mean and std come from the
-train split. A relative PATH is taken under --data-root when one is given.
+centre-cropped to image_size; one channel if every image is grayscale, else RGB. Mean and std come from
+(up to 2048 of) the train images. A relative PATH is taken under --data-root when one is given. Decoded once
+into memory when the splits fit, else per batch (trainers/data/streaming.py).
+
+Training flips images only when asked (data.flip=true): a folder may hold characters, digits or other images a
+mirror turns into another class or none, where flips cost up to 15 points (README, "Augmentation").
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ from pathlib import Path
 import torch
 
 from trainers.config import FOLDER_PREFIX, DataConfig
-from trainers.data.images import all_grayscale, channel_mean_std, crop_padding_for, is_image_file, read_images
+from trainers.data.images import all_grayscale, crop_padding_for, is_image_file
 from trainers.data.profiles import FileEntries, carve_val_files
-from trainers.data.types import AugmentSpec, ImageSplit, LTDataset
+from trainers.data.streaming import file_dataset
+from trainers.data.types import AugmentSpec, ImageView, LTDataset
 from trainers.errors import UserInputError
 
 _LAYOUT = "PATH/train/<class>/*.png|jpg|jpeg and PATH/test/<class>/..."
@@ -34,12 +39,9 @@ def load_folder(cfg: DataConfig) -> LTDataset:
     else:
         train, val = carve_val_files(train, len(class_names), cfg.split_seed)
     channels = 1 if all_grayscale(train[0] + val[0] + test[0]) else 3
-    splits = [ImageSplit(read_images(paths, cfg.image_size, channels), labels)
-              for paths, labels in (train, val, test)]
-    mean, std = channel_mean_std(splits[0].images)
-    return LTDataset(name=cfg.name, train=splits[0], val=splits[1], test=splits[2], class_names=class_names,
-                     mean=mean, std=std,
-                     augment=AugmentSpec(crop_padding=crop_padding_for(cfg.image_size), horizontal_flip=True))
+    view = ImageView(size=cfg.image_size, resize=cfg.image_size, channels=channels)
+    return file_dataset(cfg, (train, val, test), class_names=class_names, view=view, mean_std=None,
+                        augment=AugmentSpec(crop_padding=crop_padding_for(cfg.image_size), horizontal_flip=False))
 
 
 def folder_path(cfg: DataConfig) -> Path:

@@ -1,17 +1,11 @@
-"""Image decoding, resizing and channel statistics shared by the loaders.
-
-Files are decoded once into one uint8 N x C x H x W tensor (shorter side resized, then a centre crop), so that
-training augments whole batches as tensor ops instead of per-image PIL calls.
-"""
+"""Image file checks, resizing and channel statistics shared by the loaders (files are decoded in
+trainers/data/streaming.py, on both the in-memory and the streaming path)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
@@ -35,19 +29,6 @@ def all_grayscale(paths: Sequence[Path]) -> bool:
             if image.mode not in GRAYSCALE_MODES:
                 return False
     return True
-
-
-def read_images(paths: Sequence[Path], size: int, channels: int) -> torch.Tensor:
-    """Decode files into a uint8 N x channels x size x size tensor (channels 1: grayscale, 3: RGB)."""
-    images = torch.empty((len(paths), channels, size, size), dtype=torch.uint8)
-
-    def decode_into(index: int) -> None:
-        images[index] = torch.from_numpy(_decode(paths[index], size, channels))
-
-    # PIL releases the GIL while decoding, so threads overlap the decoding of many files.
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        list(pool.map(decode_into, range(len(paths))))
-    return images
 
 
 def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -90,23 +71,3 @@ def _open(path: Path) -> Image.Image:
                              "names it") from None
     except UnidentifiedImageError:
         raise CorruptImageError(f"'{path}' is not a readable PNG or JPEG image; remove or replace it") from None
-
-
-def _decode(path: Path, size: int, channels: int) -> np.ndarray:
-    with _open(path) as image:
-        image.draft("RGB" if channels == 3 else "L", (size, size))  # JPEG: decode at a reduced scale
-        try:
-            converted = image.convert("RGB" if channels == 3 else "L")
-        except (OSError, SyntaxError, ValueError) as error:  # PIL's "image file is truncated", "broken data stream"
-            raise CorruptImageError(f"image file '{path}' is damaged ({error}); replace or remove it") from None
-    pixels = np.array(_shorter_side_center_crop(converted, size), dtype=np.uint8)  # a writable copy
-    return pixels.reshape(size, size, channels).transpose(2, 0, 1)
-
-
-def _shorter_side_center_crop(image: Image.Image, size: int) -> Image.Image:
-    width, height = image.size
-    scale = size / min(width, height)
-    new_width, new_height = max(size, round(width * scale)), max(size, round(height * scale))
-    resized = image.resize((new_width, new_height), Image.Resampling.BILINEAR)
-    left, top = (new_width - size) // 2, (new_height - size) // 2
-    return resized.crop((left, top, left + size, top + size))

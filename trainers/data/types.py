@@ -1,10 +1,17 @@
-"""The in-memory form every data set loader returns: uint8 image tensors plus per-class train counts."""
+"""What every data set loader returns: per split either uint8 image tensors (in memory) or image files
+decoded per batch (streaming), plus per-class train counts and the augmentation it trains with."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
 import torch
+
+# RandomResizedCrop's defaults, which the ImageNet-LT and iNaturalist code of all three papers uses.
+RRC_SCALE = (0.08, 1.0)
+RRC_RATIO = (3 / 4, 4 / 3)
 
 
 @dataclass(frozen=True)
@@ -23,23 +30,56 @@ class ImageSplit:
 
 
 @dataclass(frozen=True)
+class FileSplit:
+    """Image files decoded per batch (the streaming path)."""
+
+    paths: list[Path]
+    labels: torch.Tensor  # int64, N
+
+    def __post_init__(self) -> None:
+        if self.labels.shape != (len(self.paths),):
+            raise TypeError("labels must hold one int per image file")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+@dataclass(frozen=True)
 class AugmentSpec:
-    """Train-time augmentation as the authors use it: random crop with zero padding, optional flip."""
+    """Train-time augmentation as the authors use it: RandomResizedCrop (ImageNet-style), random crop with
+    zero padding (CIFAR-style), horizontal flip; applied in that order."""
 
     crop_padding: int
     horizontal_flip: bool
+    random_resized_crop: bool = False
+
+
+@dataclass(frozen=True)
+class ImageView:
+    """How a file becomes a size x size image for evaluation (and for the in-memory tensor): shorter side
+    resized to `resize`, then the centre crop (the ImageNet papers: 256 then 224)."""
+
+    size: int
+    resize: int
+    channels: int
 
 
 @dataclass(frozen=True)
 class LTDataset:
     name: str
-    train: ImageSplit
-    val: ImageSplit
-    test: ImageSplit
+    train: ImageSplit | FileSplit
+    val: ImageSplit | FileSplit
+    test: ImageSplit | FileSplit
     class_names: list[str]
     mean: tuple[float, ...]  # per channel, on the [0, 1] scale
     std: tuple[float, ...]
     augment: AugmentSpec
+    view: ImageView | None = None  # set for data sets read from image files
+    estimated_decoded_bytes: int | None = None  # of all three splits as uint8 at the view's size
+
+    @property
+    def pipeline(self) -> Literal["in-memory", "streaming"]:
+        return "streaming" if isinstance(self.train, FileSplit) else "in-memory"
 
     @property
     def num_classes(self) -> int:
@@ -51,8 +91,8 @@ class LTDataset:
 
     @property
     def channels(self) -> int:
-        return self.train.images.shape[1]
+        return self.view.channels if self.view is not None else self.train.images.shape[1]
 
     @property
     def image_size(self) -> int:
-        return self.train.images.shape[-1]
+        return self.view.size if self.view is not None else self.train.images.shape[-1]

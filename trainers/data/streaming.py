@@ -1,0 +1,141 @@
+"""Data sets read from image files (list files, folders): decoded once into memory, or per batch (streaming).
+
+Both paths decode with the same functions (`decode_file`, `view_of`), so for the same weights an image gives
+the same evaluation feature on either path. The streaming path decodes in DataLoader worker processes:
+RandomResizedCrop on the full-resolution image (the papers' ImageNet transform) or the eval view for training,
+resize + centre crop for evaluation; flip and padded crop then run on the whole batch on the device.
+
+`pipeline=auto` keeps a data set in memory when its three splits, decoded as uint8 at the view's size, fit in
+IN_MEMORY_LIMIT; ImageNet-LT at 224 px (186k images, about 28 GB) streams, a few thousand images stay in memory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+import torchvision.transforms.v2.functional as TF
+from torch.utils.data import DataLoader, Dataset
+from torchvision.io import ImageReadMode, decode_image, read_file
+from torchvision.transforms.v2 import RandomResizedCrop
+
+from trainers.config import DataConfig
+from trainers.data.profiles import FileEntries
+from trainers.data.types import RRC_RATIO, RRC_SCALE, AugmentSpec, FileSplit, ImageSplit, ImageView, LTDataset
+from trainers.errors import UserInputError
+
+# 4 GiB of uint8 pixels: ImageNet-LT at 64 px (1.4 GB) and small folder sets stay in memory; 224-px
+# ImageNet-LT (28 GB) and iNaturalist 2018 (66 GB train alone) stream.
+IN_MEMORY_LIMIT = 4 * 1024**3
+STATS_SAMPLE = 2048  # train images (evenly spaced) that a folder set's mean and std are measured on
+
+
+class LoaderStalledError(RuntimeError):
+    """A DataLoader worker produced no batch within the timeout (stuck file system, deadlocked decoder)."""
+
+
+def decode_file(path: Path, channels: int) -> torch.Tensor:
+    """A PNG or JPEG file as uint8 channels x H x W; a missing or unreadable file names itself."""
+    try:
+        data = read_file(str(path))
+    except (FileNotFoundError, RuntimeError):
+        raise UserInputError(f"image file '{path}' does not exist or cannot be read; fix the list or folder "
+                             "that names it") from None
+    try:
+        return decode_image(data, mode=ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY)
+    except RuntimeError:
+        raise UserInputError(f"'{path}' is not a readable PNG or JPEG image; remove or replace it") from None
+
+
+def view_of(image: torch.Tensor, view: ImageView) -> torch.Tensor:
+    """Shorter side resized to view.resize (antialiased bilinear), then the view.size centre crop."""
+    resized = TF.resize(image, [view.resize], antialias=True)
+    return TF.center_crop(resized, [view.size, view.size])
+
+
+def read_views(paths: Sequence[Path], view: ImageView) -> torch.Tensor:
+    """Every file's eval view, stacked into one uint8 N x C x size x size tensor (the in-memory path)."""
+    images = torch.empty((len(paths), view.channels, view.size, view.size), dtype=torch.uint8)
+
+    def decode_into(index: int) -> None:
+        images[index] = view_of(decode_file(paths[index], view.channels), view)
+
+    # torchvision's decoders and resize release the GIL, so threads overlap the decoding of many files.
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        list(pool.map(decode_into, range(len(paths))))
+    return images
+
+
+def estimated_decoded_bytes(splits: Sequence[FileEntries], view: ImageView) -> int:
+    return sum(len(paths) for paths, _ in splits) * view.channels * view.size**2
+
+
+def file_dataset(cfg: DataConfig, splits: tuple[FileEntries, FileEntries, FileEntries], *, class_names: list[str],
+                 view: ImageView, mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None,
+                 augment: AugmentSpec) -> LTDataset:
+    """The in-memory or streaming LTDataset of three (files, labels) splits, chosen by cfg.pipeline and the
+    decoded size; mean_std None: measured on a sample of train images."""
+    estimate = estimated_decoded_bytes(splits, view)
+    streaming = cfg.pipeline == "streaming" or (cfg.pipeline == "auto" and estimate > IN_MEMORY_LIMIT)
+    if streaming:
+        train, val, test = (FileSplit(list(paths), labels) for paths, labels in splits)
+    else:
+        train, val, test = (ImageSplit(read_views(paths, view), labels) for paths, labels in splits)
+    mean, std = mean_std or _sample_mean_std(train, view)
+    return LTDataset(name=cfg.name, train=train, val=val, test=test, class_names=class_names, mean=mean, std=std,
+                     augment=augment, view=view, estimated_decoded_bytes=estimate)
+
+
+def _sample_mean_std(train: ImageSplit | FileSplit,
+                     view: ImageView) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    from trainers.data.images import channel_mean_std
+
+    picked = torch.linspace(0, len(train) - 1, min(STATS_SAMPLE, len(train))).round().long().unique()
+    if isinstance(train, ImageSplit):
+        return channel_mean_std(train.images[picked])
+    return channel_mean_std(read_views([train.paths[i] for i in picked.tolist()], view))
+
+
+# ---------------------------------------------------------------------------------------------- per batch
+class _ViewFiles(Dataset):
+    """Item i: file i decoded to its train crop (RandomResizedCrop) or its eval view, and its label."""
+
+    def __init__(self, split: FileSplit, view: ImageView, random_resized_crop: bool) -> None:
+        self.split, self.view = split, view
+        self.crop = RandomResizedCrop(view.size, scale=RRC_SCALE, ratio=RRC_RATIO, antialias=True) \
+            if random_resized_crop else None
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = decode_file(self.split.paths[index], self.view.channels)
+        return (self.crop(image) if self.crop else view_of(image, self.view)), self.split.labels[index]
+
+
+def file_batches(split: FileSplit, view: ImageView, *, batch_size: int, order: list[int] | None,
+                 random_resized_crop: bool, workers: int, timeout_s: float,
+                 seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """uint8 batches (CPU) of a file split in `order` (None: file order), decoded by `workers` processes
+    (0: in this process). Worker randomness (the RandomResizedCrop draws) follows from `seed`."""
+    loader = DataLoader(_ViewFiles(split, view, random_resized_crop), batch_size=batch_size, sampler=order,
+                        num_workers=workers, timeout=timeout_s if workers > 0 else 0,
+                        generator=torch.Generator().manual_seed(seed), pin_memory=torch.cuda.is_available())
+    batches = iter(loader)
+    while True:
+        try:
+            yield next(batches)
+        except StopIteration:
+            return
+        except UserInputError as error:
+            # A worker's exception arrives wrapped in its traceback text; its last line names the file.
+            last_line = str(error).strip().splitlines()[-1]
+            raise UserInputError(last_line.partition("Error: ")[2] or last_line) from None
+        except RuntimeError as error:
+            if "timed out" in str(error):
+                raise LoaderStalledError(f"no image batch arrived within {timeout_s:g} s from the DataLoader "
+                                         f"workers (is the data set's file system reachable?): {error}") from None
+            raise
