@@ -50,6 +50,7 @@ def train(
         typer.echo(result.model_dump_json(indent=2))
     else:
         console.print(result_table(result))
+        console.print(data_line(result))
         if preset is not None:
             reported = ", ".join(f"{key} {value:.2f}" for key, value in PRESETS[preset].reported.items())
             console.print(f"paper preset {preset}: {PRESETS[preset].paper} reports test {reported}")
@@ -118,6 +119,20 @@ class _EpochProgress:
 def _cells(split: SplitAccuracy) -> list[str]:
     # An empty split (no class in it) has no accuracy: "–", never a number.
     return [f"{value:.2f}" if value is not None else "–" for value in (split.all, split.many, split.medium, split.few)]
+
+
+def data_line(result: ExperimentResult) -> str:
+    """The pipeline and the augmentation the run trained with (the data set's defaults resolved)."""
+    data = result.data
+    size = f"{data.image_size} px" + (f" (eval: resize {data.eval_resize}, centre crop)" if data.eval_resize else "")
+    estimate = f", {data.estimated_decoded_gb:g} GB decoded" if data.estimated_decoded_gb is not None else ""
+    return (f"data: {data.train_images} train images at {size}, {data.pipeline}{estimate}; augmentation: "
+            f"random-resized crop {_on(data.random_resized_crop)}, crop padding {data.crop_padding}, "
+            f"flip {_on(data.flip)}")
+
+
+def _on(value: bool) -> str:
+    return "on" if value else "off"
 
 
 def result_table(result: ExperimentResult) -> Table:

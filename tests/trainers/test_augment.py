@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from trainers.augment import (
+    augment_batch,
     crop_at,
     flip_where,
     hflip,
@@ -14,7 +15,10 @@ from trainers.augment import (
     random_crop_flip,
     random_flip_mask,
     random_offsets,
+    random_resized_boxes,
+    resized_crop_at,
 )
+from trainers.data.types import RRC_RATIO, RRC_SCALE, AugmentSpec
 
 DEVICES = [pytest.param("cpu"), pytest.param(
     "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"))]
@@ -89,3 +93,35 @@ def test_normalize_scales_to_unit_range_then_standardises(channels_last: bool) -
     assert out[0, :, 0, 0].tolist() == pytest.approx([(0 - 0.5) / 0.25, (1 - 0.5) / 0.5, (0.2 - 0.2) / 0.1], abs=1e-6)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     assert out.is_contiguous(memory_format=memory_format)
+
+
+def test_random_resized_boxes_keep_the_area_and_ratio_ranges_inside_the_image() -> None:
+    boxes = random_resized_boxes(4000, 30, 40, torch.Generator().manual_seed(0), torch.device("cpu"))
+    width, height = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= 40 + 1e-4).all() and (boxes[:, 3] <= 30 + 1e-4).all()
+    area = width * height / (30 * 40)
+    assert area.min() >= RRC_SCALE[0] * 0.99 and area.max() <= 1 + 1e-4
+    unclamped = (width < 40) & (height < 30)
+    ratio = width[unclamped] / height[unclamped]
+    assert ratio.min() >= RRC_RATIO[0] - 1e-4 and ratio.max() <= RRC_RATIO[1] + 1e-4
+    assert area.max() > 0.9 and area.min() < 0.1  # the whole range is drawn, not a corner of it
+
+
+def test_resized_crop_of_the_whole_image_is_the_image_and_of_a_quarter_is_its_upscale() -> None:
+    images = _images(3, "cpu", size=8)
+    whole = torch.tensor([[0.0, 0.0, 8.0, 8.0]]).repeat(3, 1)
+    assert torch.equal(resized_crop_at(images, whole, size=8), images)
+    quarter = torch.tensor([[0.0, 0.0, 4.0, 4.0]]).repeat(3, 1)
+    upscaled = F.interpolate(images[:, :, :4, :4].float(), size=8, mode="bilinear", align_corners=False)
+    # The last row and column sample past the box's edge: roi_align reads the neighbouring image pixels where
+    # a crop-then-resize repeats the edge, so only the others are compared.
+    inside = (slice(None), slice(None), slice(0, 7), slice(0, 7))
+    assert (resized_crop_at(images, quarter, size=8).float()[inside] - upscaled[inside]).abs().max() <= 1
+
+
+def test_augment_batch_applies_random_resized_crop_only_when_the_spec_asks() -> None:
+    images = _images(5, "cpu", size=8)
+    plain = AugmentSpec(crop_padding=0, horizontal_flip=False)
+    assert torch.equal(augment_batch(images, plain, torch.Generator().manual_seed(0)), images)
+    resized = augment_batch(images, AugmentSpec(0, False, random_resized_crop=True), torch.Generator().manual_seed(0))
+    assert resized.shape == images.shape and resized.dtype == torch.uint8 and not torch.equal(resized, images)

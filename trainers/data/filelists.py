@@ -86,11 +86,12 @@ def _check_class_folders(root: Path, list_names: tuple[str, ...], train: FileEnt
     folder_of: dict[int, Path] = {}
     for path, label in zip(train[0], train[1].tolist(), strict=True):
         folder = path.parent
-        if label_of.setdefault(folder, label) != label or folder_of.setdefault(label, folder) != folder:
-            raise UserInputError(
-                f"{root / list_names[0]}: classes out of order: '{path.relative_to(root)}' has label {label}, but "
-                f"label {label} is also used for folder '{folder_of[label].relative_to(root)}' or folder "
-                f"'{folder.relative_to(root)}' also holds label {label_of[folder]}; one label per class folder")
+        known_label, known_folder = label_of.setdefault(folder, label), folder_of.setdefault(label, folder)
+        if known_label != label or known_folder != folder:
+            clash = (f"its folder holds label {known_label}" if known_label != label else
+                     f"label {label} is already folder '{known_folder.relative_to(root)}'")
+            raise UserInputError(f"{root / list_names[0]}: classes out of order: '{path.relative_to(root)}' has "
+                                 f"label {label}, but {clash}; every class folder needs one label of its own")
     for list_name, (paths, labels) in zip(list_names[1:], others, strict=True):
         for path, label in zip(paths, labels.tolist(), strict=True):
             if label_of.get(path.parent, label) != label:

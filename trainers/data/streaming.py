@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import torchvision.transforms.v2.functional as TF
 from torch.utils.data import DataLoader, Dataset
-from torchvision.io import ImageReadMode, decode_image, read_file
+from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2 import RandomResizedCrop
 
 from trainers.config import DataConfig
@@ -40,9 +40,9 @@ class LoaderStalledError(RuntimeError):
 def decode_file(path: Path, channels: int) -> torch.Tensor:
     """A PNG or JPEG file as uint8 channels x H x W; a missing or unreadable file names itself."""
     try:
-        data = read_file(str(path))
-    except (FileNotFoundError, RuntimeError):
-        raise UserInputError(f"image file '{path}' does not exist or cannot be read; fix the list or folder "
+        data = torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)
+    except OSError as error:
+        raise UserInputError(f"image file '{path}' cannot be read ({error.strerror}); fix the list or folder "
                              "that names it") from None
     try:
         return decode_image(data, mode=ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY)
@@ -125,6 +125,15 @@ def file_batches(split: FileSplit, view: ImageView, *, batch_size: int, order: l
                         num_workers=workers, timeout=timeout_s if workers > 0 else 0,
                         generator=torch.Generator().manual_seed(seed), pin_memory=torch.cuda.is_available())
     batches = iter(loader)
+    try:
+        yield from _unwrapped(batches, timeout_s)
+    finally:
+        # Dropping the iterator shuts its workers down now, not when a kept traceback lets it go.
+        del batches
+
+
+def _unwrapped(batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+               timeout_s: float) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     while True:
         try:
             yield next(batches)

@@ -1,0 +1,143 @@
+"""The streaming image path on a generated ImageNet-LT tree (JPEGs of 256-500 px, 8 long-tailed classes):
+both paths end to end on the CPU, the same eval features for the same weights, and bad input named."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.trainers.fake_data import write_imagenet_lt_photos
+from trainers.config import DataConfig, ExperimentConfig, ModelConfig, RetrainConfig, RunOptions, Stage1Config
+from trainers.data import load_dataset
+from trainers.data.streaming import LoaderStalledError
+from trainers.device import Runtime, resolve_runtime
+from trainers.errors import UserInputError
+from trainers.experiment import build_backbone_model, run_experiment
+from trainers.loop import predict
+
+TRAIN_COUNTS = [40, 28, 20, 14, 10, 7, 5, 4]
+SIZE = 32  # small crops keep the CPU run short; the decoding still starts from 256-500 px JPEGs
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_imagenet_lt_photos(tmp_path_factory.mktemp("imagenet-lt"), TRAIN_COUNTS, val_per_class=2,
+                                    test_per_class=3)
+
+
+def runtime(workers: int = 2, timeout_s: float = 300.0) -> Runtime:
+    return resolve_runtime(RunOptions(device="cpu", loader_workers=workers, loader_timeout_s=timeout_s))
+
+
+def data_config(root: Path, pipeline: str) -> DataConfig:
+    return DataConfig(name="imagenet-lt", root=root, image_size=SIZE, pipeline=pipeline)
+
+
+def test_both_paths_give_the_same_eval_features_for_the_same_weights(tree: Path) -> None:
+    in_memory = load_dataset(data_config(tree, "in-memory"))
+    streamed = load_dataset(data_config(tree, "streaming"))
+    assert (in_memory.pipeline, streamed.pipeline) == ("in-memory", "streaming")
+    assert in_memory.view == streamed.view and in_memory.view.resize == round(SIZE * 256 / 224)
+    torch.manual_seed(0)
+    model = build_backbone_model(ExperimentConfig(data=data_config(tree, "auto"),
+                                                  model=ModelConfig(arch="small-cnn")), in_memory, runtime())
+    features_in_memory, _ = predict(model, in_memory.test, in_memory, runtime())
+    features_streamed, _ = predict(model, streamed.test, streamed, runtime(), batch_size=7)  # batches != files
+    assert torch.equal(features_in_memory, features_streamed)
+
+
+@pytest.mark.parametrize("pipeline", ["in-memory", "streaming"])
+def test_stage1_bank_and_stage2_run_end_to_end_on_either_path(tree: Path, pipeline: str) -> None:
+    config = ExperimentConfig(data=data_config(tree, pipeline), model=ModelConfig(arch="small-cnn"),
+                              stage1=Stage1Config(epochs=1, batch_size=32),
+                              stage2=RetrainConfig(epochs=1, feature_views=1))
+    result = run_experiment(config, runtime(workers=1))
+    assert result.data.pipeline == pipeline and result.data.image_size == SIZE
+    assert (result.data.flip, result.data.random_resized_crop, result.data.crop_padding) == (True, True, 0)
+    assert result.data.train_images == sum(TRAIN_COUNTS) and result.data.test_images == 3 * len(TRAIN_COUNTS)
+    assert result.class_counts == TRAIN_COUNTS
+    assert len(result.stage2.per_class_test) == len(TRAIN_COUNTS)
+    assert 0 <= result.stage2.test.all <= 100 and result.stage2.test.few is not None
+
+
+def test_auto_streams_only_above_the_in_memory_limit(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_dataset(data_config(tree, "auto")).pipeline == "in-memory"
+    decoded = sum(TRAIN_COUNTS + [5 * len(TRAIN_COUNTS)]) * 3 * SIZE**2
+    monkeypatch.setattr("trainers.data.streaming.IN_MEMORY_LIMIT", decoded - 1)
+    data = load_dataset(data_config(tree, "auto"))
+    assert data.pipeline == "streaming" and data.estimated_decoded_bytes == decoded
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+def tree_with_lists_only(tree: Path, tmp_path: Path) -> Path:
+    """A root of its own list files over the shared tree's image folders (symlinked), for a test to edit."""
+    root = tmp_path / "root"
+    (root / "val").mkdir(parents=True)
+    (root / "train").symlink_to(tree / "train")
+    for test_image in (tree / "val").iterdir():
+        (root / "val" / test_image.name).symlink_to(test_image)
+    for list_file in tree.glob("*.txt"):
+        shutil.copy(list_file, root)
+    return root
+
+
+def prepend_test_image(root: Path, name: str) -> Path:
+    test_list = root / "ImageNet_LT_test.txt"
+    test_list.write_text(f"val/{name} 0\n" + test_list.read_text())
+    return root / "val" / name
+
+
+@pytest.mark.parametrize("fault", ["missing", "corrupt"])
+def test_a_bad_image_fails_the_streamed_pass_with_the_file_named(tree: Path, tmp_path: Path, fault: str) -> None:
+    root = tree_with_lists_only(tree, tmp_path)
+    bad = prepend_test_image(root, "bad.JPEG")
+    if fault == "corrupt":
+        bad.write_bytes(next((tree / "val").iterdir()).read_bytes()[:200])  # a JPEG cut off inside its header
+    data = load_dataset(data_config(root, "streaming"))
+    with pytest.raises(UserInputError, match=str(bad)) as error:
+        predict(torch.nn.Identity(), data.test, data, runtime(workers=1))  # type: ignore[arg-type]
+    assert "Traceback" not in str(error.value)
+
+
+def test_a_stuck_file_fails_after_the_loader_timeout_instead_of_hanging(tree: Path, tmp_path: Path) -> None:
+    root = tree_with_lists_only(tree, tmp_path)
+    stuck = prepend_test_image(root, "stuck.JPEG")
+    os.mkfifo(stuck)  # opening a FIFO without a writer blocks, as a read from a hung network mount does
+    data = load_dataset(data_config(root, "streaming"))
+    # Releases the stuck worker 2 s in, after the 1 s timeout has fired, so its shutdown takes no 5 s join.
+    release = threading.Timer(2.0, lambda: stuck.open("wb").close())
+    release.start()
+    try:
+        with pytest.raises(LoaderStalledError, match="within 1 s"):
+            predict(torch.nn.Identity(), data.test, data, runtime(workers=1, timeout_s=1.0))  # type: ignore[arg-type]
+    finally:
+        release.join()
+
+
+def rewrite_list(root: Path, list_name: str, change: dict[int, str]) -> None:
+    lines = (root / list_name).read_text().splitlines()
+    for number, line in change.items():
+        lines[number] = line
+    (root / list_name).write_text("\n".join(lines) + "\n")
+
+
+def test_lists_with_classes_out_of_order_or_files_outside_the_root_are_refused(tree: Path, tmp_path: Path) -> None:
+    root = tree_with_lists_only(tree, tmp_path)
+    original = (root / "ImageNet_LT_train.txt").read_text()
+    first_path = original.split()[0]
+    rewrite_list(root, "ImageNet_LT_train.txt", {1: f"{original.splitlines()[1].split()[0]} 3"})
+    with pytest.raises(UserInputError, match="classes out of order"):
+        load_dataset(data_config(root, "streaming"))
+    (root / "ImageNet_LT_train.txt").write_text(original)
+    rewrite_list(root, "ImageNet_LT_val.txt", {0: f"{first_path.replace('_train0', '_val0')} 5"})
+    with pytest.raises(UserInputError, match="ImageNet_LT_val.txt.*its class folder has label 0"):
+        load_dataset(data_config(root, "streaming"))
+    for outside in ("../elsewhere/a.JPEG", "/etc/passwd"):
+        rewrite_list(root, "ImageNet_LT_test.txt", {0: f"{outside} 0"})
+        with pytest.raises(UserInputError, match="outside the data root"):
+            load_dataset(data_config(root, "streaming"))
