@@ -53,5 +53,6 @@ def _streamed(split: FileSplit, data: LTDataset, runtime: Runtime, batch_size: i
         raise TypeError("a data set of image files needs its view (size, resize, channels)")
     for images, labels in file_batches(split, data.view, batch_size=batch_size, order=order,
                                        random_resized_crop=random_resized_crop, workers=runtime.loader_workers,
-                                       timeout_s=runtime.loader_timeout_s, seed=seed):
+                                       timeout_s=runtime.loader_timeout_s, seed=seed,
+                                       decode_device=runtime.device if runtime.decode_on_device else None):
         yield images.to(runtime.device, non_blocking=True), labels.to(runtime.device, non_blocking=True)

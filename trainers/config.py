@@ -165,6 +165,9 @@ class RunOptions(_Frozen):
                                        "min(8, CPU cores); 0: decode in the training process")
     loader_timeout_s: float = Field(300.0, gt=0, description="a decoding worker silent this long fails the run "
                                     "(a stuck file system) instead of hanging it")
+    decode: Literal["auto", "workers", "device"] = Field(
+        "auto", description="where streamed JPEGs are decoded: workers (loader processes, on the CPU) or device "
+        "(a whole batch at once on the run's device: nvJPEG on CUDA); auto: device on CUDA, workers on the CPU")
 
 
 class ExperimentConfig(_Frozen):

@@ -21,6 +21,7 @@ class Runtime:
     channels_last: bool
     loader_workers: int = 0  # DataLoader worker processes decoding streamed images (0: in this process)
     loader_timeout_s: float = 300.0  # a worker silent this long fails the run instead of hanging it
+    decode_on_device: bool = False  # streamed JPEGs decoded batched on `device` (nvJPEG on CUDA), not in workers
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:
@@ -42,7 +43,8 @@ def resolve_runtime(options: RunOptions) -> Runtime:
     workers = options.loader_workers if options.loader_workers is not None else min(8, os.cpu_count() or 1)
     return Runtime(device=device, autocast_dtype=autocast, compile=compile_model,
                    channels_last=options.channels_last, loader_workers=workers,
-                   loader_timeout_s=options.loader_timeout_s)
+                   loader_timeout_s=options.loader_timeout_s,
+                   decode_on_device={"auto": use_cuda, "workers": False, "device": True}[options.decode])
 
 
 def seeded_generator(seed: int, device: torch.device) -> torch.Generator:

@@ -23,6 +23,14 @@ ALGORITHMS_MD_FIGURES = {
     "los-cifar100-if50": {"stage2.all": 58.8},
     "los-cifar100-if10": {"stage2.all": 69.7},
     "ewb-cifar100-if100": {"stage2.all": 53.0},
+    # WB Table 3, the LOS paper and EWB: ImageNet-LT (ResNeXt-50) and iNaturalist 2018 (ResNet-50).
+    "imagenet-lt-resnext50-wb": {"stage1.all": 48.6, "stage2.all": 53.9},
+    "imagenet-lt-resnext50-los": {"stage2.all": 54.4, "stage2.many": 63.2, "stage2.medium": 50.7,
+                                  "stage2.few": 42.3},
+    "imagenet-lt-resnext50-ewb": {"stage2.all": 53.2},
+    "inat2018-resnet50-wb": {"stage1.all": 65.4, "stage2.all": 70.2},
+    "inat2018-resnet50-los": {"stage2.all": 70.8},
+    "inat2018-resnet50-ewb": {},
 }
 # ALGORITHMS.md, "Data": CIFAR-100-LT IF100 training images and Many/Medium/Few classes of each paper's code.
 WB_COUNTS_IF100 = (10_847, (35, 35, 30))
@@ -99,3 +107,19 @@ def test_runs_are_fp32_unless_amp_is_asked_for(monkeypatch: pytest.MonkeyPatch) 
     assert resolve_runtime(RunOptions()).autocast_dtype is None
     assert resolve_runtime(RunOptions(amp="auto")).autocast_dtype == torch.bfloat16
     assert resolve_runtime(RunOptions(device="cpu", amp="bf16")).autocast_dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize(("prefix", "data_set", "arch", "batch_size"), [
+    ("imagenet-lt-resnext50", "imagenet-lt", "resnext50", 64), ("inat2018-resnet50", "inat2018", "resnet50", 512)])
+def test_large_presets_train_at_224_px_streamed_with_their_papers_backbone(prefix: str, data_set: str, arch: str,
+                                                                          batch_size: int) -> None:
+    for method in ("wb", "los", "ewb"):
+        config = PRESETS[f"{prefix}-{method}"].config
+        assert (config.method, config.data.name, config.model.arch) == (method, data_set, arch)
+        assert (config.data.image_size, config.data.pipeline, config.stage1.batch_size) == (224, "streaming",
+                                                                                            batch_size)
+        # RandomResizedCrop + flip come from the list data sets' defaults (the papers' transform)
+        assert (config.data.random_resized_crop, config.data.flip) == (None, None)
+    assert PRESETS[f"{prefix}-wb"].config.stage2.loss == "cb-bce"
+    assert PRESETS[f"{prefix}-los"].config.stage2.over_smoothing == 0.98
+    assert PRESETS[f"{prefix}-ewb"].config.stage1.classifier == "etf"

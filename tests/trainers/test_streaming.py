@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from tests.trainers.fake_data import write_imagenet_lt_photos
+from trainers.batches import eval_batches, train_batches
 from trainers.config import DataConfig, ExperimentConfig, ModelConfig, RetrainConfig, RunOptions, Stage1Config
 from trainers.data import load_dataset
 from trainers.data.streaming import LoaderStalledError
@@ -141,3 +142,16 @@ def test_lists_with_classes_out_of_order_or_files_outside_the_root_are_refused(t
         rewrite_list(root, "ImageNet_LT_test.txt", {0: f"{outside} 0"})
         with pytest.raises(UserInputError, match="outside the data root"):
             load_dataset(data_config(root, "streaming"))
+
+
+def test_batched_decoding_in_the_training_process_matches_the_workers(tree: Path) -> None:
+    """decode=device on the CPU runs the GPU path's code (one decode_jpeg call per batch, crops after it)."""
+    data = load_dataset(data_config(tree, "streaming"))
+    on_device = resolve_runtime(RunOptions(device="cpu", loader_workers=1, decode="device"))
+    assert on_device.decode_on_device and not runtime().decode_on_device
+    workers_batches = list(eval_batches(data.test, data, runtime(), batch_size=10))
+    device_batches = list(eval_batches(data.test, data, on_device, batch_size=10))
+    assert all(torch.equal(a, b) for a, b in zip(workers_batches, device_batches, strict=True))
+    generator = torch.Generator().manual_seed(0)
+    images, labels = next(train_batches(data, 16, on_device, generator))
+    assert images.shape == (16, 3, SIZE, SIZE) and labels.shape == (16,)

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import torchvision.transforms.v2.functional as TF
 from torch.utils.data import DataLoader, Dataset
-from torchvision.io import ImageReadMode, decode_image
+from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 from torchvision.transforms.v2 import RandomResizedCrop
 
 from trainers.config import DataConfig
@@ -37,17 +37,29 @@ class LoaderStalledError(RuntimeError):
     """A DataLoader worker produced no batch within the timeout (stuck file system, deadlocked decoder)."""
 
 
-def decode_file(path: Path, channels: int) -> torch.Tensor:
-    """A PNG or JPEG file as uint8 channels x H x W; a missing or unreadable file names itself."""
+def read_encoded(path: Path) -> torch.Tensor:
+    """A file's bytes as a uint8 tensor; a missing or unreadable file names itself."""
     try:
-        data = torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)
+        return torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)
     except OSError as error:
         raise UserInputError(f"image file '{path}' cannot be read ({error.strerror}); fix the list or folder "
                              "that names it") from None
+
+
+def decode_encoded(data: torch.Tensor, path: Path, channels: int) -> torch.Tensor:
     try:
-        return decode_image(data, mode=ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY)
+        return decode_image(data, mode=_read_mode(channels))
     except RuntimeError:
         raise UserInputError(f"'{path}' is not a readable PNG or JPEG image; remove or replace it") from None
+
+
+def decode_file(path: Path, channels: int) -> torch.Tensor:
+    """A PNG or JPEG file as uint8 channels x H x W; a missing or unreadable file names itself."""
+    return decode_encoded(read_encoded(path), path, channels)
+
+
+def _read_mode(channels: int) -> ImageReadMode:
+    return ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
 
 
 def view_of(image: torch.Tensor, view: ImageView) -> torch.Tensor:
@@ -116,20 +128,80 @@ class _ViewFiles(Dataset):
         return (self.crop(image) if self.crop else view_of(image, self.view)), self.split.labels[index]
 
 
+class _EncodedFiles(Dataset):
+    """Item i: file i's encoded bytes, its label and its index, for batched decoding on the device."""
+
+    def __init__(self, split: FileSplit) -> None:
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        return read_encoded(self.split.paths[index]), self.split.labels[index], index
+
+
+def _as_list(items: list) -> list:
+    return items
+
+
 def file_batches(split: FileSplit, view: ImageView, *, batch_size: int, order: list[int] | None,
-                 random_resized_crop: bool, workers: int, timeout_s: float,
-                 seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """uint8 batches (CPU) of a file split in `order` (None: file order), decoded by `workers` processes
-    (0: in this process). Worker randomness (the RandomResizedCrop draws) follows from `seed`."""
-    loader = DataLoader(_ViewFiles(split, view, random_resized_crop), batch_size=batch_size, sampler=order,
-                        num_workers=workers, timeout=timeout_s if workers > 0 else 0,
-                        generator=torch.Generator().manual_seed(seed), pin_memory=torch.cuda.is_available())
+                 random_resized_crop: bool, workers: int, timeout_s: float, seed: int,
+                 decode_device: torch.device | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """uint8 batches of a file split in `order` (None: file order). Without `decode_device` the `workers`
+    processes (0: this process) decode and crop, and batches come on the CPU; with it the workers only read
+    the files and this process decodes each batch at once on that device (nvJPEG on a GPU), crops there and
+    returns the batch there. The RandomResizedCrop draws follow from `seed` either way."""
+    on_device = decode_device is not None
+    loader = DataLoader(_EncodedFiles(split) if on_device else _ViewFiles(split, view, random_resized_crop),
+                        batch_size=batch_size, sampler=order, num_workers=workers,
+                        timeout=timeout_s if workers > 0 else 0, collate_fn=_as_list if on_device else None,
+                        generator=torch.Generator().manual_seed(seed),
+                        pin_memory=torch.cuda.is_available() and not on_device)
     batches = iter(loader)
+    crop_generator = torch.Generator().manual_seed(seed)
     try:
-        yield from _unwrapped(batches, timeout_s)
+        for batch in _unwrapped(batches, timeout_s):
+            if decode_device is None:
+                yield batch
+            else:
+                yield _decoded_on(decode_device, batch, split, view, random_resized_crop, crop_generator)
     finally:
         # Dropping the iterator shuts its workers down now, not when a kept traceback lets it go.
         del batches
+
+
+def _decoded_on(device: torch.device, items: list[tuple[torch.Tensor, torch.Tensor, int]], split: FileSplit,
+                view: ImageView, random_resized_crop: bool,
+                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch of encoded files decoded together on `device` (JPEGs batched; PNGs one by one on the CPU),
+    then cropped image by image there; a file that fails to decode is named."""
+    encoded = [data for data, _, _ in items]
+    paths = [split.paths[index] for _, _, index in items]
+    is_jpeg = [len(data) > 2 and data[0] == 0xFF and data[1] == 0xD8 for data in encoded]
+    jpegs = [data for data, jpeg in zip(encoded, is_jpeg, strict=True) if jpeg]
+    try:
+        decoded_jpegs = iter(decode_jpeg(jpegs, mode=_read_mode(view.channels), device=device) if jpegs else [])
+    except RuntimeError:
+        for data, path, jpeg in zip(encoded, paths, is_jpeg, strict=True):
+            if jpeg:
+                decode_encoded(data, path, view.channels)  # raises, naming the file
+        raise
+    images = [next(decoded_jpegs) if jpeg else decode_encoded(data, path, view.channels).to(device)
+              for data, path, jpeg in zip(encoded, paths, is_jpeg, strict=True)]
+    crops = [_random_resized_crop(image, view.size, generator) if random_resized_crop else view_of(image, view)
+             for image in images]
+    return torch.stack(crops), torch.stack([label for _, label, _ in items]).to(device)
+
+
+def _random_resized_crop(image: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    from trainers.augment import random_resized_boxes  # trainers.augment imports this package's types
+
+    _, height, width = image.shape
+    x1, y1, x2, y2 = random_resized_boxes(1, height, width, generator, torch.device("cpu"))[0].tolist()
+    top, left = round(y1), round(x1)
+    return TF.resized_crop(image, top, left, max(1, round(y2) - top), max(1, round(x2) - left), [size, size],
+                           antialias=True)
 
 
 def _unwrapped(batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
