@@ -24,8 +24,8 @@ import torch
 
 from trainers.augment import hflip, normalize
 from trainers.classifier import EvaluatedClassifier
-from trainers.data.images import read_images
-from trainers.data.types import LTDataset
+from trainers.data.streaming import read_views
+from trainers.data.types import ImageView, LTDataset
 from trainers.errors import UserInputError
 from trainers.heads import Head
 from trainers.models import LTModel, build_model
@@ -50,7 +50,8 @@ class ModelInput:
 
     @classmethod
     def of(cls, data: LTDataset, *, channels_last: bool) -> ModelInput:
-        return cls(image_size=data.image_size, resize=data.image_size, channels=data.channels,
+        resize = data.view.resize if data.view is not None else data.image_size
+        return cls(image_size=data.image_size, resize=resize, channels=data.channels,
                    mean=tuple(data.mean), std=tuple(data.std), channels_last=channels_last)
 
     @classmethod
@@ -58,8 +59,8 @@ class ModelInput:
         return cls(**{**stored, "mean": tuple(stored["mean"]), "std": tuple(stored["std"])})
 
     def read(self, paths: list[Path]) -> torch.Tensor:
-        """The files as a uint8 N x C x size x size batch, decoded exactly as the folder data sets are."""
-        return read_images(paths, self.image_size, self.channels)
+        """The files as a uint8 N x C x size x size batch, decoded exactly as the data sets of image files are."""
+        return read_views(paths, ImageView(size=self.image_size, resize=self.resize, channels=self.channels))
 
 
 @dataclass(frozen=True)
