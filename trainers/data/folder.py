@@ -8,7 +8,7 @@ centre-cropped to image_size; one channel if every image is grayscale, else RGB.
 into memory when the splits fit, else per batch (trainers/data/streaming.py).
 
 Training flips images only when asked (data.flip=true): a folder may hold characters, digits or other images a
-mirror turns into another class or none, where flips cost up to 15 points (README, "Augmentation").
+mirror turns into another class or none: on handwritten digits flips cost 5 points (README, "Augmentation").
 """
 
 from __future__ import annotations
