@@ -255,6 +255,6 @@ def truncate_one_png(root: Path) -> Path:
 def test_a_truncated_image_is_a_corrupt_image_error_naming_its_path(tmp_path: Path) -> None:
     root = write_fake_image_folder(tmp_path / "set", {"a": 3, "b": 3}, {"a": 1, "b": 1}, modes=("RGB",))
     damaged = truncate_one_png(root)
-    with pytest.raises(CorruptImageError, match="image file is truncated") as raised:
+    with pytest.raises(CorruptImageError, match="damaged") as raised:
         load_dataset(DataConfig(name=f"folder:{root}", image_size=8))
     assert str(damaged) in str(raised.value)

@@ -17,7 +17,7 @@ from trainers.config import DataConfig, ExperimentConfig, ModelConfig, RetrainCo
 from trainers.data import load_dataset
 from trainers.data.streaming import LoaderStalledError
 from trainers.device import Runtime, resolve_runtime
-from trainers.errors import UserInputError
+from trainers.errors import CorruptImageError, UserInputError
 from trainers.experiment import build_backbone_model, run_experiment
 from trainers.loop import predict
 
@@ -103,6 +103,7 @@ def test_a_bad_image_fails_the_streamed_pass_with_the_file_named(tree: Path, tmp
     with pytest.raises(UserInputError, match=str(bad)) as error:
         predict(torch.nn.Identity(), data.test, data, runtime(workers=1))  # type: ignore[arg-type]
     assert "Traceback" not in str(error.value)
+    assert isinstance(error.value, CorruptImageError) == (fault == "corrupt")
 
 
 def test_a_stuck_file_fails_after_the_loader_timeout_instead_of_hanging(tree: Path, tmp_path: Path) -> None:

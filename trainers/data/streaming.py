@@ -12,6 +12,7 @@ IN_MEMORY_LIMIT; ImageNet-LT at 224 px (186k images, about 28 GB) streams, a few
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,7 +26,7 @@ from torchvision.transforms.v2 import RandomResizedCrop
 from trainers.config import DataConfig
 from trainers.data.profiles import FileEntries
 from trainers.data.types import RRC_RATIO, RRC_SCALE, AugmentSpec, FileSplit, ImageSplit, ImageView, LTDataset
-from trainers.errors import UserInputError
+from trainers.errors import CorruptImageError, UserInputError
 
 # 4 GiB of uint8 pixels: ImageNet-LT at 64 px (1.4 GB) and small folder sets stay in memory; 224-px
 # ImageNet-LT (28 GB) and iNaturalist 2018 (66 GB train alone) stream.
@@ -49,8 +50,11 @@ def read_encoded(path: Path) -> torch.Tensor:
 def decode_encoded(data: torch.Tensor, path: Path, channels: int) -> torch.Tensor:
     try:
         return decode_image(data, mode=_read_mode(channels))
-    except RuntimeError:
-        raise UserInputError(f"'{path}' is not a readable PNG or JPEG image; remove or replace it") from None
+    except RuntimeError as error:
+        # torchvision prefixes its C++ source position: "decode_jpeg, .../decode_jpeg.cpp:171, Image is ..."
+        reason = re.sub(r"^.*?\.cpp:\d+, ", "", str(error))
+        raise CorruptImageError(f"image file '{path}' is damaged or not a PNG or JPEG ({reason}); replace or "
+                                "remove it") from None
 
 
 def decode_file(path: Path, channels: int) -> torch.Tensor:
@@ -212,9 +216,10 @@ def _unwrapped(batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
         except StopIteration:
             return
         except UserInputError as error:
-            # A worker's exception arrives wrapped in its traceback text; its last line names the file.
+            # A worker's exception arrives as its own type wrapped around its traceback text, whose last line
+            # is the original message naming the file.
             last_line = str(error).strip().splitlines()[-1]
-            raise UserInputError(last_line.partition("Error: ")[2] or last_line) from None
+            raise type(error)(last_line.partition("Error: ")[2] or last_line) from None
         except RuntimeError as error:
             if "timed out" in str(error):
                 raise LoaderStalledError(f"no image batch arrived within {timeout_s:g} s from the DataLoader "
