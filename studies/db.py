@@ -1,10 +1,11 @@
-"""The database every worker, the API and the CLI share: one engine per process, Optuna's storage, locks.
+"""The database every worker, the API and the CLI share: one pool per process, Optuna's storage on it, locks.
 
 PostgreSQL is the service's backend; a SQLite file is the embedded default for one machine. Both hold
 Optuna's own tables (so `optuna.load_study(storage=URL)` and optuna-dashboard see every study) and tailtune's
 tables (studies/migrations), created on first connect.
 
-Connections are few and checked before use: a bounded pool (`pool_pre_ping`, `pool_recycle`), disposed in a
+Connections are few and checked before use: a bounded pool (`pool_pre_ping`, `pool_recycle`; one connection
+for a worker, whose Optuna storage shares it) plus one side connection (heartbeats, named locks), disposed in a
 forked child, and every call that meets a transient error (dropped connection, deadlock, serialization
 failure, "database is locked") is retried with jittered backoff by `retry_transient`, so a PostgreSQL
 restart costs a few slow calls, not a worker.
@@ -14,29 +15,23 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import random
 import sqlite3
+import threading
 import time
-import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
-import optuna
 import psycopg2
 import sqlalchemy as sa
-import sqlalchemy.dialects.postgresql
-import sqlalchemy.dialects.sqlite
 from filelock import FileLock
-from optuna.exceptions import ExperimentalWarning
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.storages._rdb import models
 
 from studies.migrations import upgrade_schema
+from studies.storage import Storage, create_or_check_schema
 from trainers.errors import UserInputError
 
 log = logging.getLogger(__name__)
@@ -69,24 +64,15 @@ worker_table = sa.Table(
     sa.Column("started_at", sa.DateTime(timezone=True)),
     sa.Column("last_seen", sa.DateTime(timezone=True)),
 )
-# Optuna's tables (optuna==5.0.0 is pinned; these names are part of its schema, version-checked on connect).
-optuna_studies = models.StudyModel.__table__
-trials = models.TrialModel.__table__
-trial_values = models.TrialValueModel.__table__
-trial_params = models.TrialParamModel.__table__
-trial_user_attrs = models.TrialUserAttributeModel.__table__
-trial_system_attrs = models.TrialSystemAttributeModel.__table__
-trial_heartbeats = models.TrialHeartbeatModel.__table__
-
 T = TypeVar("T")
 
-# Small on purpose: a worker needs one connection for its loop and one for its heartbeat thread; a hundred
-# workers must not exhaust PostgreSQL's max_connections (optuna #1347).
-POOL_SIZE = 2
-MAX_OVERFLOW = 2
+# One connection for a worker's loop (claims, Optuna's calls, its trials' writes: one at a time, never nested), and
+# `Database.side_engine` one more for its heartbeat thread and named locks: 2 per worker at most, so a hundred
+# workers do not exhaust PostgreSQL's max_connections (optuna #1347). The API passes its own pool size.
+POOL_SIZE = 1
 # Recycle before common server/proxy idle timeouts, so a long trial does not return to a dead connection.
 POOL_RECYCLE_S = 900
-DEFAULT_MAX_RETRY = 3
+LOCK_POLL_S = 0.5
 
 _engines: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
 
@@ -103,13 +89,15 @@ class Database:
         self.url = url
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
-        self._storages: dict[tuple[int | None, int | None, int], RDBStorage] = {}
+        self._storages: dict[tuple[int | None, int | None, int | None], Storage] = {}
+        self._side_engine: sa.Engine | None = None
+        self._thread_locks: dict[str, threading.Lock] = {}
         _engines.add(engine)
 
     @classmethod
     def connect(cls, url: str | None, *, wait_s: float = 10.0, pool_size: int = POOL_SIZE) -> Database:
         """Opens the database at `url` and creates or upgrades its tables; waits up to `wait_s` for it.
-        `pool_size`: PostgreSQL connections kept open (2 serve a worker's claims; the API needs one per
+        `pool_size`: PostgreSQL connections kept open (1 serves a worker's loop; the API needs one per
         concurrent request)."""
         url = _normalized_url(url)
         db = cls(url, sa.create_engine(url, **engine_kwargs(url, pool_size=pool_size)))
@@ -122,41 +110,64 @@ class Database:
                 "(or TAILTUNE_DATABASE_URL) and that the server is running") from None
         return db
 
-    def with_own_engine(self) -> Database:
-        """The same database over a separate small pool (a heartbeat thread must not wait behind the loop)."""
-        return Database(self.url, sa.create_engine(self.url, **engine_kwargs(self.url, pool_size=1)))
+    @property
+    def side_engine(self) -> sa.Engine:
+        """One more connection, beside the pool, for a heartbeat thread (which must not wait behind the loop)
+        and for named locks, whose PostgreSQL sessions it keeps (never recycled: see `named_lock`)."""
+        if self._side_engine is None:
+            self._side_engine = sa.create_engine(self.url, **engine_kwargs(self.url, pool_size=1, recycle=False))
+            _engines.add(self._side_engine)
+        return self._side_engine
 
     def optuna_storage(self, *, heartbeat_interval: int | None = None, grace_period: int | None = None,
-                       max_retry: int = DEFAULT_MAX_RETRY) -> RDBStorage:
-        """Optuna's storage on this database (one per setting); with a heartbeat, stale trials are retried
+                       max_retry: int | None = None) -> Storage:
+        """Optuna's storage on this database's pool (one per setting); with a heartbeat, stale trials are retried
         with the same params and their lineage (system attrs failed_trial, retry_history)."""
-        key = (heartbeat_interval, grace_period, max_retry)
+        key = (heartbeat_interval, grace_period, max_retry)  # max_retry None: as Optuna, no limit
         if key not in self._storages:
-            self._storages[key] = _new_storage(self.url, heartbeat_interval, grace_period, max_retry)
-            _engines.add(self._storages[key].engine)
+            self._storages[key] = Storage(self.engine, heartbeat_interval=heartbeat_interval,
+                                          grace_period=grace_period, max_retry=max_retry)
         return self._storages[key]
 
     @contextlib.contextmanager
     def named_lock(self, name: str) -> Iterator[None]:
         """A lock across processes and machines: a PostgreSQL advisory lock, or a file lock next to SQLite.
 
-        On PostgreSQL the lock lives as long as its session: if the connection drops (server restart), the
-        server releases it, so a holder that outlives an outage must tolerate another holder (a stage-1 cache
-        writer that finds the entry written meanwhile keeps it, studies/cache.py).
+        On PostgreSQL the lock belongs to the side engine's one session, which keeps it between checkouts, so
+        holding it for a whole stage-1 training costs no connection of its own and the heartbeat thread goes on
+        using that session. It is polled (`pg_try_advisory_lock`) so a waiter never holds the session. It lives
+        as long as that session: if the connection drops (server restart), the server releases it, so a holder
+        that outlives an outage must tolerate another holder (a stage-1 cache writer that finds the entry
+        written meanwhile keeps it, studies/cache.py).
         """
         if self.is_sqlite:
             with FileLock(self._lock_file(name)):
                 yield
             return
         key = _advisory_key(name)
-        with self.engine.connect() as connection:
-            # AUTOCOMMIT: a lock held for minutes must not hold a transaction open ("idle in transaction").
-            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
-            connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+        # A session's advisory locks are re-entrant, and this process's threads share the session: a thread lock
+        # keeps them apart, the advisory lock keeps other processes out.
+        with self._thread_locks.setdefault(name, threading.Lock()):
+            while not self._side_sql("SELECT pg_try_advisory_lock(:key)", key):
+                time.sleep(LOCK_POLL_S)
             try:
                 yield
             finally:
-                _release_advisory_lock(connection, key)
+                self._release_advisory_lock(name, key)
+
+    def _release_advisory_lock(self, name: str, key: int) -> None:
+        try:
+            if not self._side_sql("SELECT pg_advisory_unlock(:key)", key):
+                log.warning("advisory lock %r had lapsed (its session ended)", name)
+        except sa.exc.SQLAlchemyError as error:
+            # The session is gone, and the server released its advisory locks with it.
+            log.warning("could not release advisory lock %r (%s); its session had ended", name, describe(error))
+
+    def _side_sql(self, statement: str, key: int) -> bool:
+        # AUTOCOMMIT: a session lock needs no transaction, and a held one must not leave one "idle in transaction".
+        with self.side_engine.connect() as connection:
+            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+            return bool(connection.execute(sa.text(statement), {"key": key}).scalar())
 
     def ping(self) -> bool:
         try:
@@ -175,9 +186,9 @@ class Database:
                                            f"{describe(error)}") from None
 
     def dispose(self) -> None:
-        for storage in self._storages.values():
-            storage.engine.dispose()
         self.engine.dispose()
+        if self._side_engine is not None:
+            self._side_engine.dispose()
 
     def _ensure_schema(self) -> None:
         if self.is_sqlite:
@@ -186,7 +197,7 @@ class Database:
                 connection.exec_driver_sql("PRAGMA journal_mode=WAL")
         with self.named_lock("tailtune:schema"):
             # Optuna creates its tables and checks their version; ours reference them, so they come second.
-            RDBStorage(self.url, engine_kwargs=engine_kwargs(self.url, pool_size=1)).engine.dispose()
+            create_or_check_schema(self.url)
             with self.engine.begin() as connection:
                 upgrade_schema(connection)
 
@@ -197,31 +208,13 @@ class Database:
         return folder / _digest(name)
 
 
-def retry_callback(max_retry: int) -> RetryHeartbeatStaleTrialCallback:
-    """Optuna's retry of a failed trial: a WAITING clone with the same params and lineage system attrs
-    (failed_trial, retry_history); after `max_retry` retries of one lineage, none."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)  # "experimental" in Optuna; 5.0.0 is pinned
-        return RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
-
-
-def _new_storage(url: str, heartbeat_interval: int | None, grace_period: int | None,
-                 max_retry: int) -> RDBStorage:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)  # the heartbeat arguments, as above
-        callback = retry_callback(max_retry) if heartbeat_interval else None
-        # `connect` created and version-checked the schema; skipping both saves queries per storage.
-        return RDBStorage(url, engine_kwargs=engine_kwargs(url), skip_compatibility_check=True,
-                          skip_table_creation=True, heartbeat_interval=heartbeat_interval,
-                          grace_period=grace_period, heartbeat_stale_trial_callback=callback)
-
-
-def engine_kwargs(url: str, *, pool_size: int = POOL_SIZE) -> dict[str, object]:
+def engine_kwargs(url: str, *, pool_size: int = POOL_SIZE, recycle: bool = True) -> dict[str, object]:
     if url.startswith("sqlite"):
         # Writers wait up to 30 s for the file lock instead of failing at once with "database is locked".
         return {"connect_args": {"timeout": 30}}
-    return {"pool_size": pool_size, "max_overflow": MAX_OVERFLOW, "pool_pre_ping": True,
-            "pool_recycle": POOL_RECYCLE_S, "pool_timeout": 30,
+    # No overflow: the pool size is the most this process opens.
+    return {"pool_size": pool_size, "max_overflow": 0, "pool_pre_ping": True,
+            "pool_recycle": POOL_RECYCLE_S if recycle else -1, "pool_timeout": 30,
             "connect_args": {"connect_timeout": 5, "application_name": "tailtune", "keepalives": 1,
                              "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}}
 
@@ -311,14 +304,6 @@ def _advisory_key(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
 
 
-def _release_advisory_lock(connection: sa.Connection, key: int) -> None:
-    try:
-        connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-    except sa.exc.SQLAlchemyError as error:
-        # The session is gone, and the server released its advisory locks with it.
-        log.warning("could not release advisory lock %d (%s); its session had ended", key, describe(error))
-
-
 def describe(error: BaseException) -> str:
     """The root cause's first line: Optuna wraps driver errors in a generic "exception during the commit"."""
     while error.__cause__ is not None:
@@ -334,93 +319,3 @@ def _dispose_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_dispose_after_fork)
-
-
-def set_trial_user_attrs(trial: optuna.Trial, attributes: dict[str, Any]) -> None:
-    """`trial.set_user_attr` for many attributes in one statement: Optuna reads the trial and commits once per
-    attribute, which costs a trial with ~20 result attributes more than its stage-2 training does."""
-    backend = _rdb_backend(trial)
-    dialect_insert = _UPSERTS.get(backend.engine.name) if backend is not None else None
-    if dialect_insert is None:
-        for key, value in attributes.items():
-            trial.set_user_attr(key, value)
-        return
-    rows = [{"trial_id": trial._trial_id, "key": key, "value_json": json.dumps(value)}
-            for key, value in attributes.items()]
-    insert = dialect_insert(trial_user_attrs).values(rows)
-    with backend.engine.begin() as connection:
-        _check_updatable(connection, backend, trial._trial_id)
-        connection.execute(insert.on_conflict_do_update(index_elements=["trial_id", "key"],
-                                                        set_={"value_json": insert.excluded.value_json}))
-    trial._cached_frozen_trial.user_attrs.update(attributes)
-
-
-@contextlib.contextmanager
-def params_written_together(trial: optuna.Trial) -> Iterator[None]:
-    """Inside, `trial.suggest_*` samples as Optuna does but keeps the values; on leaving, they are written in
-    one transaction. Optuna commits once per suggested parameter, the largest database cost of a cheap trial.
-    The checks are Optuna's: the trial must be unfinished, and each distribution compatible with the one
-    the study already has under that name. Nothing is written when the block raises (the trial fails)."""
-    backend = _rdb_backend(trial)
-    if backend is None:
-        yield
-        return
-    storage = trial.storage
-    deferred = _DeferredParams(storage)
-    trial.storage = deferred
-    try:
-        yield
-    finally:
-        trial.storage = storage
-    if deferred.params:
-        _write_params(backend, trial._trial_id, deferred.params)
-
-
-class _DeferredParams:
-    """Stands in for a trial's storage while it samples: keeps `set_trial_param`, passes the rest through."""
-
-    def __init__(self, storage: optuna.storages.BaseStorage) -> None:
-        self._storage = storage
-        self.params: dict[str, tuple[float, optuna.distributions.BaseDistribution]] = {}
-
-    def set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
-                        distribution: optuna.distributions.BaseDistribution) -> None:
-        self.params[param_name] = (param_value_internal, distribution)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._storage, name)
-
-
-def _write_params(backend: RDBStorage, trial_id: int,
-                  params: dict[str, tuple[float, optuna.distributions.BaseDistribution]]) -> None:
-    with backend.engine.begin() as connection:
-        study_id = _check_updatable(connection, backend, trial_id)
-        # The study's distribution under each name, any one row of it: Optuna keeps them mutually compatible.
-        earlier = connection.execute(sa.select(*(
-            sa.select(trial_params.c.distribution_json).join(trials)
-            .where(trials.c.study_id == study_id, trial_params.c.param_name == name)
-            .limit(1).scalar_subquery().label(f"p{n}") for n, name in enumerate(params)))).one()
-        for (_, distribution), stored in zip(params.values(), earlier, strict=True):
-            if stored is not None:
-                optuna.distributions.check_distribution_compatibility(
-                    optuna.distributions.json_to_distribution(stored), distribution)
-        connection.execute(trial_params.insert(), [
-            {"trial_id": trial_id, "param_name": name, "param_value": value,
-             "distribution_json": optuna.distributions.distribution_to_json(distribution)}
-            for name, (value, distribution) in params.items()])
-
-
-def _rdb_backend(trial: optuna.Trial) -> RDBStorage | None:
-    backend = getattr(trial.storage, "_backend", trial.storage)  # Optuna wraps RDBStorage in a cache
-    return backend if isinstance(backend, RDBStorage) else None
-
-
-def _check_updatable(connection: sa.Connection, backend: RDBStorage, trial_id: int) -> int:
-    """As Optuna: a finished trial is read-only. Returns the trial's study id."""
-    row = connection.execute(sa.select(trials.c.state, trials.c.study_id)
-                             .where(trials.c.trial_id == trial_id)).one()
-    backend.check_trial_is_updatable(trial_id, row.state)
-    return row.study_id
-
-
-_UPSERTS = {"postgresql": sa.dialects.postgresql.insert, "sqlite": sa.dialects.sqlite.insert}

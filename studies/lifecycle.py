@@ -14,7 +14,7 @@ import optuna
 import sqlalchemy as sa
 from pydantic import BaseModel, Field
 
-from studies.db import Database, study_table, trial_user_attrs, trials
+from studies.db import Database, study_table
 from studies.records import StudyRecord
 from studies.registry import (
     SPEC_ATTR,
@@ -26,6 +26,7 @@ from studies.registry import (
 )
 from studies.space import Choices, FloatRange, ParamValue
 from studies.spec import StudySpec
+from studies.storage import trial_user_attrs, trials
 from trainers.errors import UserInputError
 
 # Trial user attr of a queued trial: a digest of its params. A repeated request finds the trial by it instead of

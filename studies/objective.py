@@ -13,9 +13,9 @@ from typing import Any, Protocol
 import optuna
 
 from studies.cache import CachedBackbone, Stage1Cache, stage1_key
-from studies.db import set_trial_user_attrs
 from studies.space import sample_params
 from studies.spec import StudySpec
+from studies.storage import set_trial_user_attrs
 from studies.trial_models import store_trial_model
 from trainers.config import ExperimentConfig
 from trainers.experiment import Stage2Output, data_summary, runs_on_cached_features, stage2_output, stage2_outputs

@@ -18,30 +18,28 @@ from typing import Any, Literal
 
 import optuna
 import sqlalchemy as sa
-from optuna.storages._rdb import models
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
-from studies.db import (
-    Database,
+from studies.db import Database, retry_transient, study_table, worker_table
+from studies.records import Page, StudyRecord, StudySummary, TrialCounts, TrialRecord, WorkerRecord
+from studies.spec import StudySpec
+from studies.storage import (
+    FINITE,
+    WORKER_ATTR,
+    Storage,
     optuna_studies,
-    retry_transient,
-    study_table,
+    stored_value,
     trial_params,
     trial_system_attrs,
     trial_user_attrs,
     trial_values,
     trials,
-    worker_table,
 )
-from studies.records import Page, StudyRecord, StudySummary, TrialCounts, TrialRecord, WorkerRecord
-from studies.spec import StudySpec
 from trainers.errors import UserInputError
 
 SPEC_ATTR = "tailtune_spec"  # study user attr: the spec, for anyone reading the study through Optuna alone
-WORKER_ATTR = "tailtune_worker"  # trial system attr: id of the worker that claimed the trial
 SPLIT_ATTRS = ("val", "test", "diagnostics")
-_FINITE = models.TrialValueModel.TrialValueType.FINITE
 
 
 class StudyExistsError(UserInputError):
@@ -161,20 +159,22 @@ def delete_study(db: Database, *, study_id: int, force: bool = False) -> None:
 
 
 @contextlib.contextmanager
-def locked_study(db: Database, study_id: int) -> Iterator[tuple[sa.Connection, Any]]:
+def locked_study(db: Database, study_id: int,
+                 storage: Storage | None = None) -> Iterator[tuple[sa.Connection, Any]]:
     """Holds the study's lock for one short transaction; yields the connection and the row (None if absent).
 
     PostgreSQL: `SELECT ... FOR UPDATE` on our study row, so claimers, stop and delete queue on it and each
-    sees what the previous holder committed (READ COMMITTED re-reads after the wait). SQLite: a file lock,
-    because a write transaction held on this connection would block Optuna's own connection; on SQLite the
-    body must therefore not write through `connection` before Optuna writes.
+    sees what the previous holder committed (READ COMMITTED re-reads after the wait). SQLite: a file lock, which
+    serialises the holders before their transactions start. Optuna's calls on `storage` (default: the plain one)
+    made in the block join its transaction, on its one connection.
     """
     query = sa.select(study_table).where(study_table.c.id == study_id)
+    storage = storage or db.optuna_storage()
     if db.is_sqlite:
-        with db.named_lock(f"study:{study_id}"), db.engine.begin() as connection:
+        with db.named_lock(f"study:{study_id}"), storage.one_transaction() as connection:
             yield connection, connection.execute(query).first()
         return
-    with db.engine.begin() as connection:
+    with storage.one_transaction() as connection:
         yield connection, connection.execute(query.with_for_update()).first()
 
 
@@ -247,7 +247,7 @@ def _best_trials(connection: sa.Connection, study_ids: list[int]) -> dict[int, t
     ranked = (sa.select(trials.c.study_id, trials.c.trial_id, trials.c.number, rank)
               .join(trial_values, first_value)
               .where(trials.c.study_id.in_(study_ids), trials.c.state == TrialState.COMPLETE,
-                     trial_values.c.value_type == _FINITE).subquery())
+                     trial_values.c.value_type == FINITE).subquery())
     rows = connection.execute(sa.select(ranked.c.study_id, ranked.c.trial_id, ranked.c.number)
                               .where(ranked.c.rank == 1))
     return {row.study_id: (row.trial_id, row.number) for row in rows}
@@ -298,7 +298,7 @@ class _TrialDetails:
             details.params[row.trial_id][row.param_name] = distribution.to_external_repr(row.param_value)
         by_objective: dict[int, dict[int, float]] = defaultdict(dict)
         for row in connection.execute(sa.select(trial_values).where(trial_values.c.trial_id.in_(trial_ids))):
-            value = models.TrialValueModel.stored_repr_to_value(row.value, row.value_type)
+            value = stored_value(row.value, row.value_type)
             by_objective[row.trial_id][row.objective] = value if math.isfinite(value) else None
         details.values = {trial_id: [values[i] for i in sorted(values)]
                           for trial_id, values in by_objective.items()}

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import optuna
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from studies.db import params_written_together
+from studies.storage import params_written_together
 from trainers.config import ExperimentConfig, Method
 
 ParamValue = float | int | str | bool

@@ -31,11 +31,10 @@ from typing import TYPE_CHECKING, Literal
 
 import optuna
 import sqlalchemy as sa
-from optuna.study._tell import _tell_with_warning
 from optuna.trial import TrialState
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from studies import claims, registry
+from studies import claims, registry, storage
 from studies.db import Database, describe, is_transient, retry_transient, study_table, worker_table
 from studies.spec import StudySpec
 
@@ -158,11 +157,11 @@ class _StopFlag:
 
 
 class _Heartbeat(threading.Thread):
-    """Records the current trials' heartbeats and the worker's row in one transaction, on its own pool."""
+    """Records the current trials' heartbeats and the worker's row in one transaction, on the side engine."""
 
     def __init__(self, db: Database, worker_id: str, interval_s: int) -> None:
         super().__init__(name="tailtune-heartbeat", daemon=True)
-        self._db = db.with_own_engine()
+        self._engine = db.side_engine
         self._worker_id = worker_id
         self._interval_s = interval_s
         self._stopped = threading.Event()
@@ -177,9 +176,9 @@ class _Heartbeat(threading.Thread):
         current = self.current
         first = current[0] if current else None
         try:
-            with self._db.engine.begin() as connection:
+            with self._engine.begin() as connection:
                 if current:
-                    claims.record_heartbeats(connection, [claimed.trial_id for claimed in current])
+                    storage.record_heartbeats(connection, [claimed.trial_id for claimed in current])
                 connection.execute(worker_table.update().where(worker_table.c.id == self._worker_id).values(
                     last_seen=sa.func.now(), state=self.state,
                     current_study_id=first.study_id if first else None,
@@ -193,7 +192,6 @@ class _Heartbeat(threading.Thread):
         self.join()
         self.state, self.current = "exited", []
         self.beat()
-        self._db.dispose()
 
 
 class _Worker:
@@ -371,7 +369,7 @@ class _Worker:
 
     def _hand_back(self, claimed: claims.ClaimedTrial, reason: str) -> None:
         log.warning("trial %d interrupted (%s); queued for retry", claimed.number, reason)
-        if claims.release_for_retry(self.db, claimed, max_retry=self.settings.max_retry):
+        if claims.release_for_retry(self.db, self.studies, claimed):
             self.summary.interrupted += 1
 
     def _count_failure(self, claimed: claims.ClaimedTrial, message: str) -> None:
@@ -386,9 +384,8 @@ class _Worker:
               state: TrialState | None) -> TrialState | None:
         """Stores the outcome; None when the trial was already finished, i.e. reaped while it ran."""
         def tell() -> TrialState:
-            # Optuna's `Study.tell` minus its closing re-read of the whole trial, which we would discard. Its
-            # opening read of the trial refuses one that is no longer RUNNING, so no check of ours comes first.
-            return _tell_with_warning(claimed.study, claimed.trial, values, state)[0]
+            # Optuna refuses a trial that is no longer RUNNING, so no check of ours comes first.
+            return storage.tell(claimed.study, claimed.trial, values, state)
 
         try:
             told = retry_transient(tell, deadline_s=self.settings.outage_timeout_s,

@@ -10,10 +10,11 @@ import psycopg2
 import sqlalchemy as sa
 from optuna.trial import TrialState
 
-from studies import claims, registry
+from studies import registry
 from studies.cache import Stage1Cache
 from studies.db import Database
 from studies.spec import parse_spec
+from studies.storage import trial_heartbeats, trial_id
 from studies.worker import RunContext, WorkerSettings, run_worker
 from tests.trial_runners import sampled_value
 from trainers.config import ExperimentConfig, RunOptions
@@ -63,13 +64,13 @@ def test_every_trial_of_a_batch_is_heartbeated_and_handed_back_when_it_breaks(da
         claimed_at = time.time()
         batch = [trial, *context.claim_more(3)]
         for member in batch:
-            broken_batch[member._trial_id] = {"params": sampled_value(member, spec)}
+            broken_batch[trial_id(member)] = {"params": sampled_value(member, spec)}
         time.sleep(2.5)  # longer than the grace period: only heartbeats keep the batch from being reaped
         with database.engine.connect() as connection:
-            beats = dict(connection.execute(sa.select(claims.trial_heartbeats.c.trial_id,
-                                                      claims.trial_heartbeats.c.heartbeat)).all())
+            beats = dict(connection.execute(sa.select(trial_heartbeats.c.trial_id,
+                                                      trial_heartbeats.c.heartbeat)).all())
         for member in batch:
-            broken_batch[member._trial_id]["beat_after_claim"] = beats[member._trial_id].timestamp() > claimed_at
+            broken_batch[trial_id(member)]["beat_after_claim"] = beats[trial_id(member)].timestamp() > claimed_at
         raise psycopg2.OperationalError("server closed the connection unexpectedly")  # transient: hand back
 
     summary = run_worker(database, study_names=["breaks"], settings=settings, artifact_dir=tmp_path, runner=runner)

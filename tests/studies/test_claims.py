@@ -12,9 +12,10 @@ import sqlalchemy as sa
 from optuna.trial import TrialState
 
 from studies import claims, registry
-from studies.db import Database, is_transient, retry_callback
+from studies.db import Database, is_transient
 from studies.records import TrialRecord
 from studies.spec import parse_spec
+from studies.storage import Storage, retry_callback, trial_id
 from studies.worker import RunContext, WorkerSettings, one_at_a_time, run_worker
 from tests.trial_runners import instant_runner, sampled_value
 
@@ -29,7 +30,7 @@ def create(db: Database, n_trials: int, name: str = "claims") -> int:
 
 
 def loaded(db: Database) -> claims.LoadedStudies:
-    return claims.LoadedStudies(db, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+    return claims.LoadedStudies(db, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S, max_retry=3)
 
 
 def claim(db: Database, study_id: int, studies: claims.LoadedStudies) -> claims.ClaimedTrial | None:
@@ -66,7 +67,7 @@ def test_an_interrupted_trial_comes_back_with_its_params_while_the_budget_is_ful
     sampled_value(first.trial, first.spec)
     complete(second)
 
-    assert claims.release_for_retry(database, first, max_retry=3)
+    assert claims.release_for_retry(database, studies, first)
     retry = claim(database, study_id, studies)
     assert retry is not None and retry.trial.params == first.trial.params
     complete(retry)
@@ -77,27 +78,37 @@ def test_an_interrupted_trial_comes_back_with_its_params_while_the_budget_is_ful
 
 
 @pytest.mark.slow
-def test_stale_and_orphaned_trials_are_reaped_and_retried_with_their_params(database: Database) -> None:
-    study_id, studies = create(database, 2), loaded(database)
+def test_a_stale_trial_is_reaped_and_retried_with_its_params(database: Database) -> None:
+    study_id, studies = create(database, 1), loaded(database)
     silent = claim(database, study_id, studies)  # claimed, then its worker stops heartbeating
     sampled_value(silent.trial, silent.spec)
-    # Asked for by a process that died before its first heartbeat: Optuna alone would never reap it.
-    orphan = optuna.load_study(study_name="claims", storage=database.optuna_storage()).ask()
-    sampled_value(orphan, silent.spec)
-    assert claim(database, study_id, studies) is None  # both slots are RUNNING
-
-    time.sleep(HEARTBEAT_S + 0.1)  # claims reap once per heartbeat interval: this one stamps the orphan
-    assert claim(database, study_id, studies) is None
+    assert claim(database, study_id, studies) is None  # the one slot is RUNNING
     time.sleep(GRACE_S + 1.1)  # SQLite stamps whole seconds: one more than the grace is always stale
-    retries = [claim(database, study_id, studies), claim(database, study_id, studies)]
-    assert all(retries) and claim(database, study_id, studies) is None
-    assert sorted(r.trial.params["stage2.weight_decay"] for r in retries) == sorted(
-        t.params["stage2.weight_decay"] for t in (silent.trial, orphan))
-    for retry in retries:
-        complete(retry)
+    retry = claim(database, study_id, studies)
+    assert retry is not None and retry.trial.params == silent.trial.params
+    complete(retry)
     trials = all_trials(database, study_id)
-    assert sorted((t.state, t.retried_from) for t in trials) == [
-        ("complete", silent.number), ("complete", orphan.number), ("fail", None), ("fail", None)]
+    assert sorted((t.state, t.retried_from) for t in trials) == [("complete", silent.number), ("fail", None)]
+
+
+def test_a_claim_that_fails_part_way_leaves_no_trial(database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lock, count, create, first heartbeat and worker id are one transaction: a claim that dies before its
+    heartbeat is written leaves no RUNNING trial that no reaper would ever see (Optuna reaps only trials with
+    a heartbeat row)."""
+    study_id, studies = create(database, 2), loaded(database)
+
+    def dies(*_args: object) -> None:
+        raise RuntimeError("the worker died between creating the trial and its first heartbeat")
+
+    monkeypatch.setattr(Storage, "record_claims", staticmethod(dies))
+    with pytest.raises(RuntimeError, match="first heartbeat"):
+        claim(database, study_id, studies)
+    assert all_trials(database, study_id) == []
+    monkeypatch.undo()
+    claimed = claim(database, study_id, studies)
+    assert claimed is not None and claimed.number == 0
+    complete(claimed)
+    assert [t.state for t in all_trials(database, study_id)] == ["complete"]
 
 
 def test_concurrent_claimers_never_exceed_the_budget(database: Database) -> None:
@@ -105,10 +116,13 @@ def test_concurrent_claimers_never_exceed_the_budget(database: Database) -> None
     claimed_numbers: list[int] = []
 
     def work() -> None:
-        studies = loaded(database)
-        while (claimed := claim(database, study_id, studies)) is not None:
+        # Each claimer its own Database, as each worker process has its own one-connection pool.
+        db = Database.connect(database.url)
+        studies = loaded(db)
+        while (claimed := claim(db, study_id, studies)) is not None:
             claimed_numbers.append(claimed.number)
             complete(claimed)
+        db.dispose()
 
     threads = [threading.Thread(target=work) for _ in range(4)]
     for thread in threads:
@@ -141,9 +155,9 @@ def test_a_result_for_a_trial_reaped_meanwhile_is_dropped_and_the_worker_goes_on
     def reaped_while_running(trial: optuna.Trial, spec: object, context: RunContext) -> list[float]:
         value = sampled_value(trial, spec)
         if not reaped:  # what a reaper does to a trial whose heartbeat lapsed: FAIL it, queue a clone
-            storage = trial.study._storage
-            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-            retry_callback(3)(trial.study, storage.get_trial(trial._trial_id))
+            storage = database.optuna_storage()
+            storage.set_trial_state_values(trial_id(trial), TrialState.FAIL)
+            retry_callback(3)(trial.study, storage.get_trial(trial_id(trial)))
             reaped.append(trial.number)
         return [value]
 
@@ -247,9 +261,8 @@ TOO_MANY_COLUMNS = "SELECT " + ", ".join(f"{n} AS c{n}" for n in range(1700))
 
 
 @pytest.mark.postgres
-def test_program_limits_and_data_errors_are_not_transient_lock_timeouts_and_deadlocks_are(
-        postgres_database: Database) -> None:
-    db = postgres_database
+def test_program_limits_and_data_errors_are_not_transient_lock_timeouts_and_deadlocks_are(postgres_url: str) -> None:
+    db = Database.connect(postgres_url, pool_size=2)  # two transactions at once: a worker's pool has one connection
     limit = _sqlstate_error(db, TOO_MANY_COLUMNS)
     assert isinstance(limit, sa.exc.OperationalError) and not is_transient(limit)
     assert not is_transient(_sqlstate_error(db, "SELECT 1 / 0"))  # 22012, a data error
@@ -257,6 +270,7 @@ def test_program_limits_and_data_errors_are_not_transient_lock_timeouts_and_dead
         connection.execute(sa.text("CREATE TABLE locked (id int PRIMARY KEY)"))
         connection.execute(sa.text("INSERT INTO locked VALUES (1), (2)"))
     assert is_transient(_lock_timeout(db)) and is_transient(_deadlock(db))
+    db.dispose()
 
 
 def _lock_timeout(db: Database) -> BaseException:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from studies.db import Database, params_written_together, set_trial_user_attrs
+from studies.db import Database
 from studies.space import Choices, FloatRange, sample_params
+from studies.storage import params_written_together, set_trial_user_attrs
 
 ATTRIBUTES = {"val": {"all": 88.5, "few": None}, "val_all": 88.5, "per_class": [1.0, 0.5], "note": "ünïcode",
               "flag": True}
