@@ -118,7 +118,8 @@ def test_concurrent_claimers_never_exceed_the_budget(database: Database) -> None
     def work() -> None:
         # Each claimer its own Database, as each worker process has its own one-connection pool.
         db = Database.connect(database.url)
-        studies = loaded(db)
+        # No heartbeat thread here: a grace period no loaded machine outlasts, so nothing is reaped meanwhile.
+        studies = claims.LoadedStudies(db, heartbeat_interval=HEARTBEAT_S, grace_period=600, max_retry=3)
         while (claimed := claim(db, study_id, studies)) is not None:
             claimed_numbers.append(claimed.number)
             complete(claimed)
