@@ -4,23 +4,36 @@ The backbone runs in eval mode (BN running statistics fixed), so a view of an im
 feature; the train set is cached under a few augmented views to keep the re-training's augmentation. Flipped
 val/test images are extracted only for a config that evaluates with flip TTA: on a small data set they are a
 fifth of the bank's forward passes.
+
+A bank of a streamed data set (ImageNet-LT, iNaturalist at 224 px: 437k x 2048 is 1.8 GB per view) is written
+batch by batch into float16 arrays on disk (memory-mapped files under TMPDIR, unlinked at once, so the OS pages
+them and they vanish with the bank); stage 2 reads it batch by batch (trainers/heads.py) and `save`/`load` keep
+it memory-mapped, so it is never held whole in memory. Banks of in-memory data sets stay float32 on the device.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from trainers.batches import train_batches
-from trainers.data.types import LTDataset
+from trainers.augment import hflip
+from trainers.batches import eval_batches, train_batches
+from trainers.data.types import FileSplit, ImageSplit, LTDataset
 from trainers.device import Runtime, seeded_generator
-from trainers.loop import predict, predict_batches
+from trainers.loop import predict_batches
 from trainers.metrics import fisher_discriminant_ratio
 from trainers.models import LTModel
 
 _EXTRACT_BATCH = 512  # images per forward pass when extracting features
+# Rows of a bank Fisher's discriminant ratio is computed on (evenly spaced): its d x d scatter matrices need
+# the rows in float64, 3.5 GB for iNaturalist's 437k train features, 330 MB for 20k.
+FDR_ROWS = 20_000
 
 
 @dataclass(frozen=True)
@@ -37,13 +50,21 @@ class FeatureBank:
     fdr_train: float
     fdr_test: float
 
+    @property
+    def on_disk(self) -> bool:
+        """float16 features memory-mapped on the CPU (a streamed data set's bank), else float32 on the device."""
+        return self.train_plain.dtype == torch.float16
+
     def save(self, path: Path) -> None:
-        torch.save(asdict(self), path)
+        torch.save(asdict(self), path)  # an on-disk bank is copied from its mapping page by page
 
     @classmethod
     def load(cls, path: Path, device: torch.device) -> FeatureBank:
-        stored = torch.load(path, map_location=device, weights_only=True)
-        return cls(**stored)
+        """Features memory-mapped (an on-disk bank stays so) or moved to the device; labels on the device."""
+        stored = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        keep_mapped = stored["train_plain"].dtype == torch.float16
+        return cls(**{name: value.to(device) if isinstance(value, torch.Tensor) and
+                      (name.endswith("labels") or not keep_mapped) else value for name, value in stored.items()})
 
     def to(self, device: torch.device) -> FeatureBank:
         moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in asdict(self).items()}
@@ -55,24 +76,52 @@ def extract_feature_bank(model: LTModel, data: LTDataset, runtime: Runtime, *, v
     """`views` augmented train views (0: none, for a head that is evaluated but not re-trained on them);
     `flips`: also the val/test features of horizontally flipped images, for flip TTA."""
     generator = seeded_generator(seed, runtime.device)
-    train_plain, _ = predict(model, data.train, data, runtime)
-    train_views = [_augmented_features(model, data, runtime, generator) for _ in range(views)]
-    val, _ = predict(model, data.val, data, runtime)
-    test, _ = predict(model, data.test, data, runtime)
-    val_flipped = predict(model, data.val, data, runtime, flip=True)[0] if flips else None
-    test_flipped = predict(model, data.test, data, runtime, flip=True)[0] if flips else None
-    device = runtime.device
-    stacked_views = torch.stack(train_views) if train_views else train_plain.new_empty((0, *train_plain.shape))
+    on_disk, device = data.pipeline == "streaming", runtime.device
+
+    def features(split: ImageSplit | FileSplit, *, flip: bool = False) -> torch.Tensor:
+        batches = eval_batches(split, data, runtime, _EXTRACT_BATCH)
+        out = _bank_array((len(split), model.feature_dim), on_disk, device)
+        return _write_features(out, model, (hflip(batch) if flip else batch for batch in batches), data, runtime)
+
+    train_plain = features(data.train)
+    train_views = _bank_array((views, len(data.train), model.feature_dim), on_disk, device)
+    for view in range(views):
+        augmented = (images for images, _ in train_batches(data, _EXTRACT_BATCH, runtime, generator, shuffle=False))
+        _write_features(train_views[view], model, augmented, data, runtime)
+    val, test = features(data.val), features(data.test)
     return FeatureBank(
-        train_views=stacked_views, train_plain=train_plain, train_labels=data.train.labels.to(device),
-        val=val, val_flipped=val_flipped, val_labels=data.val.labels.to(device),
-        test=test, test_flipped=test_flipped, test_labels=data.test.labels.to(device),
-        fdr_train=fisher_discriminant_ratio(train_plain, data.train.labels),
-        fdr_test=fisher_discriminant_ratio(test, data.test.labels))
+        train_views=train_views, train_plain=train_plain, train_labels=data.train.labels.to(device),
+        val=val, val_flipped=features(data.val, flip=True) if flips else None, val_labels=data.val.labels.to(device),
+        test=test, test_flipped=features(data.test, flip=True) if flips else None,
+        test_labels=data.test.labels.to(device),
+        fdr_train=_fisher_ratio(train_plain, data.train.labels), fdr_test=_fisher_ratio(test, data.test.labels))
 
 
-def _augmented_features(model: LTModel, data: LTDataset, runtime: Runtime,
-                        generator: torch.Generator) -> torch.Tensor:
-    batches = train_batches(data, _EXTRACT_BATCH, runtime, generator, shuffle=False)
-    features, _ = predict_batches(model, (images for images, _ in batches), data, runtime)
-    return features
+def _bank_array(shape: tuple[int, ...], on_disk: bool, device: torch.device) -> torch.Tensor:
+    """float32 on the device, or float16 in a memory-mapped temporary file."""
+    if not on_disk:
+        return torch.empty(shape, device=device)
+    if 0 in shape:
+        return torch.empty(shape, dtype=torch.float16)
+    handle, name = tempfile.mkstemp(prefix="tailtune-bank-", suffix=".f16")
+    os.close(handle)
+    try:
+        array = np.memmap(name, dtype=np.float16, mode="w+", shape=shape)
+    finally:
+        os.unlink(name)  # the mapping outlives the name: the space goes back when the bank does
+    return torch.from_numpy(array)
+
+
+def _write_features(out: torch.Tensor, model: LTModel, batches: Iterable[torch.Tensor], data: LTDataset,
+                    runtime: Runtime) -> torch.Tensor:
+    start = 0
+    for batch in batches:
+        features, _ = predict_batches(model, [batch], data, runtime)
+        out[start:start + len(features)] = features.to(out.device, out.dtype)
+        start += len(features)
+    return out
+
+
+def _fisher_ratio(features: torch.Tensor, labels: torch.Tensor) -> float:
+    rows = torch.linspace(0, len(labels) - 1, min(FDR_ROWS, len(labels))).round().long().unique()
+    return fisher_discriminant_ratio(features[rows.to(features.device)].float(), labels[rows.to(labels.device)])

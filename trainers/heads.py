@@ -21,6 +21,8 @@ from trainers.features import FeatureBank
 from trainers.losses import class_balanced_weights
 from trainers.maxnorm import relative_radius, row_norms
 
+_LOGITS_CHUNK = 65_536  # rows of an on-disk bank converted to float32 at a time
+
 
 @dataclass(frozen=True)
 class Head:
@@ -28,7 +30,11 @@ class Head:
     bias: torch.Tensor  # K
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
-        return features @ self.weight.T + self.bias
+        """Logits of features on the head's device, or of an on-disk float16 bank read chunk by chunk."""
+        if features.device == self.weight.device and features.dtype == self.weight.dtype:
+            return features @ self.weight.T + self.bias
+        return torch.cat([chunk.to(self.weight.device, self.weight.dtype) @ self.weight.T + self.bias
+                          for chunk in features.split(_LOGITS_CHUNK)])
 
 
 def train_heads(bank: FeatureBank, init: Head, configs: list[RetrainConfig], class_counts: list[int],
@@ -92,15 +98,17 @@ def _train_group(bank: FeatureBank, init: Head, configs: list[RetrainConfig], cl
     weight = init.weight.detach().float().repeat(count, 1, 1).requires_grad_(True)
     bias = init.bias.detach().float().repeat(count, 1).requires_grad_(True)
     momentum_buffers: list[torch.Tensor | None] = [None, None]
-    generator = seeded_generator(seed, bank.train_views.device)
+    generator = seeded_generator(seed, bank.train_labels.device)
     for epoch in range(epochs):
         # Closed form of CosineAnnealingLR(T_max=epochs, eta_min=0), stepped once per epoch.
         lr = hyper.lr * (1 + math.cos(math.pi * epoch / epochs)) / 2
         features = bank.train_views[epoch % bank.train_views.shape[0]]
-        order = torch.randperm(features.shape[0], device=features.device, generator=generator)
+        order = torch.randperm(features.shape[0], device=generator.device, generator=generator)
         for start in range(0, len(order), batch_size):
             index = order[start:start + batch_size]
-            loss = _batched_loss(features[index], bank.train_labels[index], weight, bias, hyper)
+            # an on-disk bank's rows are read here, batch by batch (a no-op move for a bank on the device)
+            batch = features[index.to(features.device)].to(weight.device, weight.dtype)
+            loss = _batched_loss(batch, bank.train_labels[index], weight, bias, hyper)
             weight.grad, bias.grad = torch.autograd.grad(loss, (weight, bias))
             _sgd_update([weight, bias], momentum_buffers, lr, hyper)
             _project(weight, hyper.radius, hyper.project_every_step)

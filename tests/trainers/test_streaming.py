@@ -19,6 +19,8 @@ from trainers.data.streaming import LoaderStalledError
 from trainers.device import Runtime, resolve_runtime
 from trainers.errors import CorruptImageError, UserInputError
 from trainers.experiment import build_backbone_model, run_experiment
+from trainers.features import FeatureBank, extract_feature_bank
+from trainers.heads import Head, train_heads
 from trainers.loop import predict
 
 TRAIN_COUNTS = [40, 28, 20, 14, 10, 7, 5, 4]
@@ -156,3 +158,24 @@ def test_batched_decoding_in_the_training_process_matches_the_workers(tree: Path
     generator = torch.Generator().manual_seed(0)
     images, labels = next(train_batches(data, 16, on_device, generator))
     assert images.shape == (16, 3, SIZE, SIZE) and labels.shape == (16,)
+
+
+def test_a_streamed_data_sets_bank_is_float16_on_disk_and_stage2_reads_it(tree: Path, tmp_path: Path) -> None:
+    in_memory = load_dataset(data_config(tree, "in-memory"))
+    streamed = load_dataset(data_config(tree, "streaming"))
+    torch.manual_seed(0)
+    model = build_backbone_model(ExperimentConfig(data=data_config(tree, "auto"),
+                                                  model=ModelConfig(arch="small-cnn")), in_memory, runtime())
+    dense = extract_feature_bank(model, in_memory, runtime(), views=1, flips=True, seed=0)
+    on_disk = extract_feature_bank(model, streamed, runtime(workers=0), views=1, flips=True, seed=0)
+    assert not dense.on_disk and on_disk.on_disk and on_disk.train_views.shape == dense.train_views.shape
+    # the same images through the same weights, stored at half precision
+    torch.testing.assert_close(on_disk.test.float(), dense.test, rtol=1e-3, atol=1e-3)
+    on_disk.save(tmp_path / "features.pt")
+    loaded = FeatureBank.load(tmp_path / "features.pt", torch.device("cpu"))
+    assert loaded.on_disk and torch.equal(loaded.test, on_disk.test) and torch.equal(loaded.val_flipped,
+                                                                                     on_disk.val_flipped)
+    head = Head(model.classifier.weight.detach(), model.classifier.bias.detach())
+    torch.testing.assert_close(head.logits(loaded.test), head.logits(dense.test), rtol=1e-2, atol=1e-2)
+    [trained] = train_heads(loaded, head, [RetrainConfig(epochs=1, batch_size=16)], in_memory.class_counts, seed=0)
+    assert torch.isfinite(trained.weight).all() and not torch.equal(trained.weight, head.weight)
