@@ -13,7 +13,8 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 SCRIPTS = {"trainer_throughput": "speedup_vs_reference", "stage2_cost": "stage2_over_stage1",
            "batched_heads": "batched_speedup", "study_speedup": "study_speedup_vs_naive",
            "search_efficiency": "bayes_over_grid_trials", "service_overhead": "overhead_ratio",
-           "claim_throughput": "claims_per_s_16", "loss_gradient_ratio": "grad_ratio_cb_over_cb_bce"}
+           "claim_throughput": "claims_per_s_16", "loss_gradient_ratio": "grad_ratio_cb_over_cb_bce",
+           "image_pipeline": "decode_speedup_vs_reference", "stage1_speed": "stage1_images_per_s"}
 
 
 def _run(script: str, *args: str, cwd: Path) -> str:
