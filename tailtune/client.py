@@ -100,6 +100,11 @@ class TailtuneClient:
     def report_html(self, study_id: int) -> str:
         return self._checked("GET", f"/studies/{study_id}/report").text
 
+    def model(self, study_id: int, *, trial: int | None = None) -> bytes:
+        """The trial's model file (default: the best trial), as `tailtune export` writes it; save it and run
+        `tailtune predict --model FILE`. 409 (ApiError) for a trial that is not COMPLETE."""
+        return self._checked("GET", f"/studies/{study_id}/model", params=_present({"trial": trial})).content
+
     # ------------------------------------------------------------------------------------------ service
     def list_workers(self) -> list[WorkerRecord]:
         return _WORKERS.validate_python(self._checked("GET", "/workers").json())

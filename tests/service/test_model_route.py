@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import optuna
@@ -11,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from service.core.config import Settings
 from service.main import create_app
+from tailtune.client import ApiError, TailtuneClient
 from tests.model_files import predicted_per_class_accuracy, run_folder_study, write_noisy_folder
 
 
@@ -33,7 +35,14 @@ def test_the_model_route_returns_the_trials_model_and_refuses_unfinished_trials(
         best = torch.load(_download(client, f"/studies/{study_id}/model", tmp_path), weights_only=True)
         assert best["card"]["provenance"]["trial"] == study.best_trial.number
 
-        running = study.ask()
+        # The Python client over the same app (TestClient's transport serves it in-process).
+        with TailtuneClient(str(client.base_url), transport=client._transport) as api:
+            fetched = torch.load(io.BytesIO(api.model(study_id, trial=trial.number)), weights_only=True)
+            assert fetched["card"]["provenance"]["trial"] == trial.number
+            running = study.ask()
+            with pytest.raises(ApiError, match="RUNNING, not COMPLETE") as refused:
+                api.model(study_id, trial=running.number)
+            assert refused.value.status_code == 409
         unfinished = client.get(f"/studies/{study_id}/model", params={"trial": running.number})
         assert unfinished.status_code == 409 and "RUNNING, not COMPLETE" in unfinished.json()["detail"]
         assert client.get(f"/studies/{study_id}/model", params={"trial": 99}).status_code == 404
