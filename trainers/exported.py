@@ -47,12 +47,16 @@ class ModelInput:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     channels_last: bool  # the memory format the trial was evaluated in (bit-identical features)
+    # A streamed data set's feature bank holds float16 (trainers/features.py): the trial's logits came from
+    # features rounded so, and the export rounds them the same way.
+    features_float16: bool = False
 
     @classmethod
     def of(cls, data: LTDataset, *, channels_last: bool) -> ModelInput:
         resize = data.view.resize if data.view is not None else data.image_size
         return cls(image_size=data.image_size, resize=resize, channels=data.channels,
-                   mean=tuple(data.mean), std=tuple(data.std), channels_last=channels_last)
+                   mean=tuple(data.mean), std=tuple(data.std), channels_last=channels_last,
+                   features_float16=data.pipeline == "streaming")
 
     @classmethod
     def from_dict(cls, stored: dict[str, Any]) -> ModelInput:
@@ -145,7 +149,8 @@ class ExportedModel:
 
     def _features(self, images: torch.Tensor) -> torch.Tensor:
         spec = self.input
-        return self.model.features(normalize(images, spec.mean, spec.std, spec.channels_last)).float()
+        features = self.model.features(normalize(images, spec.mean, spec.std, spec.channels_last)).float()
+        return features.half().float() if spec.features_float16 else features
 
 
 def load_model_file(path: Path, device: torch.device) -> ExportedModel:
