@@ -54,3 +54,12 @@ def long_runner(trial: optuna.Trial, spec: StudySpec, context: RunContext) -> li
     value = sampled_value(trial, spec)
     sleep_for(2.0, context)
     return [value] * len(spec.objectives)
+
+
+def stubborn_runner(trial: optuna.Trial, spec: StudySpec, context: RunContext) -> list[float]:
+    """A trial that never looks at the stop signal for 60 s: one long epoch, or a wait on another worker. Its
+    user attribute `asleep` says it got there."""
+    value = sampled_value(trial, spec)
+    trial.set_user_attr("asleep", True)
+    time.sleep(60)
+    return [value] * len(spec.objectives)

@@ -7,9 +7,11 @@ import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from studies import registry
 from studies.db import Database
+from studies.storage import trial_user_attrs, trials
 from tests.integration.workers import (
     assert_budget_met_with_retries,
     create_study,
@@ -110,3 +112,32 @@ def test_a_waiting_worker_outlives_its_finished_study_until_sigterm(db: Database
     assert worker.process.poll() is None, "a --wait worker must stay up for new work"
     worker.signal(signal.SIGTERM)
     assert worker.wait(15) == 0, worker.log()
+
+
+def test_sigterm_ends_a_trial_that_ignores_it_within_the_stop_timeout(db: Database, postgres_url: str,
+                                                                      tmp_path: Path) -> None:
+    """A trial that does not reach an epoch boundary (here: 60 s without one) is handed back and the worker
+    exits about a second after --stop-timeout, not when the trial would have ended."""
+    study_id = create_study(db, "stubborn", 1)
+    [worker] = start_workers(postgres_url, "stubborn", "stubborn_runner", tmp_path, 1, "--stop-timeout", "2")
+    running = wait_for(lambda: running_trial_of(db, study_id, worker.pid), STARTUP_S, "the stubborn trial",
+                       [worker])
+    wait_for(lambda: _asleep(db, study_id), 30, "the stubborn trial's sleep", [worker])
+    signalled = time.monotonic()
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(20) == 0, worker.log()
+    took = time.monotonic() - signalled
+    print(f"\nSIGTERM to exit with --stop-timeout 2 and a trial that ignores it: {took:.2f} s")
+    assert took < 2 + 4, worker.log()  # the timeout, the 1 s margin, a hand-back on two busy cores
+    trials = {t.number: t for t in trials_of(db, study_id)}
+    retry = next(t for t in trials.values() if t.retried_from == running.number)
+    assert trials[running.number].state == "fail" and retry.state == "waiting"
+    assert retry.params == trials[running.number].params
+    assert "1 handed back" in worker.log()
+
+
+def _asleep(db: Database, study_id: int) -> bool:
+    query = (sa.select(trial_user_attrs.c.trial_id).join(trials, trials.c.trial_id == trial_user_attrs.c.trial_id)
+             .where(trials.c.study_id == study_id, trial_user_attrs.c.key == "asleep"))
+    with db.engine.connect() as connection:
+        return connection.execute(query).first() is not None

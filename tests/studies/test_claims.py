@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import optuna
@@ -12,7 +13,7 @@ import sqlalchemy as sa
 from optuna.trial import TrialState
 
 from studies import claims, registry
-from studies.db import Database, is_transient
+from studies.db import Database, is_transient, worker_table
 from studies.records import TrialRecord
 from studies.spec import parse_spec
 from studies.storage import Storage, retry_callback, trial_id
@@ -206,7 +207,7 @@ def test_a_long_trial_is_heartbeated_not_reaped_and_its_worker_is_live(database:
     assert started.wait(10)
     time.sleep(GRACE_S + 1.1)  # longer than the grace period: only the heartbeat thread keeps it alive
     assert claim(database, study_id, loaded(database)) is None  # this claim reaps stale trials first
-    live = registry.live_workers(database)
+    live = registry.list_workers(database)
     release.set()
     worker.join(10)
 
@@ -214,7 +215,7 @@ def test_a_long_trial_is_heartbeated_not_reaped_and_its_worker_is_live(database:
         "running", study_id, 0)
     assert [t.state for t in all_trials(database, study_id)] == ["complete"]
     assert (summaries[0].completed, summaries[0].late_tells) == (1, 0)
-    assert registry.live_workers(database) == []
+    assert registry.list_workers(database) == []
 
 
 def test_named_lock_excludes_other_holders(database: Database) -> None:
@@ -324,3 +325,17 @@ def test_a_program_limit_fails_each_trial_once_and_stops_the_study_with_its_mess
     record = registry.get_study(db, study_id=study_id)
     assert (summary.failed, summary.interrupted, record.counts.fail, record.state) == (3, 0, 3, "stopped")
     assert "target lists can have at most 1664 entries" in record.stop_reason
+
+
+def test_a_worker_silent_for_three_heartbeats_is_shown_gone_and_later_not_at_all(database: Database) -> None:
+    now = datetime.now(UTC)
+    silent_for = {"live": timedelta(0), "gone": timedelta(seconds=4), "long-gone": timedelta(days=2)}
+    with database.engine.begin() as connection:
+        for name, silence in silent_for.items():
+            connection.execute(worker_table.insert().values(
+                id=name, host="h", pid=1, state="running", heartbeat_interval_s=1, started_at=now - silence,
+                last_seen=now - silence))
+        connection.execute(worker_table.insert().values(id="exited", host="h", pid=2, state="exited",
+                                                        heartbeat_interval_s=1, last_seen=now))
+    shown = {worker.id: worker.state for worker in registry.list_workers(database)}
+    assert shown == {"live": "running", "gone": "gone"}
