@@ -13,7 +13,7 @@ T = TypeVar("T")
 
 StudyState = Literal["active", "stopped", "done"]
 TrialStateName = Literal["running", "waiting", "complete", "pruned", "fail"]
-WorkerState = Literal["idle", "running", "stopping", "exited"]
+WorkerState = Literal["idle", "running", "stopping", "exited", "gone"]
 # Per-split accuracies in percent, keys all/many/medium/few; None where a split has no class.
 SplitValues = dict[str, float | None]
 
@@ -82,7 +82,7 @@ class WorkerRecord(BaseModel):
     id: str
     host: str
     pid: int
-    state: WorkerState
+    state: WorkerState = Field(description="gone: no heartbeat for three of its intervals (killed, or cut off)")
     started_at: datetime
     last_seen: datetime
     current_study_id: int | None = None

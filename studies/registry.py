@@ -327,17 +327,28 @@ class _TrialDetails:
 
 
 # ---------------------------------------------------------------------------------------------- workers
-def live_workers(db: Database) -> list[WorkerRecord]:
-    """Workers that heartbeat within three of their intervals, oldest first."""
+# A worker whose last heartbeat is older than this many of its intervals is shown gone: killed, or cut off from
+# the database (the grace period before its trial is retried is three intervals by default too).
+GONE_AFTER_HEARTBEATS = 3
+# Gone workers stay in the list this long after their last heartbeat, then drop out of it.
+GONE_LISTED_FOR_S = 24 * 3600
+
+
+def list_workers(db: Database) -> list[WorkerRecord]:
+    """Workers that have not exited, oldest first: live ones with their state, silent ones as gone."""
     def read() -> list[WorkerRecord]:
         with db.engine.connect() as connection:
             now = _utc(connection.execute(sa.select(sa.func.current_timestamp())).scalar_one())
             rows = connection.execute(sa.select(worker_table).where(worker_table.c.state != "exited")
                                       .order_by(worker_table.c.started_at)).all()
-        return [WorkerRecord(**{**row._asdict(), "started_at": _utc(row.started_at),
-                                "last_seen": _utc(row.last_seen)})
-                for row in rows
-                if (now - _utc(row.last_seen)).total_seconds() <= 3 * row.heartbeat_interval_s]
+        records = []
+        for row in rows:
+            silent_s = (now - _utc(row.last_seen)).total_seconds()
+            if silent_s <= GONE_LISTED_FOR_S:
+                gone = silent_s > GONE_AFTER_HEARTBEATS * row.heartbeat_interval_s
+                records.append(WorkerRecord(**{**row._asdict(), "state": "gone" if gone else row.state,
+                                               "started_at": _utc(row.started_at), "last_seen": _utc(row.last_seen)}))
+        return records
 
     return retry_transient(read, what="list workers")
 

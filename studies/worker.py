@@ -133,6 +133,12 @@ def run_worker(db: Database, *, study_names: list[str] | None, settings: WorkerS
     return worker.summary
 
 
+# After SIGTERM a trial stops at its next epoch boundary once the stop timeout has passed. One that is not back
+# this much later (a long epoch, a wait for another worker's stage-1 training, a hung call) is handed back from a
+# thread and the process exits, so SIGTERM to exit takes the stop timeout plus about this, whatever the trial does.
+STOP_MARGIN_S = 1.0
+
+
 class _StopFlag:
     """Set by SIGTERM/SIGINT; the current trial may run on for `timeout_s` before it must stop."""
 
@@ -208,6 +214,7 @@ class _Worker:
         self._open: list[int] = []
         self._open_read_at = -float("inf")
         self._cache: Stage1Cache | None = None
+        self._exiting = threading.Event()
 
     # ------------------------------------------------------------------------------------------ lifecycle
     @contextlib.contextmanager
@@ -217,6 +224,7 @@ class _Worker:
         try:
             yield
         finally:
+            self._exiting.set()
             self.heartbeat.stop()
             log.info("worker %s exits: %s", self.worker_id, self.summary.exit_reason)
 
@@ -232,12 +240,33 @@ class _Worker:
         if not self.settings.handle_signals or threading.current_thread() is not threading.main_thread():
             yield
             return
-        previous = {sig: signal.signal(sig, self.stop.request) for sig in (signal.SIGTERM, signal.SIGINT)}
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             yield
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if not self.stop.requested:
+            threading.Thread(target=self._enforce_stop_timeout, name="tailtune-stop-timeout", daemon=True).start()
+        self.stop.request(signum, frame)
+
+    def _enforce_stop_timeout(self) -> None:
+        """Hands back the trials still running `stop_timeout_s + STOP_MARGIN_S` after the signal and ends the
+        process (exit 0, as a worker that stopped by itself); nothing to do when the loop has exited by then."""
+        if self._exiting.wait(self.settings.stop_timeout_s + STOP_MARGIN_S):
+            return
+        for claimed in list(self.heartbeat.current):
+            try:
+                self._hand_back(claimed, f"still running {self.settings.stop_timeout_s:g} s after the stop signal")
+            except Exception as error:  # the reaper retries it after the grace period instead
+                log.warning("could not hand back trial %d: %s", claimed.number, describe(error))
+        self.heartbeat.stop()
+        log.warning("worker %s exits: the stop timeout passed with a trial running; %d handed back",
+                    self.worker_id, self.summary.interrupted)
+        logging.shutdown()
+        os._exit(0)
 
     # ------------------------------------------------------------------------------------------ loop
     def run(self, study_ids: list[int] | None) -> None:

@@ -71,7 +71,7 @@ def trials_of(db: Database, study_id: int) -> list[TrialRecord]:
 
 
 def worker_pid_of(db: Database, trial: TrialRecord) -> int | None:
-    pids = {w.id: w.pid for w in registry.live_workers(db)}
+    pids = {w.id: w.pid for w in registry.list_workers(db)}
     return pids.get(trial.worker or "")
 
 

@@ -1,4 +1,4 @@
-"""GET /workers: the workers whose heartbeats the database has seen."""
+"""GET /workers: the workers that have not exited; one silent for three heartbeat intervals is shown gone."""
 
 from __future__ import annotations
 
@@ -13,4 +13,4 @@ router = APIRouter(prefix="/workers", tags=["workers"])
 
 @router.get("", response_model=list[WorkerRecord])
 def list_workers(db: DatabaseDep) -> list[WorkerRecord]:
-    return registry.live_workers(db)
+    return registry.list_workers(db)
