@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,7 @@ from studies import claims, registry
 from studies.db import Database, is_transient, worker_table
 from studies.records import TrialRecord
 from studies.spec import parse_spec
-from studies.storage import Storage, retry_callback, trial_id
+from studies.storage import Storage, retry_callback, set_trial_user_attrs, trial_id
 from studies.worker import RunContext, WorkerSettings, one_at_a_time, run_worker
 from tests.trial_runners import instant_runner, sampled_value
 
@@ -149,8 +150,11 @@ def test_repeated_failures_stop_the_study_with_the_reason(database: Database, tm
     assert "3 trials in a row failed" in record.stop_reason and "CUDA out of memory" in record.stop_reason
 
 
-def test_a_result_for_a_trial_reaped_meanwhile_is_dropped_and_the_worker_goes_on(database: Database,
-                                                                                 tmp_path: Path) -> None:
+@pytest.mark.parametrize("stores_attrs", [False, True], ids=["at-tell", "at-its-own-write"])
+def test_a_result_for_a_trial_reaped_meanwhile_is_dropped_and_the_worker_goes_on(
+        database: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture, stores_attrs: bool) -> None:
+    """Reaped while it ran (its heartbeats lapsed in an outage): the result is dropped as a late tell, whether
+    Optuna's tell or the trial's own write of its results finds the trial finished; no error is logged."""
     study_id = create(database, 3)
     reaped: list[int] = []
 
@@ -161,11 +165,14 @@ def test_a_result_for_a_trial_reaped_meanwhile_is_dropped_and_the_worker_goes_on
             storage.set_trial_state_values(trial_id(trial), TrialState.FAIL)
             retry_callback(3)(trial.study, storage.get_trial(trial_id(trial)))
             reaped.append(trial.number)
+            if stores_attrs:
+                set_trial_user_attrs(trial, {"val": {"all": value}})
         return [value]
 
     summary = run_worker(database, study_names=["claims"], settings=QUICK, artifact_dir=tmp_path,
                          runner=one_at_a_time(reaped_while_running))
-    assert (summary.late_tells, summary.completed) == (1, 3)
+    assert (summary.late_tells, summary.completed, summary.failed) == (1, 3, 0)
+    assert not [record.message for record in caplog.records if record.levelno >= logging.ERROR]
     trials = all_trials(database, study_id)
     assert [t.number for t in trials if t.state == "fail"] == reaped
     assert [t.retried_from for t in trials if t.state == "complete"].count(reaped[0]) == 1
