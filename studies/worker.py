@@ -392,6 +392,11 @@ class _Worker:
             # Not the trial's fault: run the same params again, and do not count it towards the failure limit.
             self._hand_back(claimed, describe(error))
             return
+        if isinstance(error, optuna.exceptions.UpdateFinishedTrialError):
+            # Its results could not be stored because it was reaped while it ran (its heartbeats lapsed in an
+            # outage): a late tell, not a failure of the trial; the reaper queued its retry.
+            self._dropped_late(claimed)
+            return
         log.error("trial %d of study %d failed", claimed.number, claimed.study_id, exc_info=error)
         if self._tell(claimed, None, TrialState.FAIL) == TrialState.FAIL:
             self._count_failure(claimed, f"{type(error).__name__}: {describe(error)}")
@@ -427,11 +432,13 @@ class _Worker:
                 raise
             told = None
         if told is None:
-            self.summary.late_tells += 1
-            log.warning("trial %d had been finished elsewhere (reaped after its heartbeat lapsed, or "
-                        "deleted); this result is dropped and its retry runs the same params again",
-                        claimed.number)
+            self._dropped_late(claimed)
         return told
+
+    def _dropped_late(self, claimed: claims.ClaimedTrial) -> None:
+        self.summary.late_tells += 1
+        log.warning("trial %d had been finished elsewhere (reaped after its heartbeat lapsed, or deleted); "
+                    "this result is dropped and its retry runs the same params again", claimed.number)
 
     def _stage1_cache(self) -> Stage1Cache:
         from studies.cache import Stage1Cache  # torch: see objective_runner
