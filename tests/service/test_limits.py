@@ -52,7 +52,7 @@ def test_422s_quote_excerpts_and_name_unknown_search_space_names(client: TestCli
     unknown = {f"stage2.knob{n}": {"type": "float", "low": 0, "high": 1} for n in range(2000)}
     response = client.post("/studies", json=SPEC | {"search_space": unknown})
     assert response.status_code == 422 and len(response.text) < 2 * SHORT
-    assert "'stage2.knob0'" in response.text and "1995 more" in response.text
+    assert "'stage2.knob0'" in response.text and "1995 more" in response.text and "e.g. stage1" in response.text
     assert client.get("/studies").json()["total"] == 0
 
 
