@@ -10,7 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-EXCERPT_CHARS = 200  # of a bad value, a message or a location step, quoted back in a 422
+EXCERPT_CHARS = 200  # of a bad value or a location step, quoted back in a 422
+MESSAGE_CHARS = 1000  # of a message: ours, but it may quote names from the input (at most 100 characters each)
 ERRORS_SHOWN = 20  # field errors in one 422; the last entry says how many more there were
 
 
@@ -81,11 +82,11 @@ def bounded_validation_errors(_request: Request, error: RequestValidationError) 
 
 def _bounded(entry: dict[str, Any]) -> dict[str, Any]:
     bounded = {"loc": [part if isinstance(part, int) else excerpt(str(part)) for part in entry["loc"]],
-               "msg": excerpt(str(entry["msg"])), "type": str(entry["type"])}
+               "msg": excerpt(str(entry["msg"]), MESSAGE_CHARS), "type": str(entry["type"])}
     if "input" in entry:
         bounded["input"] = excerpt(json.dumps(entry["input"], default=str))
     return bounded
 
 
-def excerpt(text: str) -> str:
-    return text if len(text) <= EXCERPT_CHARS else f"{text[:EXCERPT_CHARS]}... ({len(text)} characters)"
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
