@@ -17,7 +17,7 @@ from studies import claims, registry
 from studies.db import Database, is_transient, worker_table
 from studies.records import TrialRecord
 from studies.spec import parse_spec
-from studies.storage import Storage, retry_callback, set_trial_user_attrs, trial_id
+from studies.storage import Storage, retry_callback, trial_id
 from studies.worker import RunContext, WorkerSettings, one_at_a_time, run_worker
 from tests.trial_runners import instant_runner, sampled_value
 
@@ -165,8 +165,8 @@ def test_a_result_for_a_trial_reaped_meanwhile_is_dropped_and_the_worker_goes_on
             storage.set_trial_state_values(trial_id(trial), TrialState.FAIL)
             retry_callback(3)(trial.study, storage.get_trial(trial_id(trial)))
             reaped.append(trial.number)
-            if stores_attrs:
-                set_trial_user_attrs(trial, {"val": {"all": value}})
+            if stores_attrs:  # what storage.set_trial_user_attrs raises then (its connection is the worker's)
+                raise optuna.exceptions.UpdateFinishedTrialError(f"Trial#{trial.number} has already finished")
         return [value]
 
     summary = run_worker(database, study_names=["claims"], settings=QUICK, artifact_dir=tmp_path,
