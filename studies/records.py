@@ -38,6 +38,23 @@ class TrialCounts(BaseModel):
         return self.complete + self.pruned
 
 
+class RecipeComparison(BaseModel):
+    """Recipe vs best: the study's recipe (enqueued as trial 0 with the preset's values, else tailtune's
+    defaults) beside the best trial found, per split, with the difference best - recipe in points."""
+
+    trial_number: int = Field(description="the recipe's trial (0, or a retry of it)")
+    val: SplitValues
+    test: SplitValues
+    best_minus_recipe_val: SplitValues = Field(description="None where either side has no value (an empty split)")
+    best_minus_recipe_test: SplitValues
+
+
+def best_minus_recipe(best: SplitValues | None, recipe: SplitValues) -> SplitValues:
+    best = best or {}
+    return {split: None if best.get(split) is None or value is None else best[split] - value
+            for split, value in recipe.items()}
+
+
 class StudySummary(BaseModel):
     """A study as lists show it: everything but its spec, so a page stays small whatever the specs hold."""
 
@@ -53,6 +70,8 @@ class StudySummary(BaseModel):
     best_params: dict[str, Any] | None = None
     best_val: SplitValues | None = None
     best_test: SplitValues | None = None
+    recipe: RecipeComparison | None = Field(None, description="recipe vs best; None until the recipe trial "
+                                            "completes, or when the search space leaves the recipe out")
     stop_reason: str | None = None
     created_at: datetime
     updated_at: datetime

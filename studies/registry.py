@@ -22,7 +22,16 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from studies.db import Database, retry_transient, study_table, worker_table
-from studies.records import Page, StudyRecord, StudySummary, TrialCounts, TrialRecord, WorkerRecord
+from studies.records import (
+    Page,
+    RecipeComparison,
+    StudyRecord,
+    StudySummary,
+    TrialCounts,
+    TrialRecord,
+    WorkerRecord,
+    best_minus_recipe,
+)
 from studies.spec import StudySpec
 from studies.storage import (
     FINITE,
@@ -39,6 +48,9 @@ from studies.storage import (
 from trainers.errors import UserInputError
 
 SPEC_ATTR = "tailtune_spec"  # study user attr: the spec, for anyone reading the study through Optuna alone
+# Trial user attr marking the recipe trial; Optuna's retry of a failed trial copies user attrs, so a retry of
+# the recipe is the recipe too.
+RECIPE_ATTR = "recipe"
 SPLIT_ATTRS = ("val", "test", "diagnostics")
 
 
@@ -68,10 +80,14 @@ def create_study(db: Database, *, spec: StudySpec) -> StudyRecord:
         storage.set_study_user_attr(study_id, SPEC_ATTR, spec.model_dump(mode="json"))
         # Named metrics ("val all", "val few") label the axes in optuna-dashboard and the report; the API is
         # marked experimental in optuna 5.0.0, which we pin.
+        study = optuna.load_study(study_name=spec.name, storage=storage)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.load_study(study_name=spec.name, storage=storage).set_metric_names(
-                [f"val {split}" for split in spec.objectives])
+            study.set_metric_names([f"val {split}" for split in spec.objectives])
+        recipe = spec.recipe_params()
+        if recipe is not None:
+            # Trial 0 is the recipe, so the best val found is never below it (workers take WAITING trials first).
+            study.enqueue_trial(recipe, user_attrs={RECIPE_ATTR: True})
         _insert_study_row(db, study_id, spec)
     except BaseException:
         storage.delete_study(study_id)
@@ -212,15 +228,16 @@ def _study_records(db: Database, where: sa.ColumnElement[bool], *, offset: int, 
                                       .order_by(study_table.c.id).offset(offset).limit(limit)).all()
             ids = [row.id for row in rows]
             counts = trial_counts(connection, ids)
-            best = _best_trials(connection, ids)
-            details = _TrialDetails.read(connection, [trial_id for trial_id, _ in best.values()])
-        return [_study_record(row, counts[row.id], best.get(row.id), details, with_spec) for row in rows]
+            best, recipe = _best_trials(connection, ids), _recipe_trials(connection, ids)
+            details = _TrialDetails.read(connection, [trial_id for trial_id, _ in [*best.values(), *recipe.values()]])
+        return [_study_record(row, counts[row.id], best.get(row.id), recipe.get(row.id), details, with_spec)
+                for row in rows]
 
     return retry_transient(read, what="read studies")
 
 
-def _study_record(row: Any, counts: TrialCounts, best: tuple[int, int] | None, details: _TrialDetails,
-                  with_spec: bool) -> StudySummary:
+def _study_record(row: Any, counts: TrialCounts, best: tuple[int, int] | None, recipe: tuple[int, int] | None,
+                  details: _TrialDetails, with_spec: bool) -> StudySummary:
     fields: dict[str, Any] = {
         "id": row.id, "name": row.name, "state": row.shown_state, "method": row.method, "dataset": row.dataset,
         "n_trials": row.n_trials, "counts": counts, "stop_reason": row.stop_reason,
@@ -231,9 +248,26 @@ def _study_record(row: Any, counts: TrialCounts, best: tuple[int, int] | None, d
                    "best_params": details.params.get(trial_id, {}),
                    "best_val": details.user_attrs[trial_id].get("val"),
                    "best_test": details.user_attrs[trial_id].get("test")}
+    if recipe is not None and "val" in details.user_attrs[recipe[0]]:
+        attrs = details.user_attrs[recipe[0]]
+        fields["recipe"] = RecipeComparison(
+            trial_number=recipe[1], val=attrs["val"], test=attrs["test"],
+            best_minus_recipe_val=best_minus_recipe(fields.get("best_val"), attrs["val"]),
+            best_minus_recipe_test=best_minus_recipe(fields.get("best_test"), attrs["test"]))
     if with_spec:
         return StudyRecord(**fields, spec=StudySpec.model_validate_json(row.spec_json))
     return StudySummary(**fields)
+
+
+def _recipe_trials(connection: sa.Connection, study_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """study id -> (trial id, number) of its first COMPLETE recipe trial (trial 0, or a retry of it)."""
+    marked = sa.and_(trial_user_attrs.c.trial_id == trials.c.trial_id, trial_user_attrs.c.key == RECIPE_ATTR)
+    rank = sa.func.row_number().over(partition_by=trials.c.study_id, order_by=trials.c.number).label("rank")
+    ranked = (sa.select(trials.c.study_id, trials.c.trial_id, trials.c.number, rank).join(trial_user_attrs, marked)
+              .where(trials.c.study_id.in_(study_ids), trials.c.state == TrialState.COMPLETE).subquery())
+    rows = connection.execute(sa.select(ranked.c.study_id, ranked.c.trial_id, ranked.c.number)
+                              .where(ranked.c.rank == 1))
+    return {row.study_id: (row.trial_id, row.number) for row in rows}
 
 
 def _best_trials(connection: sa.Connection, study_ids: list[int]) -> dict[int, tuple[int, int]]:

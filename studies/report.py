@@ -39,11 +39,13 @@ from studies.plots import (
     draw_trade_off,
     draw_weight_norms,
 )
-from studies.registry import SPEC_ATTR
+from studies.records import best_minus_recipe
+from studies.registry import RECIPE_ATTR, SPEC_ATTR
 from trainers.errors import UserInputError
 from trainers.metrics import split_rule
 
 LEADERBOARD_ROWS = 10
+DIFFERENCE_LABEL = "best - recipe"
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,11 @@ class FinishedStudy:
     def best(self) -> FrozenTrial:
         """Highest first objective (every tailtune objective is maximised); the earliest trial on a tie."""
         return max(self.trials, key=lambda t: (t.values[0], -t.number))
+
+    @property
+    def recipe(self) -> FrozenTrial | None:
+        """The recipe's finished trial (trial 0, or its retry), if it has finished."""
+        return next((t for t in self.trials if t.user_attrs.get(RECIPE_ATTR)), None)
 
 
 def build_report(db: Database, study_name: str, out_dir: Path, artifact_dir: Path | None = None) -> ReportFiles:
@@ -287,8 +294,8 @@ def render_html(finished: FinishedStudy, pngs: list[Path]) -> str:
         "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
     return _PAGE.format(title=html.escape(f"tailtune report: {finished.name}"),
-                        summary=_summary_table(summary), leaderboard=_leaderboard_table(finished),
-                        figures="\n".join(map(_figure, pngs)))
+                        summary=_summary_table(summary), recipe=_recipe_table(finished),
+                        leaderboard=_leaderboard_table(finished), figures="\n".join(map(_figure, pngs)))
 
 
 def _figure(png: Path) -> str:
@@ -300,6 +307,34 @@ def _figure(png: Path) -> str:
 def _summary_table(summary: dict[str, str]) -> str:
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in summary.items())
     return f'<table class="summary">{rows}</table>'
+
+
+def recipe_vs_best_rows(finished: FinishedStudy) -> list[tuple[str, str, list[float | None]]] | None:
+    """(row label, val|test, [All, Many, Medium, Few]) for the best trial, the recipe and best - recipe; None
+    until the recipe's trial has finished."""
+    best, recipe = finished.best, finished.recipe
+    if recipe is None:
+        return None
+    rows = []
+    for part in ("val", "test"):
+        difference = best_minus_recipe(best.user_attrs[part], recipe.user_attrs[part])
+        rows += [(f"best #{best.number}", part, [best.user_attrs[part][s] for s in SPLITS]),
+                 (f"recipe #{recipe.number}", part, [recipe.user_attrs[part][s] for s in SPLITS]),
+                 (DIFFERENCE_LABEL, part, [difference[s] for s in SPLITS])]
+    return rows
+
+
+def _recipe_table(finished: FinishedStudy) -> str:
+    rows = recipe_vs_best_rows(finished)
+    if rows is None:
+        return "<p>The recipe's trial (trial 0) has not finished yet.</p>"
+    head = "<tr><th>trial</th><th>split</th>" + "".join(f"<th>{LABELS[s]}</th>" for s in SPLITS) + "</tr>"
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in (
+        label, part, *[_percent(v, signed=label == DIFFERENCE_LABEL) for v in values])) + "</tr>"
+        for label, part, values in rows)
+    caption = ("recipe: the preset's values, else tailtune's defaults, run as trial 0; best - recipe in points "
+               "(per-class-mean accuracy, %)")
+    return f'<table class="leaderboard"><caption>{caption}</caption>{head}{body}</table>'
 
 
 def _leaderboard_table(finished: FinishedStudy) -> str:
@@ -324,8 +359,10 @@ def _format(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _percent(value: float | None) -> str:
-    return f"{value:.2f}" if value is not None else "–"  # an empty split: no class, no accuracy
+def _percent(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "–"  # an empty split: no class, no accuracy
+    return f"{value:+.2f}" if signed else f"{value:.2f}"
 
 
 _PAGE = """<!doctype html>
@@ -346,6 +383,8 @@ figcaption {{ color: #444; font-size: 0.9em; }}
 <body>
 <h1>{title}</h1>
 {summary}
+<h2>Recipe vs best</h2>
+{recipe}
 <h2>Leaderboard</h2>
 {leaderboard}
 <h2>Figures</h2>

@@ -105,7 +105,7 @@ def best(name: NameArgument, storage: StorageOption = None, api: ApiOption = Non
                                  f"tailtune worker --study {name}")
     if as_json:
         typer.echo(record.model_dump_json(include={"name", "best_trial_number", "best_values", "best_params",
-                                                    "best_val", "best_test"}, indent=2))
+                                                    "best_val", "best_test", "recipe"}, indent=2))
         return
     console.print(f"best trial of {record.name}: #{record.best_trial_number}, values {record.best_values}")
     for key, value in (record.best_params or {}).items():
@@ -278,18 +278,30 @@ def _trial_table(name: str, page: Page[TrialRecord]) -> Table:
 
 
 def split_table(record: StudyRecord) -> Table:
-    table = Table(title="accuracy % (per-class mean)")
+    """The best trial's val/test accuracy per split; with the recipe's trial finished, recipe vs best: the
+    recipe's (the preset's values, else tailtune's defaults, run as trial 0) and best - recipe in points."""
+    recipe = record.recipe
+    caption = None if recipe is None else (f"recipe: trial #{recipe.trial_number} (the preset's values, else "
+                                           "tailtune's defaults); best - recipe in points")
+    table = Table(title="accuracy % (per-class mean)", caption=caption)
+    table.add_column("")
     table.add_column("split")
     for column in ("All", "Many", "Medium", "Few"):
         table.add_column(column, justify="right")
-    for split, values in (("val", record.best_val), ("test", record.best_test)):
-        table.add_row(split, *_cells(values))
+    rows = [("best", "val", _cells(record.best_val)), ("", "test", _cells(record.best_test))]
+    if recipe is not None:
+        rows += [("recipe", "val", _cells(recipe.val)), ("", "test", _cells(recipe.test)),
+                 ("best - recipe", "val", _cells(recipe.best_minus_recipe_val, signed=True)),
+                 ("", "test", _cells(recipe.best_minus_recipe_test, signed=True))]
+    for trial, split, cells in rows:
+        table.add_row(trial, split, *cells, end_section=split == "test")
     return table
 
 
-def _cells(values: SplitValues | None) -> list[str]:
+def _cells(values: SplitValues | None, signed: bool = False) -> list[str]:
     values = values or {}
-    return [f"{values[key]:.2f}" if values.get(key) is not None else "–"  # an empty split: no accuracy
+    form = "{:+.2f}" if signed else "{:.2f}"
+    return [form.format(values[key]) if values.get(key) is not None else "–"  # an empty split: no accuracy
             for key in ("all", "many", "medium", "few")]
 
 

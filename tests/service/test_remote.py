@@ -64,7 +64,7 @@ def _cli_over_the_api_prints_what_it_prints_on_the_database(served: Served, post
     assert created.startswith("created study 'remote' (id 3): wb on digits-lt, 2 trials")
     queued = json.loads(_cli(["queue", "remote", "--param", "stage2.loss=cb", "--param",
                               "stage2.weight_decay=0.01", "--json", *api]))
-    assert queued["number"] == 0 and queued["created"]
+    assert queued["number"] == 1 and queued["created"]  # trial 0 is the study's recipe
     assert "budget 3 trials" in _cli(["budget", "remote", "3", *api])
     _run_worker(postgres_url, "remote", tmp_path)
 
