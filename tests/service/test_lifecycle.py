@@ -96,14 +96,15 @@ def test_bad_requests_are_refused_and_write_nothing_and_a_stopped_study_resumes(
             assert refused.status_code == 422 and named in refused.text, params
         assert client.post(f"/studies/{study_id}/trials", json={"params": {}, "priority": 1}).status_code == 422
         assert client.patch(f"/studies/{study_id}", json={"n_trials": 0}).status_code == 422
-        assert _trial_rows(client) == 0 and client.get(f"/studies/{study_id}").json()["n_trials"] == 3
+        # the one trial row is the study's recipe, WAITING as trial 0 since creation
+        assert _trial_rows(client) == 1 and client.get(f"/studies/{study_id}").json()["n_trials"] == 3
 
         # The same params queued at once from four threads (a retried script, optuna #3616): one trial.
         with ThreadPoolExecutor(4) as pool:
             queued = list(pool.map(lambda _: lifecycle.queue_trial(app.state.database, study_id=study_id,
                                                                    params={"stage2.loss": "ce"}), range(4)))
         assert sorted(q.created for q in queued) == [False, False, False, True]
-        assert {q.number for q in queued} == {0} and _trial_rows(client) == 1
+        assert {q.number for q in queued} == {1} and _trial_rows(client) == 2
         for path in ("/studies/424242/resume", "/studies/424242/trials"):
             assert client.post(path, json={"params": {}}).status_code == 404
         assert client.patch("/studies/424242", json={"n_trials": 2}).status_code == 404

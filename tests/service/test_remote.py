@@ -103,7 +103,7 @@ def _client_with_scoped_tokens_and_data_roots_refuses_what_it_must_and_writes_no
             with pytest.raises(ApiError) as refused:
                 call()
             assert refused.value.status_code == status and named in str(refused.value)
-        assert client.list_workers() == [] and client.list_trials(study_id).total == 0
+        assert client.list_workers() == [] and client.list_trials(study_id).total == 1  # the WAITING recipe
         for body, given in [({"dataset": "folder:/etc"}, "/etc"), ({"data_root": "/etc"}, "/etc"),
                             ({"dataset": "folder:../../etc", "data_root": str(tmp_path / "data")}, "etc"),
                             ({"fixed": {"data.root": "/root"}}, "/root")]:
@@ -114,7 +114,8 @@ def _client_with_scoped_tokens_and_data_roots_refuses_what_it_must_and_writes_no
             assert "passwd" not in message  # nothing of the directory's contents
         client.create_study(StudySpec(name="inside", n_trials=1, dataset=f"folder:{tmp_path}/data/images",
                                       image_size=8))
-    assert _rows(postgres_url, "tailtune_study") == 2 and _rows(postgres_url, "trials") == 0
+    # each study has one trial row: its recipe, WAITING as trial 0
+    assert _rows(postgres_url, "tailtune_study") == 2 and _rows(postgres_url, "trials") == 2
 
     with TailtuneClient(served.base_url, token=reader) as client:
         assert client.get_study(study_id).name == "scoped"
@@ -125,7 +126,7 @@ def _client_with_scoped_tokens_and_data_roots_refuses_what_it_must_and_writes_no
             with pytest.raises(ApiError) as refused:
                 call()
             assert refused.value.status_code == 403 and "read-only" in str(refused.value)
-        assert _rows(postgres_url, "tailtune_study") == 2 and _rows(postgres_url, "trials") == 0
+        assert _rows(postgres_url, "tailtune_study") == 2 and _rows(postgres_url, "trials") == 2
         assert client.list_studies().total == 2
         assert CliRunner().invoke(token_command.app, ["revoke", "reader", "--storage", postgres_url]).exit_code == 0
         with pytest.raises(ApiError) as revoked:

@@ -69,8 +69,8 @@ def test_a_preset_study_runs_its_recipe_as_trial_0_with_every_preset_field(sqlit
                        "data_root": str(tmp_path / "cifar"), "imbalance_factor": 10, "image_size": 16,
                        "fixed": {"model.arch": "small-cnn", "stage1.epochs": 1, "stage2.epochs": 1}})
     registry.create_study(db, spec=spec)
-    run_worker(db, study_names=["wb-preset"], settings=WorkerSettings(artifact_dir=tmp_path / "artifacts",
-                                                                      device="cpu", handle_signals=False))
+    run_worker(db, study_names=["wb-preset"], settings=WorkerSettings(device="cpu", handle_signals=False),
+               artifact_dir=tmp_path / "artifacts")
     [trial] = optuna.load_study(study_name="wb-preset", storage=sqlite_url).trials
     db.dispose()
     assert trial.state == optuna.trial.TrialState.COMPLETE and trial.user_attrs[registry.RECIPE_ATTR]
