@@ -15,6 +15,7 @@ from service.api.limits import BodySizeLimit, bounded_validation_errors
 from service.api.options import SchemaOptions
 from service.api.routes import health, studies, workers
 from service.core.config import Settings
+from service.reports import ReportPages, ReportsBusyError
 from service.schemas import Message
 from studies.db import Database, DatabaseUnavailableError, describe, is_transient
 from studies.export import TrialNotExportableError, TrialNotFoundError
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                               "`tailtune worker` processes pulling from the same database.")
     app.state.settings = settings
     app.state.database = Database.connect(settings.database.url, pool_size=settings.database.pool_size)
+    app.state.reports = ReportPages(builds=settings.api.report_builds, waiting=settings.api.report_waiting)
     app.include_router(health.router)
     for router in (studies.router, workers.router):
         app.include_router(router, dependencies=[TokenDep], responses=_PROTECTED_RESPONSES)
@@ -58,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, bounded_validation_errors)
     app.add_exception_handler(UserInputError, _user_error)
     app.add_exception_handler(DatabaseUnavailableError, _unavailable)
+    app.add_exception_handler(ReportsBusyError, _busy)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(StorageInternalError, _database_error)
     return app
@@ -71,6 +74,11 @@ def _user_error(_request: Request, error: Exception) -> JSONResponse:
 def _unavailable(request: Request, error: Exception) -> JSONResponse:
     log.warning("%s %s: %s", request.method, request.url.path, error)
     return JSONResponse({"detail": UNAVAILABLE}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+                        headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+def _busy(_request: Request, error: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(error)}, status_code=status.HTTP_429_TOO_MANY_REQUESTS,
                         headers={"Retry-After": str(RETRY_AFTER_S)})
 
 

@@ -170,16 +170,18 @@ class Database:
             return bool(connection.execute(sa.text(statement), {"key": key}).scalar())
 
     def ping(self) -> bool:
+        """Whether the database answers, asked over the side connection: requests that fill the pool (a burst of
+        report builds) must not make a health check wait or a healthy database look down."""
         try:
-            self.check_reachable()
+            self.check_reachable(self.side_engine)
             return True
         except DatabaseUnavailableError:
             return False
 
-    def check_reachable(self) -> None:
+    def check_reachable(self, engine: sa.Engine | None = None) -> None:
         """Raises DatabaseUnavailableError, naming the database and the cause, unless it answers at once."""
         try:
-            with self.engine.connect() as connection:
+            with (engine or self.engine).connect() as connection:
                 connection.execute(sa.text("SELECT 1"))
         except sa.exc.SQLAlchemyError as error:
             raise DatabaseUnavailableError(f"the database at {redacted(self.url)} does not answer: "

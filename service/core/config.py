@@ -40,6 +40,10 @@ class ApiSettings(BaseModel):
     token: SecretStr | None = Field(None, description="the server's admin token: when set, every route but "
                                     "/healthz needs a Bearer token; the CLI's --api mode sends it")
     url: str | None = Field(None, description="a tailtune API the CLI's study commands use instead of a database")
+    report_builds: int = Field(2, ge=1, le=32, description="report pages built at once, each drawing in a thread "
+                               "and reading over one pooled connection")
+    report_waiting: int = Field(8, ge=0, le=1000, description="report requests that may wait for a build slot; "
+                                "beyond them the API answers 429")
     max_request_bytes: int = Field(1_048_576, ge=1024, description="largest request body the API accepts (1 MiB); "
                                    "a larger one is answered 413 unread")
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-from pathlib import Path as FilePath
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
@@ -16,7 +14,6 @@ from studies import lifecycle, registry
 from studies.db import Database, redacted
 from studies.export import export_trial
 from studies.records import Page, StudyRecord, StudyState, StudySummary, TrialRecord
-from studies.report import build_report
 from studies.spec import MAX_SEARCHED_PARAMS, NAME_PATTERN, StudySpec
 from studies.trials_csv import trials_csv
 
@@ -116,13 +113,13 @@ def delete_study(study_id: StudyId, db: DatabaseDep,
 
 @router.get("/{study_id}/report", response_class=HTMLResponse, responses={
     200: {"description": "the report page"}, **NOT_FOUND,
+    429: {"model": Message, "description": "every report build slot and queue place is taken; see Retry-After"},
     422: {"model": Message | ValidationErrors,
           "description": "the study has no finished trial to report yet (a message), or the id is out of range"}})
-def study_report(study_id: StudyId, db: DatabaseDep, settings: SettingsDep) -> HTMLResponse:
-    """The study's report page (figures inlined), as `tailtune report` writes it."""
+def study_report(study_id: StudyId, db: DatabaseDep, request: Request) -> HTMLResponse:
+    """The study's report page (figures inlined), as `tailtune report` writes it; kept until a trial finishes."""
     record = registry.get_study(db, study_id=study_id)
-    files = build_report(db, record.name, settings.artifact.dir / "reports" / str(study_id))
-    return HTMLResponse(_inline_images(files.html))
+    return HTMLResponse(request.app.state.reports.page(db, record))
 
 
 @router.get("/{study_id}/model", response_class=Response,
@@ -137,15 +134,6 @@ def trial_model(study_id: StudyId, db: DatabaseDep, settings: SettingsDep,
     exported = export_trial(db, study_id=study_id, trial_number=trial, artifact_dir=settings.artifact.dir)
     return Response(exported.content, media_type="application/octet-stream",
                     headers={"Content-Disposition": f'attachment; filename="{exported.file_name}"'})
-
-
-def _inline_images(html_path: FilePath) -> str:
-    """The report page with its PNGs as data: URIs, so one response carries the whole report."""
-    html = html_path.read_text()
-    for png in sorted(html_path.parent.glob("*.png")):
-        encoded = base64.b64encode(png.read_bytes()).decode()
-        html = html.replace(f'src="{png.name}"', f'src="data:image/png;base64,{encoded}"')
-    return html
 
 
 def _links(request: Request, study_id: int, db: Database) -> StudyLinks:
