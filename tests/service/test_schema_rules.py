@@ -41,3 +41,4 @@ def test_the_documented_4xx_rules_are_in_the_schema(client: TestClient) -> None:
     report = schema["paths"]["/studies/{study_id}/report"]["get"]["responses"]
     assert "no finished trial" in report["422"]["description"]
     assert list(report["200"]["content"]) == ["text/html"]  # the page, not JSON
+    assert all(list(report[code]["content"]) == ["application/json"] for code in ("404", "422", "429"))  # errors

@@ -111,8 +111,9 @@ def delete_study(study_id: StudyId, db: DatabaseDep,
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/{study_id}/report", response_class=HTMLResponse, responses={
-    200: {"description": "the report page"}, **NOT_FOUND,
+# response_class=Response, as the model route: an HTML response class would document the JSON errors as text/html.
+@router.get("/{study_id}/report", response_class=Response, responses={
+    200: {"content": {"text/html": {}}, "description": "the report page"}, **NOT_FOUND,
     429: {"model": Message, "description": "every report build slot and queue place is taken; see Retry-After"},
     422: {"model": Message | ValidationErrors,
           "description": "the study has no finished trial to report yet (a message), or the id is out of range"}})
