@@ -18,7 +18,13 @@ ALGORITHMS_MD_FIGURES = {
                           "stage2.few": 32.63},
     "wb-cifar100-if50": {"stage2.all": 57.71},
     "wb-cifar100-if10": {"stage2.all": 68.67},
-    "wb-taunorm-cifar100-if100": {"stage1.all": 46.08, "stage2.all": 51.31},
+    # Not in ALGORITHMS.md: the WB paper's Table 1 ("WD tuned" and "+ tau-norm" rows, Many/Medium/Few/All) and
+    # Table 2 (IF 50 / 10 columns of "WD" and "+ tau-norm").
+    "wb-taunorm-cifar100-if100": {"stage1.all": 46.08, "stage1.many": 76.94, "stage1.medium": 44.28,
+                                  "stage1.few": 12.17, "stage2.all": 51.31, "stage2.many": 73.11,
+                                  "stage2.medium": 47.69, "stage2.few": 30.10},
+    "wb-taunorm-cifar100-if50": {"stage1.all": 52.71, "stage2.all": 57.65},
+    "wb-taunorm-cifar100-if10": {"stage1.all": 66.03, "stage2.all": 67.79},
     "los-cifar100-if100": {"stage2.all": 54.9},
     "los-cifar100-if50": {"stage2.all": 58.8},
     "los-cifar100-if10": {"stage2.all": 69.7},
