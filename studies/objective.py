@@ -15,7 +15,7 @@ import optuna
 from studies.cache import CachedBackbone, Stage1Cache, stage1_key
 from studies.space import sample_params
 from studies.spec import StudySpec
-from studies.storage import set_trial_user_attrs
+from studies.storage import params_written_together, set_trial_user_attrs
 from studies.trial_models import store_trial_model
 from trainers.config import ExperimentConfig
 from trainers.experiment import Stage2Output, data_summary, runs_on_cached_features, stage2_output, stage2_outputs
@@ -98,7 +98,10 @@ def _run_group(trials: list[optuna.Trial], configs: list[ExperimentConfig], spec
 
 
 def _sampled_config(trial: optuna.Trial, spec: StudySpec) -> ExperimentConfig:
-    return spec.config_for(sample_params(trial, spec.resolved_space()))
+    # One write for all of the claimed trial's params instead of Optuna's commit per suggest.
+    with params_written_together(trial):
+        params = sample_params(trial, spec.resolved_space())
+    return spec.config_for(params)
 
 
 def _record(trial: optuna.Trial, spec: StudySpec, config: ExperimentConfig, cached: CachedBackbone,

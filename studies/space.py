@@ -14,7 +14,6 @@ from typing import Annotated, Any, Literal
 import optuna
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from studies.storage import params_written_together
 from trainers.config import ExperimentConfig, Method
 
 ParamValue = float | int | str | bool
@@ -151,12 +150,12 @@ def default_space(method: Method) -> dict[str, FloatRange | Choices]:
 
 
 def sample_params(trial: optuna.Trial, space: dict[str, FloatRange | Choices]) -> dict[str, ParamValue]:
-    """Asks the trial for every searched parameter (its sampler proposes the values), stored in one write."""
+    """Asks the trial for every searched parameter (its sampler proposes the values) through Optuna's public
+    `suggest_*`; how they are written is the storage's business (the objective batches them)."""
     params: dict[str, ParamValue] = {}
-    with params_written_together(trial):
-        for name, param in space.items():
-            if isinstance(param, FloatRange):
-                params[name] = trial.suggest_float(name, param.low, param.high, log=param.log)
-            elif isinstance(param, Choices):
-                params[name] = trial.suggest_categorical(name, param.choices)
+    for name, param in space.items():
+        if isinstance(param, FloatRange):
+            params[name] = trial.suggest_float(name, param.low, param.high, log=param.log)
+        elif isinstance(param, Choices):
+            params[name] = trial.suggest_categorical(name, param.choices)
     return params

@@ -13,6 +13,7 @@ import optuna
 
 from studies.space import sample_params
 from studies.spec import StudySpec
+from studies.storage import params_written_together
 from studies.worker import RunContext
 
 STOP_POLL_S = 0.05
@@ -24,7 +25,8 @@ class Stopped(Exception):
 
 def sampled_value(trial: optuna.Trial, spec: StudySpec) -> float:
     """Suggests every searched parameter; the value is the sum of the float ones, so it depends on each."""
-    params = sample_params(trial, spec.resolved_space())
+    with params_written_together(trial):  # written as the objective writes them
+        params = sample_params(trial, spec.resolved_space())
     total = sum(value for value in params.values() if isinstance(value, float))
     trial.set_user_attr("val", {"all": total, "many": total, "medium": None, "few": total / 2})
     trial.set_user_attr("test", {"all": total / 2, "many": total, "medium": None, "few": 0.0})

@@ -48,7 +48,7 @@ def test_params_written_together_equal_optunas_one_by_one(storage_url: str) -> N
     for study in (together, one_by_one):
         study.enqueue_trial(enqueued)
     for _ in range(14):  # past TPE's 10 start-up trials, so its model reads the stored params
-        for study, sample in ((together, sample_params), (one_by_one, _sample_one_by_one)):
+        for study, sample in ((together, _sample_together), (one_by_one, _sample_one_by_one)):
             trial = study.ask()
             params = sample(trial, SPACE)
             assert trial.params == params
@@ -61,6 +61,11 @@ def test_params_written_together_equal_optunas_one_by_one(storage_url: str) -> N
     db.dispose()
 
 
+def _sample_together(trial: optuna.Trial, space: dict) -> dict:
+    with params_written_together(trial):  # as studies/objective.py samples a claimed trial
+        return sample_params(trial, space)
+
+
 def _sample_one_by_one(trial: optuna.Trial, space: dict) -> dict:
     return {name: trial.suggest_float(name, p.low, p.high, log=p.log) if isinstance(p, FloatRange)
             else trial.suggest_categorical(name, p.choices) for name, p in space.items()}
@@ -70,7 +75,7 @@ def test_params_written_together_keep_optunas_checks(storage_url: str) -> None:
     db = Database.connect(storage_url)
     study = _study(db.optuna_storage(), "checks")
     first = study.ask()
-    sample_params(first, SPACE)
+    _sample_together(first, SPACE)
     study.tell(first, 1.0)
     clash, plain = study.ask(), study.ask()
     clashes = [lambda trial: trial.suggest_categorical("stage2.loss", ["ce", "ldam"]),  # other choices
