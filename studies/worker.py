@@ -60,6 +60,8 @@ class WorkerSettings(BaseModel):
                                    "exiting (a long-lived worker in a Deployment)")
     batch_trials: int = Field(8, ge=1, le=256, description="stage-2 trials of one cached backbone trained "
                               "together (1: one trial at a time)")
+    stage1_processes: int = Field(1, ge=1, description="processes training each stage 1 data-parallel (DDP), "
+                                  "one per GPU: a worker owning a node's GPUs sets it to their number")
 
     @model_validator(mode="after")
     def _grace_covers_heartbeats(self) -> WorkerSettings:
@@ -446,6 +448,7 @@ class _Worker:
         from trainers.device import resolve_runtime
 
         if self._cache is None:
-            runtime = resolve_runtime(RunOptions(device=self.settings.device))
+            runtime = resolve_runtime(RunOptions(device=self.settings.device,
+                                                 stage1_processes=self.settings.stage1_processes))
             self._cache = Stage1Cache(self.artifact_dir, self.db.named_lock, runtime)
         return self._cache

@@ -152,7 +152,8 @@ class EvalConfig(_Frozen):
 
 class RunOptions(_Frozen):
     """How to run, not what to compute: none of these change the result beyond floating-point noise, except
-    `amp`, which stays fp32 (the three papers' precision) until a GPU benchmark shows bf16 gives equal accuracy."""
+    `amp`, which stays fp32 (the three papers' precision) until a GPU benchmark shows bf16 gives equal accuracy,
+    and `stage1_processes` > 1 (each rank's BatchNorm sees its own share of a batch; shuffles are per rank)."""
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
     channels_last: bool = True
@@ -168,6 +169,8 @@ class RunOptions(_Frozen):
     decode: Literal["auto", "workers", "device"] = Field(
         "auto", description="where streamed JPEGs are decoded: workers (loader processes, on the CPU) or device "
         "(a whole batch at once on the run's device: nvJPEG on CUDA); auto: device on CUDA, workers on the CPU")
+    stage1_processes: int = Field(1, ge=1, description="processes training stage 1 data-parallel (DDP), one per "
+                                  "GPU on CUDA; 1: in this process")
 
 
 class ExperimentConfig(_Frozen):

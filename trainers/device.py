@@ -22,6 +22,7 @@ class Runtime:
     loader_workers: int = 0  # DataLoader worker processes decoding streamed images (0: in this process)
     loader_timeout_s: float = 300.0  # a worker silent this long fails the run instead of hanging it
     decode_on_device: bool = False  # streamed JPEGs decoded batched on `device` (nvJPEG on CUDA), not in workers
+    stage1_processes: int = 1  # >1: stage 1 trained data-parallel (trainers/distributed.py)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:
@@ -44,7 +45,8 @@ def resolve_runtime(options: RunOptions) -> Runtime:
     return Runtime(device=device, autocast_dtype=autocast, compile=compile_model,
                    channels_last=options.channels_last, loader_workers=workers,
                    loader_timeout_s=options.loader_timeout_s,
-                   decode_on_device={"auto": use_cuda, "workers": False, "device": True}[options.decode])
+                   decode_on_device={"auto": use_cuda, "workers": False, "device": True}[options.decode],
+                   stage1_processes=options.stage1_processes)
 
 
 def seeded_generator(seed: int, device: torch.device) -> torch.Generator:

@@ -22,9 +22,10 @@ from trainers.config import ExperimentConfig, LogitAdjustConfig, RetrainConfig, 
 from trainers.data import load_dataset
 from trainers.data.types import LTDataset
 from trainers.device import Runtime
+from trainers.distributed import agreed_state, train_stage1_ranks
 from trainers.features import FeatureBank, extract_feature_bank
 from trainers.heads import Head, train_heads
-from trainers.loop import EpochCallback, SGDSettings, fit
+from trainers.loop import EpochCallback, LossFn, SGDSettings, fit
 from trainers.losses import feature_regularization, make_loss
 from trainers.maxnorm import project_rows_, relative_radius, row_norms
 from trainers.metrics import logits_magnitude_and_rsd, per_class_accuracy, split_accuracy, split_rule
@@ -91,23 +92,32 @@ def train_backbone(config: ExperimentConfig, runtime: Runtime,
     torch.manual_seed(config.seed)
     model = build_backbone_model(config, data, runtime)
     stage1 = config.stage1
-    cross_entropy = F.cross_entropy
-
-    def loss(logits: torch.Tensor, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if stage1.feature_reg == 0:
-            return cross_entropy(logits, labels)
-        return cross_entropy(logits, labels) + stage1.feature_reg * feature_regularization(features)
-
-    trained = [p for p in model.parameters() if p.requires_grad]
-    fit(model, trained, data, loss, SGDSettings(stage1.epochs, stage1.lr, stage1.momentum, stage1.weight_decay,
-                                                stage1.batch_size),
-        runtime, seed=config.seed, stage="stage 1", on_epoch=on_epoch)
+    if runtime.stage1_processes > 1:
+        # Trained by DDP processes (trainers/distributed.py); this process goes on from their common weights.
+        # The ranks report no epochs, so `on_epoch` (progress, pruning, stop requests) is not called.
+        model.load_state_dict(agreed_state(train_stage1_ranks(config, data, runtime)))
+    else:
+        trained = [p for p in model.parameters() if p.requires_grad]
+        fit(model, trained, data, stage1_loss(config), SGDSettings(stage1.epochs, stage1.lr, stage1.momentum,
+                                                                   stage1.weight_decay, stage1.batch_size),
+            runtime, seed=config.seed, stage="stage 1", on_epoch=on_epoch)
     bank = extract_feature_bank(model, data, runtime, views=feature_views(config), flips=config.eval.flip_tta,
                                 seed=config.seed)
     rule = split_rule(data.class_counts, data.name)
     head = Head(model.classifier.weight.detach(), model.classifier.bias.detach())
     result = evaluate_head(bank, head, rule, config, elapsed=time.perf_counter() - started)
     return Backbone(model=model, data=data, rule=rule, features=bank, stage1=result)
+
+
+def stage1_loss(config: ExperimentConfig) -> LossFn:
+    """Cross-entropy, plus EWB's feature regularisation when `stage1.feature_reg` is set."""
+    feature_reg = config.stage1.feature_reg
+
+    def loss(logits: torch.Tensor, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if feature_reg == 0:
+            return F.cross_entropy(logits, labels)
+        return F.cross_entropy(logits, labels) + feature_reg * feature_regularization(features)
+    return loss
 
 
 def build_backbone_model(config: ExperimentConfig, data: LTDataset, runtime: Runtime) -> LTModel:

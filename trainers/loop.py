@@ -26,6 +26,8 @@ LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 # on_epoch(stage, epoch, epochs, val_all): progress and pruning; may raise to stop the run. `val_all()` evaluates
 # the val split's All accuracy when called: a callback that only checks for a stop request costs no evaluation.
 EpochCallback = Callable[[str, int, int, Callable[[], float]], None]
+# images -> (features, logits): by default the model's own; data-parallel stage 1 passes its DDP replica.
+Forward = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -40,19 +42,20 @@ class SGDSettings:
 def fit(model: LTModel, params: list[nn.Parameter], data: LTDataset, loss_fn: LossFn, sgd: SGDSettings,
         runtime: Runtime, *, seed: int, stage: str, bn_train: bool = True,
         after_step: Callable[[], None] | None = None, after_epoch: Callable[[], None] | None = None,
-        on_epoch: EpochCallback | None = None) -> None:
+        on_epoch: EpochCallback | None = None, forward: Forward | None = None) -> None:
     # Coupled SGD weight decay adds lambda*theta to the gradient, exactly the gradient of the papers'
     # lambda * ||theta||^2 / 2 loss term (EWB eq. 4), so one mechanism serves WB and EWB.
     optimizer = torch.optim.SGD(params, lr=sgd.lr, momentum=sgd.momentum, weight_decay=sgd.weight_decay)
     # Stepped once at the end of each epoch (the authors step at the start: an off-by-one we do not copy).
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=sgd.epochs, eta_min=0.0)
     generator = seeded_generator(seed, runtime.device)
-    features_fn = runtime.maybe_compile(model.features)
+    if forward is None:
+        forward = _features_and_logits(runtime.maybe_compile(model.features), model.classifier)
     for epoch in range(sgd.epochs):
         model.train(bn_train)
         loss_sum = torch.zeros((), device=runtime.device)
         for images, labels in augmented_batches(data, sgd.batch_size, runtime, generator):
-            loss_sum += _train_step(features_fn, model.classifier, optimizer, loss_fn, images, labels, runtime)
+            loss_sum += _train_step(forward, optimizer, loss_fn, images, labels, runtime)
             if after_step is not None:
                 after_step()
         if after_epoch is not None:
@@ -63,12 +66,17 @@ def fit(model: LTModel, params: list[nn.Parameter], data: LTDataset, loss_fn: Lo
             on_epoch(stage, epoch + 1, sgd.epochs, lambda: evaluate_all(model, data.val, data, runtime))
 
 
-def _train_step(features_fn: Callable[[torch.Tensor], torch.Tensor], classifier: nn.Linear,
-                optimizer: torch.optim.Optimizer, loss_fn: LossFn, images: torch.Tensor, labels: torch.Tensor,
-                runtime: Runtime) -> torch.Tensor:
-    with runtime.autocast():
+def _features_and_logits(features_fn: Callable[[torch.Tensor], torch.Tensor], classifier: nn.Linear) -> Forward:
+    def forward(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = features_fn(images)
-        logits = classifier(features)
+        return features, classifier(features)
+    return forward
+
+
+def _train_step(forward: Forward, optimizer: torch.optim.Optimizer, loss_fn: LossFn, images: torch.Tensor,
+                labels: torch.Tensor, runtime: Runtime) -> torch.Tensor:
+    with runtime.autocast():
+        features, logits = forward(images)
         loss = loss_fn(logits.float(), features.float(), labels)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

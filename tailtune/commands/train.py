@@ -38,13 +38,15 @@ def train(
     amp: Annotated[str, typer.Option(help="off (fp32, the papers' precision) | auto (bf16 on CUDA) | bf16")
                    ] = "off",
     checkpoint_dir: Annotated[Path | None, typer.Option(help="write stage-1 and stage-2 weights here")] = None,
+    stage1_processes: Annotated[int, typer.Option(
+        help="processes (one per GPU) training stage 1 data-parallel with DDP; 1: this process")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as one JSON object")] = False,
 ) -> None:
     """Train one configuration: stage 1, then stage 2 (or the one-stage method), then a per-split table."""
     with user_errors():
         config = _config(dataset, method, preset, data_root, imbalance_factor, image_size, download, epochs, seed,
                          set_ or [])
-        options = _run_options(device, amp, checkpoint_dir, progress=not as_json)
+        options = _run_options(device, amp, checkpoint_dir, stage1_processes, progress=not as_json)
         result = _run(config, options)
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
@@ -78,12 +80,15 @@ def _config(dataset: str | None, method: str | None, preset: str | None, data_ro
         raise UserInputError(str(error)) from None
 
 
-def _run_options(device: str, amp: str, checkpoint_dir: Path | None, progress: bool) -> RunOptions:
+def _run_options(device: str, amp: str, checkpoint_dir: Path | None, stage1_processes: int,
+                 progress: bool) -> RunOptions:
     try:
-        return RunOptions(device=device, amp=amp, checkpoint_dir=checkpoint_dir, progress=progress)
+        return RunOptions(device=device, amp=amp, checkpoint_dir=checkpoint_dir, stage1_processes=stage1_processes,
+                          progress=progress)
     except ValueError:
-        raise UserInputError(f"--device must be auto, cpu or cuda and --amp off, auto or bf16; got --device "
-                             f"{device!r}, --amp {amp!r}") from None
+        raise UserInputError(f"--device must be auto, cpu or cuda, --amp off, auto or bf16 and --stage1-processes "
+                             f"at least 1; got --device {device!r}, --amp {amp!r}, --stage1-processes "
+                             f"{stage1_processes}") from None
 
 
 def _run(config: ExperimentConfig, options: RunOptions) -> ExperimentResult:

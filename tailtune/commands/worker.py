@@ -30,6 +30,8 @@ def worker(
         help="after SIGTERM, seconds the current trial may run on")] = None,
     batch_trials: Annotated[int | None, typer.Option(
         help="stage-2 trials of one cached backbone trained together (1: one trial at a time)")] = None,
+    stage1_processes: Annotated[int | None, typer.Option(
+        help="processes (one per GPU) training each stage 1 data-parallel with DDP [default: 1]")] = None,
     # Hidden: a `module:function` trial runner in place of the real objective (tests, benchmarks).
     trial_runner: Annotated[str | None, typer.Option(hidden=True)] = None,
     wait: Annotated[bool | None, typer.Option(help="when every study is done, wait for new ones instead of "
@@ -40,7 +42,8 @@ def worker(
         settings = load_settings(
             database={"url": storage}, artifact={"dir": artifact_dir},
             worker={"heartbeat_interval": heartbeat_interval, "grace_period": grace_period, "device": device,
-                    "stop_timeout_s": stop_timeout, "batch_trials": batch_trials, "wait_for_studies": wait})
+                    "stop_timeout_s": stop_timeout, "batch_trials": batch_trials, "wait_for_studies": wait,
+                    "stage1_processes": stage1_processes})
         summary = run_worker(connect(settings), study_names=study or None, settings=settings.worker,
                              artifact_dir=settings.artifact.dir, runner=load_runner(trial_runner))
     typer.echo(summary_line(summary))
