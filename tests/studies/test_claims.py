@@ -98,6 +98,7 @@ def test_a_claim_that_fails_part_way_leaves_no_trial(database: Database, monkeyp
     heartbeat is written leaves no RUNNING trial that no reaper would ever see (Optuna reaps only trials with
     a heartbeat row)."""
     study_id, studies = create(database, 2), loaded(database)
+    before = all_trials(database, study_id)  # the study's recipe, WAITING since creation
 
     def dies(*_args: object) -> None:
         raise RuntimeError("the worker died between creating the trial and its first heartbeat")
@@ -105,7 +106,7 @@ def test_a_claim_that_fails_part_way_leaves_no_trial(database: Database, monkeyp
     monkeypatch.setattr(Storage, "record_claims", staticmethod(dies))
     with pytest.raises(RuntimeError, match="first heartbeat"):
         claim(database, study_id, studies)
-    assert all_trials(database, study_id) == []
+    assert [t.state for t in before] == ["waiting"] and all_trials(database, study_id) == before
     monkeypatch.undo()
     claimed = claim(database, study_id, studies)
     assert claimed is not None and claimed.number == 0
