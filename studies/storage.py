@@ -191,7 +191,7 @@ def set_trial_user_attrs(trial: optuna.Trial, attributes: dict[str, Any]) -> Non
             for key, value in attributes.items()]
     insert = dialect_insert(trial_user_attrs).values(rows)
     with backend.engine.begin() as connection:
-        _check_updatable(connection, backend, trial._trial_id)
+        _check_updatable(connection, trial._trial_id)
         connection.execute(insert.on_conflict_do_update(index_elements=["trial_id", "key"],
                                                         set_={"value_json": insert.excluded.value_json}))
     trial._cached_frozen_trial.user_attrs.update(attributes)
@@ -235,7 +235,7 @@ class _DeferredParams:
 
 def _write_params(backend: RDBStorage, trial_id: int, params: dict[str, tuple[float, BaseDistribution]]) -> None:
     with backend.engine.begin() as connection:
-        study_id = _check_updatable(connection, backend, trial_id)
+        study_id = _check_updatable(connection, trial_id)
         # The study's distribution under each name, any one row of it: Optuna keeps them mutually compatible.
         earlier = connection.execute(sa.select(*(
             sa.select(trial_params.c.distribution_json).join(trials)
@@ -256,11 +256,15 @@ def _rdb_backend(trial: optuna.Trial) -> RDBStorage | None:
     return backend if isinstance(backend, RDBStorage) else None
 
 
-def _check_updatable(connection: sa.Connection, backend: RDBStorage, trial_id: int) -> int:
-    """As Optuna: a finished trial is read-only. Returns the trial's study id."""
-    row = connection.execute(sa.select(trials.c.state, trials.c.study_id)
+def _check_updatable(connection: sa.Connection, trial_id: int) -> int:
+    """As Optuna's `check_trial_is_updatable`, same error and message: a finished trial is read-only. Returns
+    the trial's study id. Optuna's own check reads the trial's number on a second connection, which a worker's
+    one-connection pool never frees while this one is held (a 30 s pool timeout, then StorageInternalError)."""
+    row = connection.execute(sa.select(trials.c.state, trials.c.study_id, trials.c.number)
                              .where(trials.c.trial_id == trial_id)).one()
-    backend.check_trial_is_updatable(trial_id, row.state)
+    if row.state.is_finished():
+        raise optuna.exceptions.UpdateFinishedTrialError(
+            f"Trial#{row.number} has already finished and can not be updated.")
     return row.study_id
 
 
