@@ -73,6 +73,11 @@ class Storage(RDBStorage):
         self._version_manager.engine, self._version_manager.scoped_session = engine, self.scoped_session
         self.max_retry = max_retry
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The Database's pool cannot be pickled: an unpickled storage opens an engine of its own on the same URL,
+        # as Optuna's RDBStorage does (Optuna's contract suite pickles storages).
+        return super().__getstate__() | {"engine_kwargs": {}}
+
     @contextlib.contextmanager
     def one_transaction(self) -> Iterator[sa.Connection]:
         """One connection in one transaction, committed when the block ends; Optuna's calls in this thread join
