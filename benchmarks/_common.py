@@ -7,11 +7,9 @@ import argparse
 import contextlib
 import statistics
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 
-import sqlalchemy as sa
-
+from tests.postgres import local_or_throwaway
 from trainers.config import Stage1Config
 
 
@@ -69,23 +67,9 @@ def apply_threads(threads: int | None) -> int:
     return torch.get_num_threads()
 
 
-ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
-
-
-def _admin(statement: str) -> None:
-    # CREATE/DROP DATABASE cannot run inside a transaction block, hence AUTOCOMMIT.
-    engine = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
-    with engine.connect() as connection:
-        connection.exec_driver_sql(statement)
-    engine.dispose()
-
-
 @contextlib.contextmanager
 def scratch_postgres_database() -> Iterator[str]:
-    """A fresh database on the local PostgreSQL (127.0.0.1:5432, trust auth), dropped afterwards; yields its URL."""
-    name = f"tailtune_bench_{uuid.uuid4().hex[:12]}"
-    _admin(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
-    finally:
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """A fresh database, dropped afterwards, on the local PostgreSQL (127.0.0.1:5432, trust auth) when it answers,
+    else on a throwaway server for the run: the tests' own logic (tests/postgres.py); yields its URL."""
+    with local_or_throwaway() as server, server.database(prefix="tailtune_bench") as url:
+        yield url

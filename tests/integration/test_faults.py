@@ -13,7 +13,6 @@ import pytest
 
 from studies import registry
 from studies.db import Database
-from tests.conftest import ThrowawayPostgres
 from tests.integration.workers import (
     WorkerProcess,
     assert_budget_met_with_retries,
@@ -21,6 +20,7 @@ from tests.integration.workers import (
     trials_of,
     wait_for,
 )
+from tests.postgres import ThrowawayPostgres
 
 pytestmark = [pytest.mark.postgres, pytest.mark.multiprocess, pytest.mark.restarts_postgres, pytest.mark.slow]
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from studies.db import Database
-from tests.conftest import ThrowawayPostgres
 from tests.integration.workers import (
     assert_budget_met_with_retries,
     create_study,
@@ -16,6 +15,7 @@ from tests.integration.workers import (
     trials_of,
     wait_for,
 )
+from tests.postgres import ThrowawayPostgres
 
 pytestmark = [pytest.mark.postgres, pytest.mark.multiprocess, pytest.mark.restarts_postgres, pytest.mark.slow]
 

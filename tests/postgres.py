@@ -1,0 +1,145 @@
+"""The one copy of the test-database logic, used by tests/conftest.py and benchmarks/_common.py.
+
+- `PostgresServer.database()`: a fresh database, dropped afterwards, through pytest-postgresql's `DatabaseJanitor`
+  (it creates the database, and on leaving refuses new connections, ends the open ones and drops it).
+- `local_or_throwaway()`: the machine's 127.0.0.1:5432 when it answers, else a `ThrowawayPostgres` for the block.
+- `ThrowawayPostgres`: a server in a temp directory that tests may stop and start. Our own pg_ctl code, not
+  pytest-postgresql's `PostgreSQLExecutor`: that runs initdb/pg_ctl as the current user, and both refuse to run
+  as root, which is how this suite runs in CI and on the shared machine (we run them as the "postgres" user).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pytest_postgresql.janitor import DatabaseJanitor
+
+USER = "postgres"  # trust auth, no password
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    host: str
+    port: int
+
+    def url(self, database: str) -> str:
+        return f"postgresql+psycopg2://{USER}@{self.host}:{self.port}/{database}"
+
+    @contextlib.contextmanager
+    def database(self, prefix: str = "tailtune_test") -> Iterator[str]:
+        """A fresh database, dropped on leaving (its connections ended first); yields its URL."""
+        name = f"{prefix}_{uuid.uuid4().hex[:16]}"
+        with DatabaseJanitor(user=USER, host=self.host, port=self.port, dbname=name):
+            yield self.url(name)
+
+
+class ThrowawayPostgres:
+    """A PostgreSQL server in a temp directory, run by pg_ctl, that tests may stop and start at will."""
+
+    def __init__(self, root: Path) -> None:
+        self.bin = _postgres_bin_dir()
+        self.data_dir = root / "data"
+        self.socket_dir = root / "socket"
+        self.port = _free_port()
+        self.server = PostgresServer("127.0.0.1", self.port)
+
+    @property
+    def url(self) -> str:
+        return self.server.url("postgres")
+
+    def new_database_url(self) -> str:
+        """A fresh database on this server, left for the server's removal to drop."""
+        name = f"tailtune_test_{uuid.uuid4().hex[:16]}"
+        DatabaseJanitor(user=USER, host="127.0.0.1", port=self.port, dbname=name).init()
+        return self.server.url(name)
+
+    def init(self) -> None:
+        self.socket_dir.mkdir(parents=True)
+        _hand_to_postgres_user(self.data_dir.parent)
+        self._as_server_user([str(self.bin / "initdb"), "-D", str(self.data_dir), "-A", "trust",
+                              "-U", USER, "--no-sync", "-E", "UTF8"])
+
+    def start(self) -> None:
+        options = (f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=100")
+        self._as_server_user([str(self.bin / "pg_ctl"), "-D", str(self.data_dir), "-o", options, "-w",
+                              "-t", "30", "-l", str(self.data_dir.parent / "server.log"), "start"])
+
+    def stop(self) -> None:
+        # "fast" drops every client connection at once, as a crash or a failover would.
+        self._as_server_user([str(self.bin / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"])
+
+    def running(self) -> bool:
+        return reachable("127.0.0.1", self.port)
+
+    def _as_server_user(self, command: list[str]) -> None:
+        # initdb and postgres refuse to run as root; run them as the "postgres" system user then.
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        subprocess.run(prefix + command, check=True, capture_output=True, timeout=60)
+
+
+@contextlib.contextmanager
+def throwaway_server() -> Iterator[ThrowawayPostgres]:
+    """A started ThrowawayPostgres, stopped and removed on leaving."""
+    # Not under pytest's tmp_path: the postgres system user must be able to reach the data directory.
+    root = Path(tempfile.mkdtemp(prefix="tailtune-throwaway-pg-"))
+    server = ThrowawayPostgres(root)
+    try:
+        server.init()
+        server.start()
+        yield server
+    finally:
+        if server.running():
+            server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def local_or_throwaway() -> Iterator[PostgresServer]:
+    """The machine's 127.0.0.1:5432 when it answers, else a throwaway server for the block."""
+    if reachable("127.0.0.1", 5432):
+        yield PostgresServer("127.0.0.1", 5432)
+        return
+    with throwaway_server() as server:
+        yield server.server
+
+
+def reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _postgres_bin_dir() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    if initdb is None:
+        raise RuntimeError("no initdb found: install PostgreSQL server binaries (apt-get install postgresql)")
+    return Path(initdb).parent
+
+
+def _hand_to_postgres_user(directory: Path) -> None:
+    if os.geteuid() == 0:
+        shutil.chown(directory, user="postgres", group="postgres")
+        for path in directory.rglob("*"):
+            shutil.chown(path, user="postgres", group="postgres")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
