@@ -38,9 +38,23 @@ class PostgresServer:
     @contextlib.contextmanager
     def database(self, prefix: str = "tailtune_test") -> Iterator[str]:
         """A fresh database, dropped on leaving (its connections ended first); yields its URL."""
-        name = f"{prefix}_{uuid.uuid4().hex[:16]}"
-        with DatabaseJanitor(user=USER, host=self.host, port=self.port, dbname=name):
+        name = self.create_database(prefix)
+        try:
             yield self.url(name)
+        finally:
+            self.drop_database(name)
+
+    def create_database(self, prefix: str = "tailtune_test") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:16]}"
+        self._janitor(name).init()
+        return name
+
+    def drop_database(self, name: str) -> None:
+        """Ends the database's connections and drops it; nothing when it is gone already."""
+        self._janitor(name).drop()
+
+    def _janitor(self, name: str) -> DatabaseJanitor:
+        return DatabaseJanitor(user=USER, host=self.host, port=self.port, dbname=name)
 
 
 class ThrowawayPostgres:
@@ -59,9 +73,7 @@ class ThrowawayPostgres:
 
     def new_database_url(self) -> str:
         """A fresh database on this server, left for the server's removal to drop."""
-        name = f"tailtune_test_{uuid.uuid4().hex[:16]}"
-        DatabaseJanitor(user=USER, host="127.0.0.1", port=self.port, dbname=name).init()
-        return self.server.url(name)
+        return self.server.url(self.server.create_database())
 
     def init(self) -> None:
         self.socket_dir.mkdir(parents=True)
