@@ -1,17 +1,35 @@
-"""A real `tailtune serve` process on a fresh PostgreSQL database, for tests that talk to it over HTTP."""
+"""The API in-process (`app_client`: a TestClient on a given database) and a real `tailtune serve` process on a
+fresh PostgreSQL database, for tests that talk to it over HTTP."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
+
+from service.core.config import Settings
+from service.main import create_app
+
+
+@pytest.fixture
+def app_client(tmp_path: Path) -> Iterator[Callable[[str], TestClient]]:
+    """`app_client(url)`: a TestClient of the app on that database (artifacts under tmp_path), closed and its
+    database disposed when the test ends."""
+    with contextlib.ExitStack() as stack:
+        def open_client(url: str) -> TestClient:
+            app = create_app(Settings(database={"url": url}, artifact={"dir": tmp_path}))
+            stack.callback(app.state.database.dispose)
+            return stack.enter_context(TestClient(app))
+        yield open_client
 
 
 def _free_port() -> int:

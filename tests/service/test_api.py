@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -22,11 +22,8 @@ QUICK = {"stage1.epochs": 2}
 
 
 @pytest.fixture
-def client(postgres_url: str, tmp_path: Path) -> Iterator[TestClient]:
-    app = create_app(Settings(database={"url": postgres_url}, artifact={"dir": tmp_path}))
-    with TestClient(app) as test_client:
-        yield test_client
-    app.state.database.dispose()
+def client(postgres_url: str, app_client: Callable[[str], TestClient]) -> TestClient:
+    return app_client(postgres_url)
 
 
 def _create(client: TestClient, **overrides: object) -> dict:

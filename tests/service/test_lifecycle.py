@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,11 +22,8 @@ QUEUED = {"stage2.weight_decay": 0.01, "stage2.maxnorm_thresh": 0.5, "stage2.los
 
 
 @pytest.fixture
-def client(storage_url: str, tmp_path: Path) -> Iterator[TestClient]:
-    app = create_app(Settings(database={"url": storage_url}, artifact={"dir": tmp_path}))
-    with TestClient(app) as test_client:
-        yield test_client
-    app.state.database.dispose()
+def client(storage_url: str, app_client: Callable[[str], TestClient]) -> TestClient:
+    return app_client(storage_url)
 
 
 def _run_worker(client: TestClient, name: str, tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,11 +20,8 @@ SHORT = 1000  # characters: a 413 or a 422 that quotes its input stays well unde
 
 
 @pytest.fixture
-def client(postgres_url: str, tmp_path: Path) -> Iterator[TestClient]:
-    app = create_app(Settings(database={"url": postgres_url}, artifact={"dir": tmp_path}))
-    with TestClient(app) as test_client:
-        yield test_client
-    app.state.database.dispose()
+def client(postgres_url: str, app_client: Callable[[str], TestClient]) -> TestClient:
+    return app_client(postgres_url)
 
 
 def test_a_body_over_the_limit_is_413_with_a_short_message(client: TestClient, postgres_url: str,

@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
 
-from service.core.config import Settings
-from service.main import create_app
-
 
 @pytest.fixture
-def client(sqlite_url: str, tmp_path: Path) -> Iterator[TestClient]:
-    app = create_app(Settings(database={"url": sqlite_url}, artifact={"dir": tmp_path}))
-    with TestClient(app) as test_client:
-        yield test_client
-    app.state.database.dispose()
+def client(sqlite_url: str, app_client: Callable[[str], TestClient]) -> TestClient:
+    return app_client(sqlite_url)
 
 
 def test_options_names_exactly_the_schemas_methods_on_every_path(client: TestClient) -> None:
