@@ -90,6 +90,9 @@ class Database:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
         self._storages: dict[tuple[int | None, int | None, int | None], Storage] = {}
+        # Building a Storage adds event listeners to the shared pool; a thread connecting meanwhile fails with
+        # "deque mutated during iteration" (the API's first concurrent requests did).
+        self._storages_lock = threading.Lock()
         self._side_engine: sa.Engine | None = None
         self._thread_locks: dict[str, threading.Lock] = {}
         _engines.add(engine)
@@ -124,10 +127,11 @@ class Database:
         """Optuna's storage on this database's pool (one per setting); with a heartbeat, stale trials are retried
         with the same params and their lineage (system attrs failed_trial, retry_history)."""
         key = (heartbeat_interval, grace_period, max_retry)  # max_retry None: as Optuna, no limit
-        if key not in self._storages:
-            self._storages[key] = Storage(self.engine, heartbeat_interval=heartbeat_interval,
-                                          grace_period=grace_period, max_retry=max_retry)
-        return self._storages[key]
+        with self._storages_lock:
+            if key not in self._storages:
+                self._storages[key] = Storage(self.engine, heartbeat_interval=heartbeat_interval,
+                                              grace_period=grace_period, max_retry=max_retry)
+            return self._storages[key]
 
     @contextlib.contextmanager
     def named_lock(self, name: str) -> Iterator[None]:
