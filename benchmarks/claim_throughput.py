@@ -32,10 +32,10 @@ import sqlalchemy as sa
 from optuna.trial import TrialState
 
 from benchmarks._common import scratch_postgres_database, table
-from studies import registry
-from studies.db import Database, worker_table
-from studies.space import sample_params
-from studies.spec import StudySpec, parse_spec
+from studies.definition.space import sample_params
+from studies.definition.spec import StudySpec, parse_spec
+from studies.store import registry
+from studies.store.db import Database, worker_table
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY = "claims"

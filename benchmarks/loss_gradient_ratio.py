@@ -4,7 +4,8 @@
 
 `cb` is the weighted softmax CE (mean over B); `cb-bce` is BCE on the softmax probabilities (mean over B*K
 entries), so its gradient is about K times smaller. The ratio sets how lambda_2 values translate between the
-two forms (studies/space.py's WB range): the optimum of L/r + lambda ||W||^2/2 is that of L + r lambda ||W||^2/2.
+two forms (studies/definition/space.py's WB range): the optimum of L/r + lambda ||W||^2/2 is that of
+L + r lambda ||W||^2/2.
 Measured on the classifier weight W (K x d) for random non-negative features, CIFAR-100-LT IF 100 class counts
 (WB's floor() profile) and CB weights with beta 0.9999, at logit scales from a near-uniform softmax (an untrained
 head) to a peaked one (a trained head). Ends with `grad_ratio_cb_over_cb_bce: X` (the median over all scales

@@ -5,8 +5,8 @@
 Two data sets: digits-lt, and a folder:PATH data set this script writes to a temp dir (scikit-learn's digits as
 16 px PNGs in train/val/test class folders, train long-tailed 80..4 per class, val 20 and test 40 per class).
 On each, one WB stage-1 backbone is trained and cached; every trial is then a real stage-2 trial on its feature
-bank (`run_stage2`, tens of milliseconds), so samplers search the real WB stage-2 space of studies/space.py
-(lambda_2 log 1e-4..1, MaxNorm t 0..1, loss CE/CB) with the samplers a study uses (studies/samplers.py: TPE
+bank (`run_stage2`, tens of milliseconds), so samplers search the real WB stage-2 space of studies/definition/space.py
+(lambda_2 log 1e-4..1, MaxNorm t 0..1, loss CE/CB) with the samplers a study uses (studies/definition/samplers.py: TPE
 multivariate with constant liar, GP, random; 10 start-up trials each). The grid is 9 log-spaced lambda_2 x 11 t x
 2 losses = 198 cells, all trained in one batched pass. A sampler's count is the trial at which its best val
 balanced accuracy first comes within 0.5 pt of the grid's best (capped at the grid's size); medians over seeds.
@@ -33,9 +33,9 @@ import torch
 from PIL import Image
 
 from benchmarks._common import add_stage1_epochs_flag, add_threads_flag, apply_threads, table
-from studies.samplers import build_sampler
-from studies.space import sample_params
-from studies.spec import StudySpec, parse_spec
+from studies.definition.samplers import build_sampler
+from studies.definition.space import sample_params
+from studies.definition.spec import StudySpec, parse_spec
 from trainers.config import RetrainConfig, RunOptions
 from trainers.device import Runtime, resolve_runtime
 from trainers.experiment import Backbone, evaluate_head, run_stage2, train_backbone

@@ -35,9 +35,9 @@ with warnings.catch_warnings():
 from benchmarks._common import interleaved, scratch_postgres_database, table
 from service.core.config import Settings
 from service.main import create_app
-from studies.space import sample_params
-from studies.spec import StudySpec, parse_spec
-from studies.worker import WorkerSettings, one_at_a_time, run_worker
+from studies.definition.space import sample_params
+from studies.definition.spec import StudySpec, parse_spec
+from studies.run.worker import WorkerSettings, one_at_a_time, run_worker
 
 
 def sleeping_objective(spec: StudySpec, seconds: float) -> Callable[[optuna.Trial], float]:

@@ -27,12 +27,12 @@ import optuna
 import torch
 
 from benchmarks._common import add_stage1_epochs_flag, add_threads_flag, apply_threads, table
-from studies import registry
-from studies.db import Database
-from studies.samplers import build_sampler
-from studies.space import sample_params
-from studies.spec import StudySpec, parse_spec
-from studies.worker import WorkerSettings, run_worker
+from studies.definition.samplers import build_sampler
+from studies.definition.space import sample_params
+from studies.definition.spec import StudySpec, parse_spec
+from studies.run.worker import WorkerSettings, run_worker
+from studies.store import registry
+from studies.store.db import Database
 from trainers.config import RunOptions
 from trainers.data import load_dataset
 from trainers.device import Runtime, resolve_runtime

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from studies.space import Choices
-from studies.spec import StudySpec
+from studies.definition.space import Choices
+from studies.definition.spec import StudySpec
 from trainers.config import FOLDER_PREFIX
 from trainers.errors import UserInputError
 

@@ -17,11 +17,11 @@ from service.api.routes import health, studies, workers
 from service.core.config import Settings
 from service.reports import ReportPages, ReportsBusyError
 from service.schemas import Message
-from studies.db import Database, DatabaseUnavailableError, describe, is_transient
-from studies.export import TrialNotExportableError, TrialNotFoundError
-from studies.lifecycle import BudgetConflictError
-from studies.registry import StudyBusyError, StudyExistsError, StudyNotFoundError
-from studies.trial_models import ModelFilesMissingError
+from studies.artifacts.trial_models import ModelFilesMissingError
+from studies.reports.export import TrialNotExportableError, TrialNotFoundError
+from studies.store.db import Database, DatabaseUnavailableError, describe, is_transient
+from studies.store.lifecycle import BudgetConflictError
+from studies.store.registry import StudyBusyError, StudyExistsError, StudyNotFoundError
 from trainers.errors import UserInputError
 
 log = logging.getLogger(__name__)

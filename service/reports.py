@@ -16,9 +16,9 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from pathlib import Path
 
-from studies.db import Database
-from studies.records import StudyRecord
-from studies.report import build_report
+from studies.definition.records import StudyRecord
+from studies.reports.report import build_report
+from studies.store.db import Database
 
 # Pages kept in memory: a few hundred kB each (the PNGs inlined); the least recently served go first.
 KEPT_PAGES = 32

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from studies.space import ParamValue
+from studies.definition.space import ParamValue
 
 
 class StudyLinks(BaseModel):

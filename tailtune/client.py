@@ -17,10 +17,10 @@ import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from service.schemas import Health, StudyCreated
-from studies.lifecycle import QueuedTrial
-from studies.records import Page, StudyRecord, StudyState, StudySummary, TrialRecord, WorkerRecord
-from studies.space import ParamValue
-from studies.spec import StudySpec
+from studies.definition.records import Page, StudyRecord, StudyState, StudySummary, TrialRecord, WorkerRecord
+from studies.definition.space import ParamValue
+from studies.definition.spec import StudySpec
+from studies.store.lifecycle import QueuedTrial
 from trainers.errors import UserInputError
 
 Model = TypeVar("Model", bound=BaseModel)

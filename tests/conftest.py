@@ -5,7 +5,7 @@ shared with benchmarks/_common.py.
     postgres_url        postgresql+psycopg2://postgres@HOST:PORT/tailtune_test_<uuid>, dropped afterwards
     sqlite_url          sqlite:///<tmp_path>/tailtune.db
     storage_url         parametrised over ["postgres", "sqlite"] for contract tests (optuna's StorageSupplier)
-    database            studies.db.Database connected to storage_url (schema created), disposed afterwards
+    database            studies.store.db.Database connected to storage_url (schema created), disposed afterwards
     postgres_database   the same on postgres_url only
     throwaway_postgres  a server run by pg_ctl on a temp dir: .url, .stop(), .start() (restarts_postgres)
 
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from studies.db import Database
+from studies.store.db import Database
 from tests.postgres import PostgresServer, ThrowawayPostgres, local_or_throwaway, throwaway_server
 
 # Two torch threads per process on a shared two-core machine thrash (small convs ran 50x slower); tests and the

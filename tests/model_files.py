@@ -12,10 +12,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from studies import registry
-from studies.db import Database
-from studies.spec import parse_spec
-from studies.worker import WorkerSettings, run_worker
+from studies.definition.spec import parse_spec
+from studies.run.worker import WorkerSettings, run_worker
+from studies.store import registry
+from studies.store.db import Database
 from trainers.exported import load_model_file
 
 TRAIN_COUNTS = {"ant": 40, "bee": 20, "cat": 10, "dog": 5}

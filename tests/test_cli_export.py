@@ -12,7 +12,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from studies.db import Database
+from studies.store.db import Database
 from tailtune.cli import app
 from tests.model_files import run_folder_study, write_noisy_folder
 from trainers.classifier import evaluated_classifier

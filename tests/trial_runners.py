@@ -11,10 +11,10 @@ import time
 
 import optuna
 
-from studies.space import sample_params
-from studies.spec import StudySpec
-from studies.storage import params_written_together
-from studies.worker import RunContext
+from studies.definition.space import sample_params
+from studies.definition.spec import StudySpec
+from studies.run.worker import RunContext
+from studies.store.storage import params_written_together
 
 STOP_POLL_S = 0.05
 

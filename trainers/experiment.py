@@ -3,7 +3,7 @@
     tailtune train --dataset digits-lt --method wb
 
 `train_backbone` and `run_stage2` are separate so a study can train a backbone once, cache it, and run many
-stage-2 trials on it (studies/cache.py).
+stage-2 trials on it (studies/artifacts/cache.py).
 """
 
 from __future__ import annotations

@@ -9,9 +9,9 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.core.config import Settings
-from studies import tokens
-from studies.db import Database
-from studies.tokens import Scope
+from studies.store import tokens
+from studies.store.db import Database
+from studies.store.tokens import Scope
 
 _bearer = HTTPBearer(auto_error=False, description="TAILTUNE_API_TOKEN, or a named token from `tailtune token "
                      "create` (a read token may only GET)")
@@ -36,7 +36,7 @@ def get_reachable_database(database: Annotated[Database, Depends(get_database)])
 def require_token(request: Request, settings: Annotated[Settings, Depends(get_settings)],
                   db: Annotated[Database, Depends(get_database)],
                   credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
-    """TAILTUNE_API_TOKEN may do anything; a named token (studies/tokens.py) what its scope allows. Without
+    """TAILTUNE_API_TOKEN may do anything; a named token (studies/store/tokens.py) what its scope allows. Without
     either kind of token the API is open (`tailtune serve` warns when that is reachable from elsewhere)."""
     scope = _scope(settings, db, credentials.credentials if credentials is not None else None)
     if scope is None:

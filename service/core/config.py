@@ -1,7 +1,7 @@
 """Every setting of a tailtune process, in one object built once: `Settings()` reads the environment and a .env
 file; the CLI passes its flags as keyword arguments, which win over both (`tailtune.commands.common`).
 
-Each section is a typed model and each default is written here (the worker's in `studies.worker.WorkerSettings`,
+Each section is a typed model and each default is written here (the worker's in `studies.run.worker.WorkerSettings`,
 next to the loop that uses them). Environment names are `TAILTUNE_<SECTION>_<FIELD>`:
 
     TAILTUNE_DATABASE_URL=postgresql://...   TAILTUNE_DATABASE_POOL_SIZE=8
@@ -21,7 +21,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from studies.worker import WorkerSettings
+from studies.run.worker import WorkerSettings
 
 
 class DatabaseSettings(BaseModel):

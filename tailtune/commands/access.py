@@ -11,13 +11,13 @@ from typing import Annotated, Literal, Protocol
 import typer
 
 from service.schemas import StudyCreated
-from studies import lifecycle, registry
-from studies.db import Database
-from studies.lifecycle import QueuedTrial
-from studies.records import Page, StudyRecord, StudyState, StudySummary, TrialRecord
-from studies.space import ParamValue
-from studies.spec import StudySpec
-from studies.trials_csv import trials_csv
+from studies.definition.records import Page, StudyRecord, StudyState, StudySummary, TrialRecord
+from studies.definition.space import ParamValue
+from studies.definition.spec import StudySpec
+from studies.reports.trials_csv import trials_csv
+from studies.store import lifecycle, registry
+from studies.store.db import Database
+from studies.store.lifecycle import QueuedTrial
 from tailtune.client import TailtuneClient
 from tailtune.commands.common import connect, load_settings
 

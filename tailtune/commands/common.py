@@ -17,7 +17,7 @@ from trainers.errors import TrainingDivergedError, UserInputError
 
 if TYPE_CHECKING:
     from service.core.config import Settings
-    from studies.db import Database
+    from studies.store.db import Database
 
 stderr = Console(stderr=True)
 
@@ -31,7 +31,7 @@ ArtifactDirOption = Annotated[Path | None, typer.Option(
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    from studies.db import DatabaseUnavailableError  # imports optuna: `tailtune train` need not pay for it
+    from studies.store.db import DatabaseUnavailableError  # imports optuna: `tailtune train` need not pay for it
 
     try:
         yield
@@ -57,7 +57,7 @@ def load_settings(**flags: dict[str, Any]) -> Settings:
 
 def connect(settings: Settings) -> Database:
     """The database the settings name, with its tables created or upgraded; logging set up for a command."""
-    from studies.db import Database
+    from studies.store.db import Database
 
     configure_logging()
     return Database.connect(settings.database.url)

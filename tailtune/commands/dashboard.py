@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from studies.db import redacted
+from studies.store.db import redacted
 from tailtune.commands.common import ArtifactDirOption, StorageOption, connect, load_settings, user_errors
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from studies.db import redacted
+from studies.store.db import redacted
 from tailtune.commands.common import StorageOption, open_database, user_errors
 
 app = typer.Typer(no_args_is_help=True, help="Database schema.")

@@ -107,7 +107,7 @@ class _serving:
 
 def _run_with_progress(db: Any, client: httpx.Client, created: dict[str, Any], settings: Settings) -> None:
     """The worker runs here; a thread follows the study over HTTP, as a user's client would."""
-    from studies.worker import run_worker
+    from studies.run.worker import run_worker
 
     done = threading.Event()
     with Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(),

@@ -31,8 +31,8 @@ def export(
                                                    "(first) objective")] = None,
 ) -> None:
     """Write a finished trial's model (backbone + its evaluated classifier + input rules + card) to one file."""
-    from studies import registry
-    from studies.export import export_trial, write_export
+    from studies.reports.export import export_trial, write_export
+    from studies.store import registry
 
     with user_errors():
         settings = load_settings(database={"url": storage}, artifact={"dir": artifact_dir})

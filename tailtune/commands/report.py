@@ -29,7 +29,7 @@ def report(
     with user_errors():
         settings = load_settings(database={"url": storage}, artifact={"dir": artifact_dir})
         db = connect(settings)
-        from studies.report import build_report  # matplotlib: seconds, after the database is known to be there
+        from studies.reports.report import build_report  # matplotlib: seconds, after the database is known to be there
 
         try:
             files = build_report(db, study, out or Path("reports") / study, settings.artifact.dir / "optuna")

@@ -20,9 +20,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from studies.lifecycle import QueuedTrial
-from studies.records import Page, SplitValues, StudyRecord, StudyState, TrialRecord
-from studies.spec import parse_spec
+from studies.definition.records import Page, SplitValues, StudyRecord, StudyState, TrialRecord
+from studies.definition.spec import parse_spec
+from studies.store.lifecycle import QueuedTrial
 from tailtune.commands.access import ApiOption, Studies, open_studies
 from tailtune.commands.common import StorageOption, parse_assignments, stderr, user_errors
 from trainers.errors import UserInputError

@@ -14,7 +14,7 @@ from pydantic import TypeAdapter
 from rich.console import Console
 from rich.table import Table
 
-from studies import tokens
+from studies.store import tokens
 from tailtune.commands.common import StorageOption, open_database, user_errors
 
 app = typer.Typer(no_args_is_help=True, help="API tokens: read (GET only) or write, revoked at once.")

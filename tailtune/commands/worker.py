@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from studies.worker import BatchRunner, WorkerSummary, one_at_a_time, run_worker
+from studies.run.worker import BatchRunner, WorkerSummary, one_at_a_time, run_worker
 from tailtune.commands.common import ArtifactDirOption, StorageOption, connect, load_settings, user_errors
 from trainers.errors import UserInputError
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from studies import registry
-from studies.db import Database
+from studies.store import registry
+from studies.store.db import Database
 from tests.integration.workers import create_study, start_workers
 
 pytestmark = [pytest.mark.postgres, pytest.mark.multiprocess, pytest.mark.slow]

@@ -11,10 +11,10 @@ import httpx
 import optuna_dashboard
 import pytest
 
-from studies import registry
-from studies.db import Database
-from studies.spec import parse_spec
-from studies.worker import WorkerSettings, run_worker
+from studies.definition.spec import parse_spec
+from studies.run.worker import WorkerSettings, run_worker
+from studies.store import registry
+from studies.store.db import Database
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

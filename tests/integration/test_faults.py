@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from studies import registry
-from studies.db import Database
+from studies.store import registry
+from studies.store.db import Database
 from tests.integration.workers import (
     WorkerProcess,
     assert_budget_met_with_retries,
@@ -29,7 +29,7 @@ N_TRIALS, WORKERS, KILLS = 6, 2, 2
 # cached; two stage-1 weight decays make two cache entries, written while workers die and the server restarts.
 TINY = {"stage1.epochs": 1, "stage2.epochs": 1, "stage2.feature_views": 1}
 SPACE = {"stage1.weight_decay": {"type": "categorical", "choices": [5e-4, 5e-3]}}
-# No worker may log a trial that failed by itself (studies.worker._handle_failure): the cache's errors would.
+# No worker may log a trial that failed by itself (studies.run.worker._handle_failure): the cache's errors would.
 TRIAL_FAILED = re.compile(r"trial \d+ of study \d+ failed")
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from studies.db import Database
+from studies.store.db import Database
 from tests.integration.workers import (
     assert_budget_met_with_retries,
     create_study,

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from studies import registry
-from studies.db import Database
-from studies.storage import trial_user_attrs, trials
+from studies.store import registry
+from studies.store.db import Database
+from studies.store.storage import trial_user_attrs, trials
 from tests.integration.workers import (
     assert_budget_met_with_retries,
     create_study,

@@ -11,10 +11,10 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from studies import registry
-from studies.db import Database
-from studies.records import TrialRecord
-from studies.spec import parse_spec
+from studies.definition.records import TrialRecord
+from studies.definition.spec import parse_spec
+from studies.store import registry
+from studies.store.db import Database
 
 REPO = Path(__file__).resolve().parents[2]
 # `tailtune worker` itself, started as a module so that a test does not wait for the other commands' imports.

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from service.core.config import Settings
 from service.main import create_app
-from studies.worker import WorkerSettings, run_worker
+from studies.run.worker import WorkerSettings, run_worker
 
 pytestmark = pytest.mark.postgres
 

@@ -29,7 +29,7 @@ def test_flags_override_the_environment_section_by_section(monkeypatch: pytest.M
     settings = load_settings(database={"url": None}, worker={"batch_trials": 5, "grace_period": None})
     assert settings.database.url == "sqlite:///from-env.db"  # a flag left out (None) is not given
     assert settings.worker.batch_trials == 5 and settings.worker.heartbeat_interval == 4
-    assert settings.worker.grace_period == 30  # the default, written once in studies/worker.py
+    assert settings.worker.grace_period == 30  # the default, written once in studies/run/worker.py
     assert settings.api.token is not None and settings.api.token.get_secret_value() == "s3cret"
     assert settings.artifact.dir == Path("/from/dotenv")
     flagged = load_settings(database={"url": "sqlite:///flag.db"}, artifact={"dir": Path("a")})

@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 
 from service.core.config import Settings
 from service.main import create_app
-from studies import lifecycle, tokens
-from studies.worker import WorkerSettings, one_at_a_time, run_worker
+from studies.run.worker import WorkerSettings, one_at_a_time, run_worker
+from studies.store import lifecycle, tokens
 from tests.trial_runners import instant_runner
 
 QUEUED = {"stage2.weight_decay": 0.01, "stage2.maxnorm_thresh": 0.5, "stage2.loss": "cb"}

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from service.core.config import Settings
 from service.main import create_app
-from studies.spec import MAX_SEARCHED_PARAMS
+from studies.definition.spec import MAX_SEARCHED_PARAMS
 
 pytestmark = pytest.mark.postgres
 

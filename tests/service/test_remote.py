@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from studies.db import Database
-from studies.spec import StudySpec
-from studies.worker import WorkerSettings, one_at_a_time, run_worker
+from studies.definition.spec import StudySpec
+from studies.run.worker import WorkerSettings, one_at_a_time, run_worker
+from studies.store.db import Database
 from tailtune.client import ApiError, TailtuneClient
 from tailtune.commands import study as study_command
 from tailtune.commands import token as token_command

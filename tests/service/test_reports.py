@@ -16,9 +16,9 @@ from fastapi.testclient import TestClient
 
 from service.core.config import Settings
 from service.main import create_app
-from studies import registry
-from studies.spec import parse_spec
-from tests.studies.test_report import add_trials
+from studies.definition.spec import parse_spec
+from studies.store import registry
+from tests.studies.reports.test_report import add_trials
 
 pytestmark = pytest.mark.postgres
 

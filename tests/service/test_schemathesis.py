@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import (
 
 from service.core.config import Settings
 from service.main import create_app
-from studies.worker import WorkerSettings, run_worker
+from studies.run.worker import WorkerSettings, run_worker
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

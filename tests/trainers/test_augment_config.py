@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from studies.cache import stage1_key
-from studies.space import Choices
-from studies.spec import StudySpec
+from studies.artifacts.cache import stage1_key
+from studies.definition.space import Choices
+from studies.definition.spec import StudySpec
 from tests.trainers.fake_data import write_fake_image_folder
 from trainers.config import DataConfig, ExperimentConfig, with_fields
 from trainers.data import AugmentSpec, load_dataset

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from service.api.deps import get_database
 from service.schemas import Health
-from studies.db import Database
+from studies.store.db import Database
 
 router = APIRouter(tags=["health"])
 

@@ -10,12 +10,12 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 from service.api.deps import DatabaseDep, SettingsDep
 from service.data_paths import check_data_paths
 from service.schemas import BudgetUpdate, Message, StudyCreated, StudyLinks, TrialRequest, ValidationErrors
-from studies import lifecycle, registry
-from studies.db import Database, redacted
-from studies.export import export_trial
-from studies.records import Page, StudyRecord, StudyState, StudySummary, TrialRecord
-from studies.spec import MAX_SEARCHED_PARAMS, NAME_PATTERN, StudySpec
-from studies.trials_csv import trials_csv
+from studies.definition.records import Page, StudyRecord, StudyState, StudySummary, TrialRecord
+from studies.definition.spec import MAX_SEARCHED_PARAMS, NAME_PATTERN, StudySpec
+from studies.reports.export import export_trial
+from studies.reports.trials_csv import trials_csv
+from studies.store import lifecycle, registry
+from studies.store.db import Database, redacted
 
 router = APIRouter(prefix="/studies", tags=["studies"])
 

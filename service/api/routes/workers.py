@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from service.api.deps import DatabaseDep
-from studies import registry
-from studies.records import WorkerRecord
+from studies.definition.records import WorkerRecord
+from studies.store import registry
 
 router = APIRouter(prefix="/workers", tags=["workers"])
 

@@ -1,0 +1,31 @@
+"""Optuna samplers and pruners from a study spec."""
+
+from __future__ import annotations
+
+import optuna
+
+from studies.definition.space import Choices
+from studies.definition.spec import StudySpec
+
+
+def build_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
+    """`seed_offset` keeps concurrent workers from proposing identical start-up points with one seed."""
+    seed = spec.seed + seed_offset
+    if spec.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+    if spec.sampler == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    if spec.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    grid = {name: param.choices for name, param in spec.resolved_space().items() if isinstance(param, Choices)}
+    return optuna.samplers.GridSampler(grid, seed=seed)
+
+
+def build_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
+    if spec.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
+    if spec.pruner == "successive-halving":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    if spec.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    return optuna.pruners.NopPruner()

@@ -1,0 +1,172 @@
+"""A study's specification: what to tune, over which ranges, how many trials, with which sampler.
+
+Validated once when the study is created (CLI or REST) and stored with it, so every worker resolves the
+same search space and the same base configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from studies.definition.space import (
+    DERIVED_PARAMS,
+    Choices,
+    FloatRange,
+    ParamSpec,
+    ParamValue,
+    config_values,
+    contains,
+    default_space,
+    param_value,
+)
+from trainers.config import ExperimentConfig, Method, with_fields
+from trainers.errors import UserInputError
+from trainers.presets import PRESETS, method_defaults
+
+SplitName = Literal["all", "many", "medium", "few"]
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+# Searched parameters a study may name. Each is a config field, which bounds them already (about 40); the cap
+# keeps a sampler's per-trial work and a trial's one-statement parameter write small.
+MAX_SEARCHED_PARAMS = 32
+_NAMES_SHOWN = 5  # unknown names an error lists before "and N more"
+
+
+class StudySpec(BaseModel):
+    """Everything that defines a study; the REST body and `tailtune study create` both build one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=NAME_PATTERN,
+                      description="unique study name: letters, digits, '.', '_' or '-'")
+    method: Method = "wb"
+    preset: str | None = Field(None, description="a paper preset from trainers.presets; None = tailtune defaults. "
+                               "Every field of the preset holds in every trial unless `fixed` or the search "
+                               "space sets it")
+    dataset: str = Field("digits-lt", description="data set name; with a preset, defaults to the preset's")
+    data_root: str | None = None
+    imbalance_factor: float | None = Field(None, description="None: the preset's, else the data set's default")
+    image_size: int | None = Field(None, ge=4, le=1024)
+    search_space: dict[str, ParamSpec] = Field(
+        default_factory=dict, description=f"overrides of the method's default ranges, keyed by config field "
+        f"(e.g. stage2.weight_decay); unknown names are refused; at most {MAX_SEARCHED_PARAMS} searched in all")
+    fixed: dict[str, ParamValue] = Field(default_factory=dict,
+                                         description="config fields fixed for every trial, e.g. stage1.epochs; "
+                                                     "unknown names are refused")
+    n_trials: int = Field(gt=0, le=100_000)
+    sampler: Literal["tpe", "gp", "random", "grid"] = Field(
+        "tpe", description="grid needs every searched parameter given as categorical choices")
+    pruner: Literal["none", "median", "successive-halving", "hyperband"] = "none"
+    objectives: list[SplitName] = Field(default_factory=lambda: ["all"], min_length=1, max_length=4,
+                                        description="val balanced accuracy of these splits, all maximised")
+    seed: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul_characters(cls, data: Any) -> Any:
+        # PostgreSQL text cannot hold NUL; refusing it here keeps a bad request a 422, not a database error.
+        if "\\u0000" in json.dumps(data, default=str):
+            raise ValueError("text fields must not contain NUL (\\x00) characters")
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_data_set(cls, data: Any) -> Any:
+        """A spec naming a preset but no data set studies the preset's data set, as `tailtune train` does."""
+        if not isinstance(data, dict) or data.get("dataset") is not None:
+            return data
+        data = {key: value for key, value in data.items() if key != "dataset"}  # null: the default
+        if data.get("preset") in PRESETS:
+            data["dataset"] = PRESETS[data["preset"]].config.data.name
+        return data
+
+    @field_validator("fixed")
+    @classmethod
+    def _finite_fixed_values(cls, value: dict[str, ParamValue]) -> dict[str, ParamValue]:
+        for name, fixed in value.items():
+            if isinstance(fixed, float) and not math.isfinite(fixed):
+                raise ValueError(f"fixed value of {name!r} must be finite")
+        return value
+
+    @field_validator("objectives")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("objectives must be distinct")
+        return value
+
+    @model_validator(mode="after")
+    def _resolvable(self) -> StudySpec:
+        if self.preset is not None and self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
+        if self.preset is not None and PRESETS[self.preset].config.method != self.method:
+            raise ValueError(f"preset {self.preset!r} is for method {PRESETS[self.preset].config.method!r}")
+        self._known_names()
+        if self.sampler == "grid" and any(isinstance(p, FloatRange) for p in self.resolved_space().values()):
+            raise ValueError("the grid sampler needs every searched parameter given as choices")
+        self.base_config()
+        return self
+
+    def _known_names(self) -> None:
+        """Every search_space and fixed name is a field of this method's config (or a derived parameter)."""
+        fields = _leaf_fields(self._preset_or_defaults().model_dump())
+        for kind, names in (("search_space", self.search_space), ("fixed", self.fixed)):
+            unknown = [name for name in names if DERIVED_PARAMS.get(name, (name,))[0] not in fields]
+            if unknown:
+                shown = ", ".join(repr(name[:100]) for name in unknown[:_NAMES_SHOWN])
+                more = f" and {len(unknown) - _NAMES_SHOWN} more" if len(unknown) > _NAMES_SHOWN else ""
+                raise ValueError(f"unknown {kind} names {shown}{more}: name config fields of method "
+                                 f"{self.method!r}, e.g. {', '.join(sorted(default_space(self.method))[:3])}")
+        if len(self.resolved_space()) > MAX_SEARCHED_PARAMS:
+            raise ValueError(f"{len(self.resolved_space())} parameters searched; at most {MAX_SEARCHED_PARAMS}")
+
+    def _preset_or_defaults(self) -> ExperimentConfig:
+        return PRESETS[self.preset].config if self.preset else method_defaults(self.method)
+
+    @property
+    def directions(self) -> list[str]:
+        return ["maximize"] * len(self.objectives)
+
+    def resolved_space(self) -> dict[str, FloatRange | Choices]:
+        space = {**default_space(self.method), **self.search_space}
+        return {name: spec for name, spec in space.items() if name not in self.fixed}
+
+    def base_config(self) -> ExperimentConfig:
+        """The configuration every trial starts from: the preset (every field of it, its DataConfig included:
+        CIFAR counts, split seed, ...) or the method's defaults; then the spec's data fields where given; then
+        the fixed fields."""
+        base = self._preset_or_defaults()
+        data = {"data.name": self.dataset, "data.root": self.data_root, "data.imbalance_factor": self.imbalance_factor,
+                "data.image_size": self.image_size}
+        given = {name: value for name, value in data.items() if value is not None}
+        return with_fields(base, {**given, "seed": self.seed, **config_values(self.fixed)})
+
+    def config_for(self, params: dict[str, ParamValue]) -> ExperimentConfig:
+        return with_fields(self.base_config(), config_values(params))
+
+    def recipe_params(self) -> dict[str, ParamValue] | None:
+        """The recipe (the base configuration: the preset's values, else tailtune's defaults) as values of the
+        searched parameters, so it can run as trial 0; None when the search space leaves one of them out."""
+        base, space = self.base_config(), self.resolved_space()
+        params = {name: param_value(base, name) for name in space}
+        return params if all(contains(space[name], value) for name, value in params.items()) else None
+
+
+def _leaf_fields(tree: dict[str, Any], prefix: str = "") -> set[str]:
+    """Dotted names of a config dump's leaves: `stage2.weight_decay`, `seed`."""
+    names: set[str] = set()
+    for key, value in tree.items():
+        names |= _leaf_fields(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}"}
+    return names
+
+
+def parse_spec(payload: dict[str, Any]) -> StudySpec:
+    """Builds a spec from user input; a UserInputError names every field to fix."""
+    try:
+        return StudySpec.model_validate(payload)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}" for e in error.errors())
+        raise UserInputError(f"invalid study spec: {problems}") from None

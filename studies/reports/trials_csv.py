@@ -1,0 +1,50 @@
+"""Every trial of a study as CSV rows: number, state, per-split val/test, duration, worker, one column per param.
+
+Read page by page, so a study of 10k trials is streamed, never held whole.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+
+from studies.definition.records import TrialRecord
+from studies.store import registry
+from studies.store.db import Database
+
+SPLITS = ("all", "many", "medium", "few")
+PAGE_SIZE = 500
+
+
+def trials_csv(db: Database, *, study_id: int) -> Iterator[str]:
+    """The header line, then one chunk of lines per page of trials; the param columns are the study's space.
+    An unknown study raises here, before the first chunk (a streamed response cannot change its status later)."""
+    params = sorted(registry.get_study(db, study_id=study_id).spec.resolved_space())
+    return _chunks(db, study_id, params)
+
+
+def _chunks(db: Database, study_id: int, params: list[str]) -> Iterator[str]:
+    header = ["number", "state", *(f"{split}_{name}" for split in ("val", "test") for name in SPLITS),
+              "duration_s", "worker", "retried_from", *params]
+    yield _lines([header])
+    offset = 0
+    while True:
+        page = registry.list_trials(db, study_id=study_id, offset=offset, limit=PAGE_SIZE)
+        if page.items:
+            yield _lines([_row(trial, params) for trial in page.items])
+        offset += PAGE_SIZE
+        if offset >= page.total:
+            return
+
+
+def _row(trial: TrialRecord, params: list[str]) -> list[object]:
+    splits = [(values or {}).get(name) for values in (trial.val, trial.test) for name in SPLITS]
+    return [trial.number, trial.state, *splits, trial.duration_s, trial.worker, trial.retried_from,
+            *(trial.params.get(name) for name in params)]
+
+
+def _lines(rows: list[list[object]]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue()

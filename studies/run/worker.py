@@ -1,0 +1,454 @@
+"""The worker loop: claim a trial, run it, tell Optuna the outcome, until the studies' budgets are met.
+
+    tailtune worker --storage postgresql://postgres@db/tailtune --study wb-digits
+
+A worker heartbeats its trials and its own row (`tailtune_worker`) from a thread with its own connection, so
+a long training step never looks like a dead worker (optuna #4234). Before every claim it reaps trials whose
+heartbeat is older than the grace period (studies/store/claims.py). On SIGTERM it lets the current trial finish
+for `stop_timeout_s`, then interrupts it at the next epoch boundary, fails it with a queued retry, exits 0.
+
+Stage-2 trials that share a cached backbone cost milliseconds each; the objective may claim up to
+`batch_trials - 1` more trials of the same study while it runs one (`RunContext.claim_more`) and train their
+heads in one batched pass. Every claimed trial is heartbeated, told, or handed back like a lone one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Literal
+
+import optuna
+import sqlalchemy as sa
+from optuna.trial import TrialState
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from studies.definition.spec import StudySpec
+from studies.store import claims, registry, storage
+from studies.store.db import Database, describe, is_transient, retry_transient, study_table, worker_table
+
+if TYPE_CHECKING:
+    from studies.artifacts.cache import Stage1Cache
+
+log = logging.getLogger(__name__)
+
+
+class WorkerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    heartbeat_interval: int = Field(10, ge=1, description="seconds between heartbeats")
+    grace_period: int = Field(30, ge=1, description="a trial without a heartbeat for this long is retried")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    poll_interval_s: float = Field(1.0, gt=0, description="wait between claims while others hold the budget")
+    stop_timeout_s: float = Field(5.0, ge=0, description="after SIGTERM, seconds the trial may run on")
+    max_consecutive_failures: int = Field(5, ge=1, description="a study is stopped after this many in a row")
+    max_retry: int = Field(3, ge=0, description="retries of one killed or interrupted trial")
+    outage_timeout_s: float = Field(300.0, gt=0, description="how long the database may be unreachable")
+    handle_signals: bool = Field(True, description="install SIGTERM/SIGINT handlers (main thread only)")
+    wait_for_studies: bool = Field(False, description="when no study is open, wait for new ones instead of "
+                                   "exiting (a long-lived worker in a Deployment)")
+    batch_trials: int = Field(8, ge=1, le=256, description="stage-2 trials of one cached backbone trained "
+                              "together (1: one trial at a time)")
+    stage1_processes: int = Field(1, ge=1, description="processes training each stage 1 data-parallel (DDP), "
+                                  "one per GPU: a worker owning a node's GPUs sets it to their number")
+
+    @model_validator(mode="after")
+    def _grace_covers_heartbeats(self) -> WorkerSettings:
+        # Below two missed heartbeats, a slow network or a GC pause reaps a live trial (optuna #4234).
+        if self.grace_period < 2 * self.heartbeat_interval:
+            raise ValueError(f"grace_period ({self.grace_period} s) must be at least twice "
+                             f"heartbeat_interval ({self.heartbeat_interval} s); three times is the default")
+        return self
+
+
+class WorkerSummary(BaseModel):
+    worker_id: str
+    completed: int = 0
+    pruned: int = 0
+    failed: int = Field(0, description="trials whose runner raised (replaced by new trials)")
+    interrupted: int = Field(0, description="trials failed by SIGTERM or a database error, queued for retry")
+    late_tells: int = Field(0, description="results dropped because the trial was reaped while it ran")
+    exit_reason: str = ""
+
+
+class WorkerOutageError(RuntimeError):
+    """The database stayed unreachable for longer than `outage_timeout_s`."""
+
+
+@dataclass
+class RunContext:
+    """What a trial runner gets besides its trial: a stop signal to poll, the shared stage-1 cache, and a way
+    to claim more trials of the same study to run alongside it (at most `batch_limit` in all)."""
+
+    should_stop: Callable[[], bool]
+    cache_factory: Callable[[], Stage1Cache] = field(repr=False)
+    claim_more: Callable[[int], list[optuna.Trial]] = field(repr=False)
+    batch_limit: int
+
+    @cached_property
+    def cache(self) -> Stage1Cache:
+        return self.cache_factory()
+
+
+# A trial's outcome: its objective values, or the exception that ended it (optuna.TrialPruned: pruned).
+Outcome = Sequence[float] | Exception
+# Runs one trial; returns its values.
+TrialRunner = Callable[[optuna.Trial, StudySpec, RunContext], Sequence[float]]
+# Runs one trial and those it claimed through `context.claim_more`; returns their outcomes in claim order.
+BatchRunner = Callable[[optuna.Trial, StudySpec, RunContext], list[Outcome]]
+
+
+def one_at_a_time(runner: TrialRunner) -> BatchRunner:
+    """A BatchRunner that never claims more: for runners written for one trial."""
+    return lambda trial, spec, context: [runner(trial, spec, context)]
+
+
+def objective_runner(trial: optuna.Trial, spec: StudySpec, context: RunContext) -> list[Outcome]:
+    """The real objective: trains the sampled configuration(s) (studies/run/objective.py)."""
+    # Imported here: torch and the trainer take seconds to import, which `study status` should not pay.
+    from studies.run.objective import run_trials
+
+    return run_trials(trial, spec, context)
+
+
+def run_worker(db: Database, *, study_names: list[str] | None, settings: WorkerSettings, artifact_dir: Path,
+               runner: BatchRunner | None = None) -> WorkerSummary:
+    """Runs trials of the named studies (all active ones when None) until their budgets are met or it is
+    stopped; raises StudyNotFoundError for an unknown name before it claims anything. `artifact_dir` holds the
+    stage-1 cache the workers of one machine share."""
+    worker = _Worker(db, settings, artifact_dir, runner or objective_runner)
+    study_ids = None if study_names is None else [registry.get_study_by_name(db, name=name).id
+                                                  for name in study_names]
+    with worker.registered(), worker.signals_handled():
+        worker.run(study_ids)
+    return worker.summary
+
+
+# After SIGTERM a trial stops at its next epoch boundary once the stop timeout has passed. One that is not back
+# this much later (a long epoch, a wait for another worker's stage-1 training, a hung call) is handed back from a
+# thread and the process exits, so SIGTERM to exit takes the stop timeout plus about this, whatever the trial does.
+STOP_MARGIN_S = 1.0
+
+
+class _StopFlag:
+    """Set by SIGTERM/SIGINT; the current trial may run on for `timeout_s` before it must stop."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.event = threading.Event()
+        self._timeout_s = timeout_s
+        self._requested_at: float | None = None
+
+    def request(self, signum: int, frame: FrameType | None = None) -> None:
+        if self._requested_at is None:
+            log.warning("got %s: finishing the current trial for up to %.1f s, then exiting",
+                        signal.Signals(signum).name, self._timeout_s)
+            self._requested_at = time.monotonic()
+        self.event.set()
+
+    @property
+    def requested(self) -> bool:
+        return self._requested_at is not None
+
+    def trial_must_stop(self) -> bool:
+        return self._requested_at is not None and time.monotonic() - self._requested_at >= self._timeout_s
+
+
+class _Heartbeat(threading.Thread):
+    """Records the current trials' heartbeats and the worker's row in one transaction, on the side engine."""
+
+    def __init__(self, db: Database, worker_id: str, interval_s: int) -> None:
+        super().__init__(name="tailtune-heartbeat", daemon=True)
+        self._engine = db.side_engine
+        self._worker_id = worker_id
+        self._interval_s = interval_s
+        self._stopped = threading.Event()
+        self.current: list[claims.ClaimedTrial] = []
+        self.state = "idle"
+
+    def run(self) -> None:
+        while not self._stopped.wait(self._interval_s):
+            self.beat()
+
+    def beat(self) -> None:
+        current = self.current
+        first = current[0] if current else None
+        try:
+            with self._engine.begin() as connection:
+                if current:
+                    storage.record_heartbeats(connection, [claimed.trial_id for claimed in current])
+                connection.execute(worker_table.update().where(worker_table.c.id == self._worker_id).values(
+                    last_seen=sa.func.now(), state=self.state,
+                    current_study_id=first.study_id if first else None,
+                    current_trial_number=first.number if first else None))
+        except Exception as error:  # a missed beat is survivable; the grace period covers a few of them
+            log.warning("heartbeat failed: %s", describe(error))
+
+    def stop(self) -> None:
+        """Stops beating and marks the worker exited."""
+        self._stopped.set()
+        self.join()
+        self.state, self.current = "exited", []
+        self.beat()
+
+
+class _Worker:
+    def __init__(self, db: Database, settings: WorkerSettings, artifact_dir: Path, runner: BatchRunner) -> None:
+        self.db, self.settings, self.artifact_dir, self.runner = db, settings, artifact_dir, runner
+        self.worker_id = uuid.uuid4().hex
+        self.summary = WorkerSummary(worker_id=self.worker_id)
+        self.stop = _StopFlag(settings.stop_timeout_s)
+        self.studies = claims.LoadedStudies(db, heartbeat_interval=settings.heartbeat_interval,
+                                            grace_period=settings.grace_period, max_retry=settings.max_retry,
+                                            seed_offset=int(self.worker_id[:6], 16))
+        self.heartbeat = _Heartbeat(db, self.worker_id, settings.heartbeat_interval)
+        self._outage_since: float | None = None
+        self._open: list[int] = []
+        self._open_read_at = -float("inf")
+        self._cache: Stage1Cache | None = None
+        self._exiting = threading.Event()
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+    @contextlib.contextmanager
+    def registered(self) -> Iterator[None]:
+        retry_transient(self._insert_row, what="register the worker")
+        self.heartbeat.start()
+        try:
+            yield
+        finally:
+            self._exiting.set()
+            self.heartbeat.stop()
+            log.info("worker %s exits: %s", self.worker_id, self.summary.exit_reason)
+
+    def _insert_row(self) -> None:
+        # A retried insert whose first attempt committed before the connection dropped finds its own row.
+        with contextlib.suppress(sa.exc.IntegrityError), self.db.engine.begin() as connection:
+            connection.execute(worker_table.insert().values(
+                id=self.worker_id, host=socket.gethostname(), pid=os.getpid(), state="idle",
+                heartbeat_interval_s=self.settings.heartbeat_interval))
+
+    @contextlib.contextmanager
+    def signals_handled(self) -> Iterator[None]:
+        if not self.settings.handle_signals or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if not self.stop.requested:
+            threading.Thread(target=self._enforce_stop_timeout, name="tailtune-stop-timeout", daemon=True).start()
+        self.stop.request(signum, frame)
+
+    def _enforce_stop_timeout(self) -> None:
+        """Hands back the trials still running `stop_timeout_s + STOP_MARGIN_S` after the signal and ends the
+        process (exit 0, as a worker that stopped by itself); nothing to do when the loop has exited by then."""
+        if self._exiting.wait(self.settings.stop_timeout_s + STOP_MARGIN_S):
+            return
+        for claimed in list(self.heartbeat.current):
+            try:
+                self._hand_back(claimed, f"still running {self.settings.stop_timeout_s:g} s after the stop signal")
+            except Exception as error:  # the reaper retries it after the grace period instead
+                log.warning("could not hand back trial %d: %s", claimed.number, describe(error))
+        self.heartbeat.stop()
+        log.warning("worker %s exits: the stop timeout passed with a trial running; %d handed back",
+                    self.worker_id, self.summary.interrupted)
+        logging.shutdown()
+        os._exit(0)
+
+    # ------------------------------------------------------------------------------------------ loop
+    def run(self, study_ids: list[int] | None) -> None:
+        while not self.stop.requested:
+            try:
+                if not self._step(study_ids):
+                    self.summary.exit_reason = "every study's budget is met or the study was stopped"
+                    return
+                self._outage_since = None
+            except Exception as error:
+                self._survive_outage(error)
+        self.summary.exit_reason = "stopped by signal"
+
+    def _step(self, study_ids: list[int] | None) -> bool:
+        """Claims and runs one trial, or waits while others hold the rest of the budget; False when done."""
+        targets, from_memory = self._open_studies(study_ids)
+        if not targets:
+            if self.settings.wait_for_studies:
+                self.stop.event.wait(self.settings.poll_interval_s)
+            return self.settings.wait_for_studies
+        claimed = claims.claim_next_trial(self.db, study_ids=targets, studies=self.studies,
+                                          worker_id=self.worker_id)
+        if claimed is None:
+            self._open = []  # re-read: the study may be done, stopped or deleted
+            if not from_memory:  # a list remembered from earlier is checked again at once, without waiting
+                self.stop.event.wait(self.settings.poll_interval_s)
+        elif self.stop.requested:  # signalled while it claimed: hand the trial back rather than start it
+            self._hand_back(claimed, "the worker was asked to stop")
+        else:
+            self._run_batch(claimed)
+        return True
+
+    def _open_studies(self, study_ids: list[int] | None) -> tuple[list[int], bool]:
+        """Studies that are active and not yet finished: the worker waits on them even when it cannot claim,
+        because a trial that dies elsewhere comes back as a retry that someone must run. Re-read at most once
+        per poll interval while claims succeed (a claim re-checks its study under the lock anyway).
+        Also says whether the list is that remembered one rather than read just now."""
+        fresh = time.monotonic() - self._open_read_at < self.settings.poll_interval_s
+        if fresh and self._open:
+            return self._open, True
+
+        def read() -> list[int]:
+            with self.db.engine.connect() as connection:
+                query = sa.select(study_table).where(study_table.c.state == "active")
+                if study_ids is not None:
+                    query = query.where(study_table.c.id.in_(study_ids))
+                rows = connection.execute(query.order_by(study_table.c.id)).all()
+                counts = registry.trial_counts(connection, [row.id for row in rows])
+            return [row.id for row in rows if counts[row.id].finished < row.n_trials]
+
+        self._open = retry_transient(read, what="list open studies")
+        self._open_read_at = time.monotonic()
+        return self._open, False
+
+    def _survive_outage(self, error: Exception) -> None:
+        if not is_transient(error):
+            raise error
+        now = time.monotonic()
+        self._outage_since = self._outage_since or now
+        if now - self._outage_since > self.settings.outage_timeout_s:
+            limit = self.settings.outage_timeout_s
+            raise WorkerOutageError(f"the database was unreachable for over {limit:.0f} s; "
+                                    f"last error: {describe(error)}") from error
+        log.warning("database unavailable (%s); trying again", describe(error))
+        self.stop.event.wait(self.settings.poll_interval_s)
+
+    # ------------------------------------------------------------------------------------------ one batch
+    def _run_batch(self, first: claims.ClaimedTrial) -> None:
+        log.info("worker %s runs trial %d of study %d", self.worker_id, first.number, first.study_id)
+        batch = [first]
+        self.heartbeat.current, self.heartbeat.state = list(batch), "running"
+
+        def claim_more(count: int) -> list[optuna.Trial]:
+            room = self.settings.batch_trials - len(batch)
+            if self.stop.requested or room <= 0:
+                return []
+            more = claims.claim_trials(self.db, study_id=first.study_id, studies=self.studies,
+                                       worker_id=self.worker_id, count=min(count, room))
+            batch.extend(more)
+            self.heartbeat.current = list(batch)
+            return [claimed.trial for claimed in more]
+
+        context = RunContext(should_stop=self.stop.trial_must_stop, cache_factory=self._stage1_cache,
+                             claim_more=claim_more, batch_limit=self.settings.batch_trials)
+        try:
+            outcomes: list[Outcome] = list(self.runner(first.trial, first.spec, context))
+            if len(outcomes) != len(batch):
+                raise RuntimeError(f"the trial runner returned {len(outcomes)} outcomes for {len(batch)} trials")
+        except Exception as error:  # the whole batch shares its runner's fate
+            outcomes = [error] * len(batch)
+        try:
+            for claimed, outcome in zip(batch, outcomes, strict=True):
+                self._settle(claimed, outcome)
+        finally:
+            self.heartbeat.current = []
+            self.heartbeat.state = "stopping" if self.stop.requested else "idle"
+
+    def _settle(self, claimed: claims.ClaimedTrial, outcome: Outcome) -> None:
+        if isinstance(outcome, optuna.TrialPruned):
+            self._finish(claimed, None, TrialState.PRUNED)
+        elif isinstance(outcome, Exception):
+            self._handle_failure(claimed, outcome)
+        elif len(outcome) != len(claimed.spec.objectives):
+            self._handle_failure(claimed, ValueError(
+                f"the trial runner returned {len(outcome)} values for {len(claimed.spec.objectives)} "
+                f"objectives {claimed.spec.objectives}"))
+        else:
+            self._finish(claimed, list(outcome), None)
+
+    def _finish(self, claimed: claims.ClaimedTrial, values: list[float] | None,
+                state: TrialState | None) -> None:
+        told = self._tell(claimed, values, state)
+        if told in (TrialState.COMPLETE, TrialState.PRUNED):
+            self.summary.completed += told == TrialState.COMPLETE
+            self.summary.pruned += told == TrialState.PRUNED
+            retry_transient(lambda: claims.record_success(self.db, study_id=claimed.study_id),
+                            what="record a finished trial")
+        elif told == TrialState.FAIL:  # values Optuna cannot store (NaN): the trial's own failure
+            self._count_failure(claimed, f"trial {claimed.number} returned values Optuna rejects: {values}")
+
+    def _handle_failure(self, claimed: claims.ClaimedTrial, error: Exception) -> None:
+        if self.stop.trial_must_stop() or is_transient(error):
+            # Not the trial's fault: run the same params again, and do not count it towards the failure limit.
+            self._hand_back(claimed, describe(error))
+            return
+        if isinstance(error, optuna.exceptions.UpdateFinishedTrialError):
+            # Its results could not be stored because it was reaped while it ran (its heartbeats lapsed in an
+            # outage): a late tell, not a failure of the trial; the reaper queued its retry.
+            self._dropped_late(claimed)
+            return
+        log.error("trial %d of study %d failed", claimed.number, claimed.study_id, exc_info=error)
+        if self._tell(claimed, None, TrialState.FAIL) == TrialState.FAIL:
+            self._count_failure(claimed, f"{type(error).__name__}: {describe(error)}")
+
+    def _hand_back(self, claimed: claims.ClaimedTrial, reason: str) -> None:
+        log.warning("trial %d interrupted (%s); queued for retry", claimed.number, reason)
+        if claims.release_for_retry(self.db, self.studies, claimed):
+            self.summary.interrupted += 1
+
+    def _count_failure(self, claimed: claims.ClaimedTrial, message: str) -> None:
+        self.summary.failed += 1
+        limit = self.settings.max_consecutive_failures
+        if retry_transient(lambda: claims.record_failure(self.db, study_id=claimed.study_id, error=message,
+                                                         limit=limit), what="record a failed trial"):
+            log.error("study %d stopped: %d trials failed in a row; last: %s", claimed.study_id, limit,
+                      message)
+
+    def _tell(self, claimed: claims.ClaimedTrial, values: list[float] | None,
+              state: TrialState | None) -> TrialState | None:
+        """Stores the outcome; None when the trial was already finished, i.e. reaped while it ran."""
+        def tell() -> TrialState:
+            # Optuna refuses a trial that is no longer RUNNING, so no check of ours comes first.
+            return storage.tell(claimed.study, claimed.trial, values, state)
+
+        try:
+            told = retry_transient(tell, deadline_s=self.settings.outage_timeout_s,
+                                   what=f"tell trial {claimed.number}")
+        except (optuna.exceptions.UpdateFinishedTrialError, KeyError):
+            told = None  # reaped between Optuna's read and its write, or the study was deleted meanwhile
+        except ValueError:  # "Cannot tell a FAIL trial": reaped before Optuna's read (or a retried tell's
+            # first attempt had committed); any other ValueError is a real error
+            if not claims.is_finished(self.db, claimed.trial_id):
+                raise
+            told = None
+        if told is None:
+            self._dropped_late(claimed)
+        return told
+
+    def _dropped_late(self, claimed: claims.ClaimedTrial) -> None:
+        self.summary.late_tells += 1
+        log.warning("trial %d had been finished elsewhere (reaped after its heartbeat lapsed, or deleted); "
+                    "this result is dropped and its retry runs the same params again", claimed.number)
+
+    def _stage1_cache(self) -> Stage1Cache:
+        from studies.artifacts.cache import Stage1Cache  # torch: see objective_runner
+        from trainers.config import RunOptions
+        from trainers.device import resolve_runtime
+
+        if self._cache is None:
+            runtime = resolve_runtime(RunOptions(device=self.settings.device,
+                                                 stage1_processes=self.settings.stage1_processes))
+            self._cache = Stage1Cache(self.artifact_dir, self.db.named_lock, runtime)
+        return self._cache

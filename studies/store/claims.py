@@ -1,0 +1,180 @@
+"""Admission control: how a worker claims a trial so that a study ends with exactly its budget of trials.
+
+The budget is derived, not reserved: nothing is counted up or down, so nothing leaks when a worker dies.
+In one transaction, under the study's lock (`registry.locked_study`), a claimer
+
+1. reaps stale trials: RUNNING trials whose heartbeat is older than the grace period become FAIL and
+   Optuna's `RetryHeartbeatStaleTrialCallback` queues a WAITING clone with the same params and lineage;
+2. counts the study's COMPLETE + PRUNED + RUNNING trials, and only if that is below `n_trials`
+3. starts trials (a WAITING retry or queued trial is popped before a new trial is created), records each one's
+   first heartbeat and its worker, and commits all of it at once (studies/store/storage.py: Optuna's own calls join
+   the transaction), so no trial exists without its heartbeat and none is ever orphaned.
+
+The next claimer waits on the lock until the claim is committed, so it counts the new trials. FAIL trials do not
+count: a trial that crashed is replaced, a killed one is retried by its clone. WAITING trials are not counted
+either, because a claim pops them first: a clone only ever takes the place of the trial it retries.
+PRUNED trials count as finished: they ran and were judged, and the budget is compute.
+
+A claim is the hot path when trials are cheap (stage 2 on cached features), so it talks to the database in
+few statements: reaping runs at most once per heartbeat interval per worker (a trial is reaped after the grace
+period anyway).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+import sqlalchemy as sa
+
+from studies.definition.samplers import build_pruner, build_sampler
+from studies.definition.spec import StudySpec
+from studies.store import storage
+from studies.store.db import Database, retry_transient, study_table
+from studies.store.registry import locked_study, mark_done_if_finished, trial_counts
+
+
+@dataclass(frozen=True)
+class ClaimedTrial:
+    study_id: int
+    spec: StudySpec
+    study: optuna.Study
+    trial: optuna.Trial
+
+    @property
+    def number(self) -> int:
+        return self.trial.number
+
+    @property
+    def trial_id(self) -> int:
+        return storage.trial_id(self.trial)
+
+
+class LoadedStudies:
+    """The Optuna studies one worker claims from, kept across claims.
+
+    A sampler rebuilt for every claim would restart its random stream and propose the same first point
+    each time; `seed_offset` keeps concurrent workers with one study seed from proposing identical points.
+    """
+
+    def __init__(self, db: Database, *, heartbeat_interval: int, grace_period: int, max_retry: int,
+                 seed_offset: int = 0) -> None:
+        self.storage = db.optuna_storage(heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                                         max_retry=max_retry)
+        self.reap_interval_s = heartbeat_interval
+        self._seed_offset = seed_offset
+        self._reaped_at: dict[int, float] = {}
+        self._samplers: dict[tuple[int, str], optuna.samplers.BaseSampler] = {}
+        self._studies: dict[tuple[int, str], tuple[optuna.Study, StudySpec]] = {}
+
+    def get(self, row: Any) -> tuple[optuna.Study, StudySpec]:
+        # Keyed by name too: SQLite hands a deleted study's id to the next study created.
+        key = (row.id, row.name)
+        if key not in self._studies:
+            spec = StudySpec.model_validate_json(row.spec_json)
+            sampler = self._samplers.setdefault(key, build_sampler(spec, self._seed_offset))
+            study = optuna.load_study(study_name=row.name, storage=self.storage, sampler=sampler,
+                                      pruner=build_pruner(spec))
+            self._studies[key] = (study, spec)
+        return self._studies[key]
+
+    def forget(self, study_id: int) -> None:
+        """Drops a study's Optuna object (its cache of trials may hold ones a rolled-back claim created); the
+        sampler stays, so its random stream goes on rather than proposing the same points again."""
+        for key in [key for key in self._studies if key[0] == study_id]:
+            del self._studies[key]
+
+    def reap_due(self, study_id: int) -> bool:
+        """True at most once per heartbeat interval per study: then the caller reaps."""
+        now = time.monotonic()
+        if now - self._reaped_at.get(study_id, -float("inf")) < self.reap_interval_s:
+            return False
+        self._reaped_at[study_id] = now
+        return True
+
+
+def claim_next_trial(db: Database, *, study_ids: Sequence[int], studies: LoadedStudies,
+                     worker_id: str) -> ClaimedTrial | None:
+    """A RUNNING trial of the first study (in the order given) whose budget allows one more; None if none."""
+    for study_id in study_ids:
+        claimed = claim_trials(db, study_id=study_id, studies=studies, worker_id=worker_id, count=1)
+        if claimed:
+            return claimed[0]
+    return None
+
+
+def claim_trials(db: Database, *, study_id: int, studies: LoadedStudies, worker_id: str,
+                 count: int) -> list[ClaimedTrial]:
+    """Up to `count` RUNNING trials of one study, as many as its budget allows, claimed in one transaction."""
+    return retry_transient(lambda: _claim_in(db, study_id, studies, worker_id, count),
+                           what=f"claim trials of study {study_id}")
+
+
+def _claim_in(db: Database, study_id: int, studies: LoadedStudies, worker_id: str,
+              count: int) -> list[ClaimedTrial]:
+    try:
+        with locked_study(db, study_id, studies.storage) as (connection, row):
+            if row is None or row.state != "active":
+                return []
+            study, spec = studies.get(row)
+            if studies.reap_due(study_id):
+                studies.storage.fail_stale(study)
+            counts = trial_counts(connection, [study_id])[study_id]
+            allowed = min(count, row.n_trials - counts.finished - counts.running)
+            trial_ids = studies.storage.start_trials(connection, study, allowed) if allowed > 0 else []
+            if trial_ids:
+                studies.storage.record_claims(connection, trial_ids, worker_id)
+    except BaseException:
+        studies.forget(study_id)
+        raise
+    if not trial_ids and counts.finished >= row.n_trials:
+        with db.engine.begin() as connection:
+            mark_done_if_finished(connection, study_id=study_id)
+    return [ClaimedTrial(study_id=study_id, spec=spec, study=study, trial=storage.new_trial(study, trial_id))
+            for trial_id in trial_ids]
+
+
+# ---------------------------------------------------------------------------------------------- outcomes
+def is_finished(db: Database, trial_id: int) -> bool:
+    """Whether the trial left RUNNING (told, reaped, or deleted with its study): one column of one row."""
+    with db.engine.connect() as connection:
+        trials = storage.trials
+        state = connection.execute(sa.select(trials.c.state).where(trials.c.trial_id == trial_id)).scalar()
+    return state is None or state.is_finished()
+
+
+def release_for_retry(db: Database, studies: LoadedStudies, claimed: ClaimedTrial) -> bool:
+    """Fails an interrupted trial and queues a WAITING clone with its params, in one transaction under the study's
+    lock (a claimer never sees the slot free without the clone); False if it was reaped meanwhile."""
+    def release() -> bool:
+        with locked_study(db, claimed.study_id, studies.storage):
+            return studies.storage.fail_for_retry(claimed.study, claimed.trial_id)
+
+    return retry_transient(release, what=f"release trial {claimed.number} for retry")
+
+
+def record_failure(db: Database, *, study_id: int, error: str, limit: int) -> bool:
+    """Counts a trial that failed by exception; stops the study after `limit` in a row. True if it stopped."""
+    with db.engine.begin() as connection:
+        failures = connection.execute(
+            study_table.update().where(study_table.c.id == study_id)
+            .values(consecutive_failures=study_table.c.consecutive_failures + 1, updated_at=sa.func.now())
+            .returning(study_table.c.consecutive_failures)).scalar_one_or_none()
+        if failures is None or failures < limit:
+            return False
+        reason = f"stopped after {failures} trials in a row failed; last error: {error[:500]}"
+        stopped = connection.execute(study_table.update()
+                                     .where(study_table.c.id == study_id, study_table.c.state == "active")
+                                     .values(state="stopped", stop_reason=reason))
+    return stopped.rowcount > 0
+
+
+def record_success(db: Database, *, study_id: int) -> None:
+    with db.engine.begin() as connection:
+        connection.execute(study_table.update()
+                           .where(study_table.c.id == study_id, study_table.c.consecutive_failures > 0)
+                           .values(consecutive_failures=0))
+        mark_done_if_finished(connection, study_id=study_id)

@@ -1,0 +1,327 @@
+"""The database every worker, the API and the CLI share: one pool per process, Optuna's storage on it, locks.
+
+PostgreSQL is the service's backend; a SQLite file is the embedded default for one machine. Both hold
+Optuna's own tables (so `optuna.load_study(storage=URL)` and optuna-dashboard see every study) and tailtune's
+tables (studies/migrations), created on first connect.
+
+Connections are few and checked before use: a bounded pool (`pool_pre_ping`, `pool_recycle`; one connection
+for a worker, whose Optuna storage shares it) plus one side connection (heartbeats, named locks), disposed in a
+forked child, and every call that meets a transient error (dropped connection, deadlock, serialization
+failure, "database is locked") is retried with jittered backoff by `retry_transient`, so a PostgreSQL
+restart costs a few slow calls, not a worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import random
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import psycopg2
+import sqlalchemy as sa
+from filelock import FileLock
+
+from studies.store.migrations import upgrade_schema
+from studies.store.storage import Storage, create_or_check_schema
+from trainers.errors import UserInputError
+
+log = logging.getLogger(__name__)
+
+# tailtune's tables as the migrations in studies/store/migrations/versions create them.
+metadata = sa.MetaData()
+study_table = sa.Table(
+    "tailtune_study", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String(512)),
+    sa.Column("state", sa.String(16)),
+    sa.Column("method", sa.String(32)),
+    sa.Column("dataset", sa.Text),
+    sa.Column("n_trials", sa.Integer),
+    sa.Column("spec_json", sa.Text),
+    sa.Column("consecutive_failures", sa.Integer),
+    sa.Column("stop_reason", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True)),
+)
+worker_table = sa.Table(
+    "tailtune_worker", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("host", sa.String(255)),
+    sa.Column("pid", sa.Integer),
+    sa.Column("state", sa.String(16)),
+    sa.Column("heartbeat_interval_s", sa.Integer),
+    sa.Column("current_study_id", sa.Integer),
+    sa.Column("current_trial_number", sa.Integer),
+    sa.Column("started_at", sa.DateTime(timezone=True)),
+    sa.Column("last_seen", sa.DateTime(timezone=True)),
+)
+T = TypeVar("T")
+
+# One connection for a worker's loop (claims, Optuna's calls, its trials' writes: one at a time, never nested), and
+# `Database.side_engine` one more for its heartbeat thread and named locks: 2 per worker at most, so a hundred
+# workers do not exhaust PostgreSQL's max_connections (optuna #1347). The API passes its own pool size.
+POOL_SIZE = 1
+# Recycle before common server/proxy idle timeouts, so a long trial does not return to a dead connection.
+POOL_RECYCLE_S = 900
+LOCK_POLL_S = 0.5
+
+_engines: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
+
+
+class DatabaseUnavailableError(Exception):
+    """The database could not be reached in time: a retry later may succeed. The message names the database
+    (password hidden) and the fix, for the CLI and the server log; the API answers 503 without it."""
+
+
+class Database:
+    """A connection to tailtune's database: a SQLAlchemy engine plus factories for Optuna storages."""
+
+    def __init__(self, url: str, engine: sa.Engine) -> None:
+        self.url = url
+        self.engine = engine
+        self.is_sqlite = engine.dialect.name == "sqlite"
+        self._storages: dict[tuple[int | None, int | None, int | None], Storage] = {}
+        # Building a Storage adds event listeners to the shared pool; a thread connecting meanwhile fails with
+        # "deque mutated during iteration" (the API's first concurrent requests did).
+        self._storages_lock = threading.Lock()
+        self._side_engine: sa.Engine | None = None
+        self._thread_locks: dict[str, threading.Lock] = {}
+        _engines.add(engine)
+
+    @classmethod
+    def connect(cls, url: str | None, *, wait_s: float = 10.0, pool_size: int = POOL_SIZE) -> Database:
+        """Opens the database at `url` and creates or upgrades its tables; waits up to `wait_s` for it.
+        `pool_size`: PostgreSQL connections kept open (1 serves a worker's loop; the API needs one per
+        concurrent request)."""
+        url = _normalized_url(url)
+        db = cls(url, sa.create_engine(url, **engine_kwargs(url, pool_size=pool_size)))
+        try:
+            retry_transient(db._ensure_schema, deadline_s=wait_s, what="connect")
+        except sa.exc.SQLAlchemyError as error:
+            db.dispose()
+            raise DatabaseUnavailableError(
+                f"cannot use the database at {redacted(url)}: {describe(error)}; check --storage "
+                "(or TAILTUNE_DATABASE_URL) and that the server is running") from None
+        return db
+
+    @property
+    def side_engine(self) -> sa.Engine:
+        """One more connection, beside the pool, for a heartbeat thread (which must not wait behind the loop)
+        and for named locks, whose PostgreSQL sessions it keeps (never recycled: see `named_lock`)."""
+        if self._side_engine is None:
+            self._side_engine = sa.create_engine(self.url, **engine_kwargs(self.url, pool_size=1, recycle=False))
+            _engines.add(self._side_engine)
+        return self._side_engine
+
+    def optuna_storage(self, *, heartbeat_interval: int | None = None, grace_period: int | None = None,
+                       max_retry: int | None = None) -> Storage:
+        """Optuna's storage on this database's pool (one per setting); with a heartbeat, stale trials are retried
+        with the same params and their lineage (system attrs failed_trial, retry_history)."""
+        key = (heartbeat_interval, grace_period, max_retry)  # max_retry None: as Optuna, no limit
+        with self._storages_lock:
+            if key not in self._storages:
+                self._storages[key] = Storage(self.engine, heartbeat_interval=heartbeat_interval,
+                                              grace_period=grace_period, max_retry=max_retry)
+            return self._storages[key]
+
+    @contextlib.contextmanager
+    def named_lock(self, name: str) -> Iterator[None]:
+        """A lock across processes and machines: a PostgreSQL advisory lock, or a file lock next to SQLite.
+
+        On PostgreSQL the lock belongs to the side engine's one session, which keeps it between checkouts, so
+        holding it for a whole stage-1 training costs no connection of its own and the heartbeat thread goes on
+        using that session. It is polled (`pg_try_advisory_lock`) so a waiter never holds the session. It lives
+        as long as that session: if the connection drops (server restart), the server releases it, so a holder
+        that outlives an outage must tolerate another holder (a stage-1 cache writer that finds the entry
+        written meanwhile keeps it, studies/artifacts/cache.py).
+        """
+        if self.is_sqlite:
+            with FileLock(self._lock_file(name)):
+                yield
+            return
+        key = _advisory_key(name)
+        # A session's advisory locks are re-entrant, and this process's threads share the session: a thread lock
+        # keeps them apart, the advisory lock keeps other processes out.
+        with self._thread_locks.setdefault(name, threading.Lock()):
+            while not self._side_sql("SELECT pg_try_advisory_lock(:key)", key):
+                time.sleep(LOCK_POLL_S)
+            try:
+                yield
+            finally:
+                self._release_advisory_lock(name, key)
+
+    def _release_advisory_lock(self, name: str, key: int) -> None:
+        try:
+            if not self._side_sql("SELECT pg_advisory_unlock(:key)", key):
+                log.warning("advisory lock %r had lapsed (its session ended)", name)
+        except sa.exc.SQLAlchemyError as error:
+            # The session is gone, and the server released its advisory locks with it.
+            log.warning("could not release advisory lock %r (%s); its session had ended", name, describe(error))
+
+    def _side_sql(self, statement: str, key: int) -> bool:
+        # AUTOCOMMIT: a session lock needs no transaction, and a held one must not leave one "idle in transaction".
+        with self.side_engine.connect() as connection:
+            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+            return bool(connection.execute(sa.text(statement), {"key": key}).scalar())
+
+    def ping(self) -> bool:
+        """Whether the database answers, asked over the side connection: requests that fill the pool (a burst of
+        report builds) must not make a health check wait or a healthy database look down."""
+        try:
+            self.check_reachable(self.side_engine)
+            return True
+        except DatabaseUnavailableError:
+            return False
+
+    def check_reachable(self, engine: sa.Engine | None = None) -> None:
+        """Raises DatabaseUnavailableError, naming the database and the cause, unless it answers at once."""
+        try:
+            with (engine or self.engine).connect() as connection:
+                connection.execute(sa.text("SELECT 1"))
+        except sa.exc.SQLAlchemyError as error:
+            raise DatabaseUnavailableError(f"the database at {redacted(self.url)} does not answer: "
+                                           f"{describe(error)}") from None
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        if self._side_engine is not None:
+            self._side_engine.dispose()
+
+    def _ensure_schema(self) -> None:
+        if self.is_sqlite:
+            with self.engine.connect() as connection:
+                # WAL lets readers (the dashboard, `study status`) run while a worker writes.
+                connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+        with self.named_lock("tailtune:schema"):
+            # Optuna creates its tables and checks their version; ours reference them, so they come second.
+            create_or_check_schema(self.url)
+            with self.engine.begin() as connection:
+                upgrade_schema(connection)
+
+    def _lock_file(self, name: str) -> Path:
+        """SQLite's named locks: files in a folder next to the database, `FILE.db.locks/`."""
+        folder = Path(f"{Path(self.engine.url.database or '').resolve()}.locks")
+        folder.mkdir(exist_ok=True)
+        return folder / _digest(name)
+
+
+def engine_kwargs(url: str, *, pool_size: int = POOL_SIZE, recycle: bool = True) -> dict[str, object]:
+    if url.startswith("sqlite"):
+        # Writers wait up to 30 s for the file lock instead of failing at once with "database is locked".
+        return {"connect_args": {"timeout": 30}}
+    # No overflow: the pool size is the most this process opens.
+    return {"pool_size": pool_size, "max_overflow": 0, "pool_pre_ping": True,
+            "pool_recycle": POOL_RECYCLE_S if recycle else -1, "pool_timeout": 30,
+            "connect_args": {"connect_timeout": 5, "application_name": "tailtune", "keepalives": 1,
+                             "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}}
+
+
+# ---------------------------------------------------------------------------------------------- retries
+def is_transient(error: BaseException) -> bool:
+    """Errors a retry can cure: a lost connection or server shutdown, a deadlock, a serialization failure, a
+    lock wait that timed out, an exhausted pool, a busy SQLite file. A program limit or a data error is not:
+    retried, it fails again, for ever."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _is_transient_one(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+# SQLSTATEs a retry cures (PostgreSQL appendix A): serialization_failure, deadlock_detected, lock_not_available,
+# too_many_connections, admin_shutdown, crash_shutdown, cannot_connect_now; class 08 is "connection exception".
+TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "53300", "57P01", "57P02", "57P03"})
+
+
+def _is_transient_one(error: BaseException) -> bool:
+    if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
+        return True
+    if isinstance(error, sa.exc.TimeoutError):  # the pool had no free connection in time
+        return True
+    if isinstance(error, psycopg2.Error):
+        if error.pgcode is not None:  # the server answered: its SQLSTATE says what happened
+            return error.pgcode in TRANSIENT_SQLSTATES or error.pgcode.startswith("08")
+        # No SQLSTATE: the client lost or could not open the connection ("server closed the connection").
+        return isinstance(error, psycopg2.OperationalError | psycopg2.InterfaceError)
+    if isinstance(error, sqlite3.OperationalError):
+        message = str(error)
+        return "locked" in message or "busy" in message
+    return False
+
+
+def retry_transient(call: Callable[[], T], *, deadline_s: float = 60.0, what: str = "database call") -> T:
+    """Calls `call` until it succeeds, retrying transient errors with jittered backoff for up to `deadline_s`.
+
+    Only idempotent calls, or calls whose repeat is detected (a second tell of a finished trial is skipped),
+    may be passed here.
+    """
+    started, delay = time.monotonic(), 0.05
+    while True:
+        try:
+            return call()
+        except Exception as error:
+            if not is_transient(error) or time.monotonic() - started + delay > deadline_s:
+                raise
+            log.warning("%s failed (%s); retrying in %.2f s", what, describe(error), delay)
+            # Jitter spreads workers that failed together (a server restart) so they do not retry in step.
+            time.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, 2.0)
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def redacted(url: str) -> str:
+    return sa.make_url(url).render_as_string(hide_password=True)
+
+
+def _normalized_url(url: str | None) -> str:
+    if not url:
+        raise UserInputError("no database given: pass --storage URL or set TAILTUNE_DATABASE_URL")
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url.removeprefix("postgres://")  # the form Heroku-style providers hand out
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        raise UserInputError(f"not a database URL: {url!r}; use postgresql://USER@HOST/DB or "
+                             "sqlite:///FILE.db") from None
+    if parsed.get_backend_name() not in ("postgresql", "sqlite"):
+        raise UserInputError(f"unsupported database {parsed.get_backend_name()!r}; use PostgreSQL or SQLite")
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise UserInputError("an in-memory SQLite database cannot be shared by workers; use sqlite:///FILE.db")
+    return url
+
+
+def _digest(name: str) -> str:
+    return hashlib.blake2b(name.encode(), digest_size=8).hexdigest()
+
+
+def _advisory_key(name: str) -> int:
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+def describe(error: BaseException) -> str:
+    """The root cause's first line: Optuna wraps driver errors in a generic "exception during the commit"."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    text = str(getattr(error, "orig", None) or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _dispose_after_fork() -> None:
+    # A forked child must not reuse its parent's sockets; close=False leaves the parent's connections alone.
+    for engine in list(_engines):
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_dispose_after_fork)

@@ -1,0 +1,276 @@
+"""tailtune's one boundary with Optuna's storage: the only module that touches Optuna's internals.
+
+Everything tailtune does below Optuna's public API is here, written against `OPTUNA_VERSION` and its schema head
+`OPTUNA_SCHEMA_HEAD` (tests/studies/store/test_storage.py fails, naming what to re-check, when either changes):
+
+- Optuna's tables, for tailtune's own SQL (paged lists, budget counts, the claim);
+- `Storage`: Optuna's RDBStorage on the `Database`'s own connection pool (a worker holds one connection for its
+  loop, whatever Optuna does), plus
+  - `one_transaction()`: Optuna's own calls made inside it (create a trial, fail a stale one, queue its retry)
+    run on one connection in one transaction with tailtune's SQL, so a claim or a hand-back is all or nothing;
+  - the claim's writes (`start_trials`, `record_claims`) and the reaper (`fail_stale`, `fail_for_retry`);
+- `params_written_together`, `set_trial_user_attrs`: a trial's params in one statement, its user attrs as one upsert
+  (Optuna commits once per param and per attribute);
+- `new_trial`, `tell`: what `Study.ask` and `Study.tell` do around a claim, minus their full re-reads.
+
+Optuna's contract suite (`optuna.testing.pytest_storages.StorageTestCase`) runs against `Storage` in the tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import optuna
+import sqlalchemy as sa
+import sqlalchemy.dialects.postgresql
+import sqlalchemy.dialects.sqlite
+from optuna.distributions import BaseDistribution
+from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.storages._rdb import models
+from optuna.study._tell import _tell_with_warning
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import orm
+
+# What this module's SQL and its use of Optuna's private names were written and tested against.
+OPTUNA_VERSION = "5.0.0"
+OPTUNA_SCHEMA_HEAD = "v3.2.0.a"
+
+optuna_studies = models.StudyModel.__table__
+trials = models.TrialModel.__table__
+trial_values = models.TrialValueModel.__table__
+trial_params = models.TrialParamModel.__table__
+trial_user_attrs = models.TrialUserAttributeModel.__table__
+trial_system_attrs = models.TrialSystemAttributeModel.__table__
+trial_heartbeats = models.TrialHeartbeatModel.__table__
+FINITE = models.TrialValueModel.TrialValueType.FINITE
+stored_value: Callable[[float | None, Any], float] = models.TrialValueModel.stored_repr_to_value
+
+WORKER_ATTR = "tailtune_worker"  # trial system attr: id of the worker that claimed the trial
+
+
+class Storage(RDBStorage):
+    """Optuna's RDBStorage whose sessions use `engine` (the Database's pool), with heartbeats and, when given,
+    stale trials retried with the same params and their lineage (system attrs failed_trial, retry_history)."""
+
+    def __init__(self, engine: sa.Engine, *, heartbeat_interval: int | None = None, grace_period: int | None = None,
+                 max_retry: int | None = None) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)  # the heartbeat arguments; the version is pinned
+            # The tables exist and their version was checked when the Database connected. RDBStorage makes an
+            # engine of its own for a version-table read; on the Database's pool, that opens no connection more.
+            super().__init__(engine.url.render_as_string(hide_password=False),
+                             engine_kwargs={"pool": engine.pool}, skip_compatibility_check=True,
+                             skip_table_creation=True, heartbeat_interval=heartbeat_interval,
+                             grace_period=grace_period,
+                             heartbeat_stale_trial_callback=retry_callback(max_retry) if heartbeat_interval else None)
+        self.engine = engine
+        self.scoped_session = orm.scoped_session(orm.sessionmaker(bind=engine))
+        self._version_manager.engine, self._version_manager.scoped_session = engine, self.scoped_session
+        self.max_retry = max_retry
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The Database's pool cannot be pickled: an unpickled storage opens an engine of its own on the same URL,
+        # as Optuna's RDBStorage does (Optuna's contract suite pickles storages).
+        return super().__getstate__() | {"engine_kwargs": {}}
+
+    @contextlib.contextmanager
+    def one_transaction(self) -> Iterator[sa.Connection]:
+        """One connection in one transaction, committed when the block ends; Optuna's calls in this thread join
+        it. Their own commits leave it open (join_transaction_mode="rollback_only"); their rollback rolls it back,
+        and the error propagates."""
+        with self.engine.connect() as connection, connection.begin():
+            self.scoped_session.registry.set(orm.Session(bind=connection, join_transaction_mode="rollback_only"))
+            try:
+                yield connection
+            finally:
+                self.scoped_session.remove()
+
+    # ------------------------------------------------------------------------------------------ claims
+    @staticmethod
+    def start_trials(connection: sa.Connection, study: optuna.Study, count: int) -> list[int]:
+        """Ids of `count` trials set RUNNING: WAITING ones first (retries, queued trials), oldest first, then new
+        ones. What `Study.ask` does, minus its read of every trial changed since its last call and its relative
+        sampling (for TPE, a read of the whole study), which `new_trial` does after the caller's lock is gone."""
+        waiting = connection.execute(sa.select(trials.c.trial_id)
+                                     .where(trials.c.study_id == study._study_id, trials.c.state == TrialState.WAITING)
+                                     .order_by(trials.c.trial_id).limit(count)).scalars().all()
+        started = [trial_id for trial_id in waiting
+                   if study._storage.set_trial_state_values(trial_id, TrialState.RUNNING)]
+        return started + [study._storage.create_new_trial(study._study_id) for _ in range(count - len(started))]
+
+    @staticmethod
+    def record_claims(connection: sa.Connection, trial_ids: list[int], worker_id: str) -> None:
+        """Each claimed trial's first heartbeat (Optuna reaps only trials that have one) and its worker, in the
+        claim's transaction: a trial is never committed without them, so none can be orphaned."""
+        connection.execute(trial_heartbeats.insert().values(heartbeat=sa.func.now()),
+                           [{"trial_id": trial_id} for trial_id in trial_ids])
+        # A retry's clone inherits the failed trial's system attributes, this one among them: replace it.
+        connection.execute(trial_system_attrs.delete().where(trial_system_attrs.c.trial_id.in_(trial_ids),
+                                                             trial_system_attrs.c.key == WORKER_ATTR))
+        connection.execute(trial_system_attrs.insert(), [{"trial_id": trial_id, "key": WORKER_ATTR,
+                                                          "value_json": json.dumps(worker_id)}
+                                                         for trial_id in trial_ids])
+
+    @staticmethod
+    def fail_stale(study: optuna.Study) -> None:
+        """Optuna's reaper: RUNNING trials whose heartbeat is older than the grace period become FAIL, each with
+        a WAITING clone (same params, lineage) while its lineage has retries left."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            fail_stale_trials(study)
+
+    def fail_for_retry(self, study: optuna.Study, trial_id: int) -> bool:
+        """Fails a RUNNING trial and queues its WAITING clone, as the reaper would; False if it was finished."""
+        try:
+            if not study._storage.set_trial_state_values(trial_id, TrialState.FAIL):
+                return False
+        except UpdateFinishedTrialError:
+            return False  # reaped while it ran: the reaper queued its retry
+        retry_callback(self.max_retry)(study, study._storage.get_trial(trial_id))
+        return True
+
+
+def record_heartbeats(connection: sa.Connection, trial_ids: Sequence[int]) -> None:
+    """Optuna's `record_heartbeat` for many trials in the caller's transaction (the claim wrote their rows)."""
+    connection.execute(trial_heartbeats.update().where(trial_heartbeats.c.trial_id.in_(trial_ids))
+                       .values(heartbeat=sa.func.now()))
+
+
+def retry_callback(max_retry: int | None) -> RetryHeartbeatStaleTrialCallback:
+    """Optuna's retry of a failed trial: a WAITING clone with the same params and lineage system attrs
+    (failed_trial, retry_history); after `max_retry` retries of one lineage, none."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)  # "experimental" in Optuna; the version is pinned
+        return RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+
+
+def create_or_check_schema(url: str) -> None:
+    """Optuna creates its tables (and stamps their version), then their version is checked against the running
+    Optuna's: here, one connection at a time, where Optuna's own check holds two at once."""
+    storage = RDBStorage(url, engine_kwargs={"poolclass": sa.NullPool}, skip_compatibility_check=True)
+    current, head = storage.get_current_version(), storage.get_head_version()
+    storage.engine.dispose()
+    if current != head:
+        raise RuntimeError(f"the database's Optuna tables are at schema {current}, optuna {optuna.__version__} "
+                           f"needs {head}: run `optuna storage upgrade --storage URL` once, then start again")
+
+
+# ---------------------------------------------------------------------------------------------- one trial
+def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
+    return trial._trial_id
+
+
+def study_id(study: optuna.Study) -> int:
+    return study._study_id
+
+
+def new_trial(study: optuna.Study, claimed_id: int) -> optuna.Trial:
+    """The claimed trial as `Study.ask` returns it: the sampler re-reads the study's trials once, then its
+    relative sampling runs."""
+    study._thread_local.cached_all_trials = None
+    return optuna.Trial(study, claimed_id)
+
+
+def tell(study: optuna.Study, trial: optuna.Trial, values: Sequence[float] | None,
+         state: TrialState | None) -> TrialState:
+    """`Study.tell` minus its closing re-read of the whole trial, which the worker would discard. Its opening read
+    refuses a trial that is no longer RUNNING (UpdateFinishedTrialError, or ValueError for a FAIL trial)."""
+    return _tell_with_warning(study, trial, values, state)[0]
+
+
+def set_trial_user_attrs(trial: optuna.Trial, attributes: dict[str, Any]) -> None:
+    """`trial.set_user_attr` for many attributes in one statement: Optuna reads the trial and commits once per
+    attribute, which costs a trial with ~20 result attributes more than its stage-2 training does."""
+    backend = _rdb_backend(trial)
+    dialect_insert = _UPSERTS.get(backend.engine.name) if backend is not None else None
+    if backend is None or dialect_insert is None:
+        for key, value in attributes.items():
+            trial.set_user_attr(key, value)
+        return
+    rows = [{"trial_id": trial._trial_id, "key": key, "value_json": json.dumps(value)}
+            for key, value in attributes.items()]
+    insert = dialect_insert(trial_user_attrs).values(rows)
+    with backend.engine.begin() as connection:
+        _check_updatable(connection, trial._trial_id)
+        connection.execute(insert.on_conflict_do_update(index_elements=["trial_id", "key"],
+                                                        set_={"value_json": insert.excluded.value_json}))
+    trial._cached_frozen_trial.user_attrs.update(attributes)
+
+
+@contextlib.contextmanager
+def params_written_together(trial: optuna.Trial) -> Iterator[None]:
+    """Inside, `trial.suggest_*` samples as Optuna does but keeps the values; on leaving, they are written in
+    one transaction. Optuna commits once per suggested parameter, the largest database cost of a cheap trial.
+    The checks are Optuna's: the trial must be unfinished, and each distribution compatible with the one
+    the study already has under that name. Nothing is written when the block raises (the trial fails)."""
+    backend = _rdb_backend(trial)
+    if backend is None:
+        yield
+        return
+    storage = trial.storage
+    deferred = _DeferredParams(storage)
+    trial.storage = deferred
+    try:
+        yield
+    finally:
+        trial.storage = storage
+    if deferred.params:
+        _write_params(backend, trial._trial_id, deferred.params)
+
+
+class _DeferredParams:
+    """Stands in for a trial's storage while it samples: keeps `set_trial_param`, passes the rest through."""
+
+    def __init__(self, storage: optuna.storages.BaseStorage) -> None:
+        self._storage = storage
+        self.params: dict[str, tuple[float, BaseDistribution]] = {}
+
+    def set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
+                        distribution: BaseDistribution) -> None:
+        self.params[param_name] = (param_value_internal, distribution)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._storage, name)
+
+
+def _write_params(backend: RDBStorage, trial_id: int, params: dict[str, tuple[float, BaseDistribution]]) -> None:
+    with backend.engine.begin() as connection:
+        study_id = _check_updatable(connection, trial_id)
+        # The study's distribution under each name, any one row of it: Optuna keeps them mutually compatible.
+        earlier = connection.execute(sa.select(*(
+            sa.select(trial_params.c.distribution_json).join(trials)
+            .where(trials.c.study_id == study_id, trial_params.c.param_name == name)
+            .limit(1).scalar_subquery().label(f"p{n}") for n, name in enumerate(params)))).one()
+        for (_, distribution), stored in zip(params.values(), earlier, strict=True):
+            if stored is not None:
+                optuna.distributions.check_distribution_compatibility(
+                    optuna.distributions.json_to_distribution(stored), distribution)
+        connection.execute(trial_params.insert(), [
+            {"trial_id": trial_id, "param_name": name, "param_value": value,
+             "distribution_json": optuna.distributions.distribution_to_json(distribution)}
+            for name, (value, distribution) in params.items()])
+
+
+def _rdb_backend(trial: optuna.Trial) -> RDBStorage | None:
+    backend = getattr(trial.storage, "_backend", trial.storage)  # Optuna wraps RDBStorage in a cache
+    return backend if isinstance(backend, RDBStorage) else None
+
+
+def _check_updatable(connection: sa.Connection, trial_id: int) -> int:
+    """As Optuna's `check_trial_is_updatable`, same error and message: a finished trial is read-only. Returns
+    the trial's study id. Optuna's own check reads the trial's number on a second connection, which a worker's
+    one-connection pool never frees while this one is held (a 30 s pool timeout, then StorageInternalError)."""
+    row = connection.execute(sa.select(trials.c.state, trials.c.study_id, trials.c.number)
+                             .where(trials.c.trial_id == trial_id)).one()
+    if row.state.is_finished():
+        raise optuna.exceptions.UpdateFinishedTrialError(
+            f"Trial#{row.number} has already finished and can not be updated.")
+    return row.study_id
+
+
+_UPSERTS = {"postgresql": sa.dialects.postgresql.insert, "sqlite": sa.dialects.sqlite.insert}

@@ -1,0 +1,99 @@
+"""Named API tokens, each `read` or `write`, stored as SHA-256 digests: the database never holds a usable token.
+
+A token is 256 random bits, so a plain digest cannot be reversed by guessing (no slow password hash needed).
+Created by `tailtune token create` (shown once), looked up per request, so a revoked token fails at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from datetime import datetime
+from typing import Literal
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+
+from studies.definition.spec import NAME_PATTERN
+from studies.store.db import Database, metadata
+from trainers.errors import UserInputError
+
+Scope = Literal["read", "write"]
+PREFIX = "tt_"  # marks a tailtune token in logs a secret scanner reads, and in a user's password manager
+
+token_table = sa.Table(
+    "tailtune_token", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(100)),
+    sa.Column("scope", sa.String(8)),
+    sa.Column("digest", sa.String(64)),
+    sa.Column("created_at", sa.DateTime(timezone=True)),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+)
+
+
+class TokenRecord(BaseModel):
+    name: str
+    scope: Scope
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class TokenNameError(UserInputError):
+    """No token of that name, or one exists already."""
+
+
+def create_token(db: Database, *, name: str, scope: Scope) -> tuple[TokenRecord, str]:
+    """A new token and its secret, which is returned here once and stored only as its digest."""
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise TokenNameError(f"token name {name!r}: use letters, digits, '.', '_' or '-' (at most 100)")
+    secret = PREFIX + secrets.token_urlsafe(32)
+    try:
+        with db.engine.begin() as connection:
+            connection.execute(token_table.insert().values(name=name, scope=scope, digest=_digest(secret)))
+    except sa.exc.IntegrityError:
+        raise TokenNameError(f"a token named {name!r} exists; revoke it or choose another name") from None
+    return _record(db, name), secret
+
+
+def list_tokens(db: Database) -> list[TokenRecord]:
+    with db.engine.connect() as connection:
+        rows = connection.execute(sa.select(token_table).order_by(token_table.c.id)).all()
+    return [TokenRecord.model_validate(row._asdict()) for row in rows]
+
+
+def revoke_token(db: Database, *, name: str) -> TokenRecord:
+    with db.engine.begin() as connection:
+        revoked = connection.execute(token_table.update()
+                                     .where(token_table.c.name == name, token_table.c.revoked_at.is_(None))
+                                     .values(revoked_at=sa.func.now()))
+    if revoked.rowcount == 0 and not any(token.name == name for token in list_tokens(db)):
+        raise TokenNameError(f"no token named {name!r}; `tailtune token list` shows them")
+    return _record(db, name)
+
+
+def scope_of(db: Database, secret: str) -> Scope | None:
+    """The scope of an unrevoked token, or None. The lookup is by digest, so its timing tells nothing of the
+    secret; the final comparison is constant-time as well."""
+    digest = _digest(secret)
+    with db.engine.connect() as connection:
+        row = connection.execute(sa.select(token_table.c.scope, token_table.c.digest)
+                                 .where(token_table.c.digest == digest, token_table.c.revoked_at.is_(None))).first()
+    return row.scope if row is not None and hmac.compare_digest(row.digest, digest) else None
+
+
+def any_active(db: Database) -> bool:
+    with db.engine.connect() as connection:
+        return connection.execute(sa.select(sa.exists().where(token_table.c.revoked_at.is_(None)))).scalar_one()
+
+
+def _record(db: Database, name: str) -> TokenRecord:
+    with db.engine.connect() as connection:
+        row = connection.execute(sa.select(token_table).where(token_table.c.name == name)).one()
+    return TokenRecord.model_validate(row._asdict())
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()

@@ -1,0 +1,71 @@
+"""A study keeps every field of its preset, and every default search space holds its paper's setting."""
+
+from __future__ import annotations
+
+import pytest
+
+from studies.definition.space import DERIVED_PARAMS, default_space
+from studies.definition.spec import StudySpec, parse_spec
+from trainers.config import with_fields
+from trainers.errors import UserInputError
+from trainers.presets import PRESETS, method_defaults
+
+
+def _spec(**fields: object) -> StudySpec:
+    return parse_spec({"name": "s", "n_trials": 3, **fields})
+
+
+def test_a_study_keeps_every_field_of_its_preset_and_fixed_still_overrides() -> None:
+    preset = PRESETS["wb-cifar100-if100"].config
+    spec = _spec(preset="wb-cifar100-if100", method="wb", data_root="/data/cifar",
+                 fixed={"stage1.epochs": 1, "data.split_seed": 7})
+    expected = with_fields(preset, {"data.root": "/data/cifar", "stage1.epochs": 1, "data.split_seed": 7})
+    assert spec.base_config() == expected
+    assert spec.base_config().data.cifar_counts == "wb" and spec.dataset == "cifar100-lt"
+    trial = spec.config_for({"stage2.weight_decay": 0.5, "stage2.loss": "cb"})
+    assert trial == with_fields(expected, {"stage2.weight_decay": 0.5, "stage2.loss": "cb"})
+
+
+def test_the_specs_own_data_fields_override_the_presets_and_a_fix_overrides_a_preset_data_field() -> None:
+    spec = _spec(preset="los-cifar100-if100", method="los", dataset="cifar100-lt", imbalance_factor=50,
+                 fixed={"data.cifar_counts": "ewb"})
+    data = spec.base_config().data
+    assert (data.imbalance_factor, data.cifar_counts) == (50, "ewb")
+
+
+def test_without_a_preset_the_data_set_defaults_to_digits_and_a_wrong_preset_method_is_refused() -> None:
+    assert _spec(dataset=None).base_config().data.name == "digits-lt"
+    with pytest.raises(UserInputError, match="is for method 'wb'"):
+        _spec(preset="wb-cifar100-if100", method="los")
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_default_space_holds_the_presets_setting_and_the_recipe_is_exactly_the_preset(name: str) -> None:
+    config = PRESETS[name].config
+    spec = _spec(preset=name, method=config.method)
+    recipe = spec.recipe_params()
+    assert recipe is not None, f"the {config.method} space leaves out a value of {name}"
+    assert set(recipe) == set(default_space(config.method))
+    assert spec.config_for(recipe) == spec.base_config() == config
+
+
+@pytest.mark.parametrize("method", ["wb", "tau-norm", "los", "ewb"])
+def test_every_default_space_holds_the_tailtune_defaults(method: str) -> None:
+    spec = _spec(method=method)
+    recipe = spec.recipe_params()
+    assert recipe is not None and spec.config_for(recipe) == method_defaults(method)
+
+
+def test_wb_space_searches_the_wb_loss_form_and_lambda2_for_both_loss_scales() -> None:
+    space = default_space("wb")
+    assert {"ce", "cb", "cb-bce"} <= set(space["stage2.loss"].choices)
+    weight_decay = space["stage2.weight_decay"]
+    # cb-bce's gradient is ~60-99x smaller at K = 100: WB's 0.1 with cb-bce is 6-10 with cb; both inside.
+    assert weight_decay.low <= 0.1 and weight_decay.high >= 10
+
+
+def test_a_space_leaving_out_the_recipe_has_no_recipe_and_derived_params_invert() -> None:
+    spec = _spec(method="wb", search_space={"stage2.loss": {"type": "categorical", "choices": ["ce"]}})
+    assert spec.recipe_params() is None  # the default loss is cb
+    for derived in DERIVED_PARAMS.values():
+        assert derived.to_field(derived.from_field(0.98)) == pytest.approx(0.98)
