@@ -24,9 +24,10 @@ import torch
 import torch.nn.functional as F
 
 from tests.trainers.fake_data import write_imagenet_lt_photos
+from trainers.augment import AugmentSpec
 from trainers.config import DataConfig, RunOptions
 from trainers.data import load_dataset
-from trainers.data.types import AugmentSpec, ImageSplit, LTDataset
+from trainers.data.types import ImageSplit, LTDataset
 from trainers.device import Runtime, resolve_runtime
 from trainers.loop import SGDSettings, fit
 from trainers.models import build_model

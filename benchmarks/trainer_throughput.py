@@ -35,9 +35,10 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks._common import add_threads_flag, apply_threads, interleaved, table, timed
+from trainers.augment import AugmentSpec
 from trainers.config import RunOptions
 from trainers.data.images import resize_images
-from trainers.data.types import AugmentSpec, ImageSplit, LTDataset
+from trainers.data.types import ImageSplit, LTDataset
 from trainers.device import Runtime, resolve_runtime
 from trainers.loop import SGDSettings, evaluate_all, fit
 from trainers.metrics import per_class_accuracy

@@ -7,12 +7,25 @@ applies it with `crop_at` and `flip_where`, so a test can replay the same draws.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
 
-from trainers.data.types import RRC_RATIO, RRC_SCALE, AugmentSpec
+# RandomResizedCrop's defaults, which the ImageNet-LT and iNaturalist code of all three papers uses.
+RRC_SCALE = (0.08, 1.0)
+RRC_RATIO = (3 / 4, 4 / 3)
+
+
+@dataclass(frozen=True)
+class AugmentSpec:
+    """Train-time augmentation as the authors use it: RandomResizedCrop (ImageNet-style), random crop with
+    zero padding (CIFAR-style), horizontal flip; applied in that order."""
+
+    crop_padding: int
+    horizontal_flip: bool
+    random_resized_crop: bool = False
 
 
 def random_offsets(count: int, padding: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:

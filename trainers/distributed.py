@@ -22,6 +22,7 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from trainers.backbone import build_backbone_model, stage1_loss
 from trainers.config import ExperimentConfig
 from trainers.data.types import FileSplit, ImageSplit, LTDataset
 from trainers.device import Runtime
@@ -100,8 +101,6 @@ def _average_buffers(model: nn.Module, processes: int) -> None:
 
 def _rank_main(rank: int, processes: int, port: int, config: ExperimentConfig, data: LTDataset, runtime: Runtime,
                folder: Path) -> None:
-    from trainers.experiment import build_backbone_model, stage1_loss  # experiment imports this module
-
     if runtime.device.type == "cuda":
         torch.cuda.set_device(rank)
         runtime = dataclasses.replace(runtime, device=torch.device("cuda", rank))

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
+from trainers.backbone import build_backbone_model, stage1_loss
 from trainers.classifier import EvaluatedClassifier, evaluated_classifier
 from trainers.config import ExperimentConfig, LogitAdjustConfig, RetrainConfig, TauNormConfig
 from trainers.data import load_dataset
@@ -25,12 +25,12 @@ from trainers.device import Runtime
 from trainers.distributed import agreed_state, train_stage1_ranks
 from trainers.features import FeatureBank, extract_feature_bank
 from trainers.heads import Head, train_heads
-from trainers.loop import EpochCallback, LossFn, SGDSettings, fit
-from trainers.losses import feature_regularization, make_loss
+from trainers.loop import EpochCallback, SGDSettings, fit
+from trainers.losses import make_loss
 from trainers.maxnorm import project_rows_, relative_radius, row_norms
 from trainers.metrics import logits_magnitude_and_rsd, per_class_accuracy, split_accuracy, split_rule
-from trainers.models import LTModel, build_model, resolve_arch
-from trainers.posthoc import etf_classifier_weight, tau_normalize
+from trainers.models import LTModel
+from trainers.posthoc import tau_normalize
 from trainers.provenance import provenance
 from trainers.results import DataSummary, Diagnostics, ExperimentResult, SplitRule, StageResult
 
@@ -107,32 +107,6 @@ def train_backbone(config: ExperimentConfig, runtime: Runtime,
     head = Head(model.classifier.weight.detach(), model.classifier.bias.detach())
     result = evaluate_head(bank, head, rule, config, elapsed=time.perf_counter() - started)
     return Backbone(model=model, data=data, rule=rule, features=bank, stage1=result)
-
-
-def stage1_loss(config: ExperimentConfig) -> LossFn:
-    """Cross-entropy, plus EWB's feature regularisation when `stage1.feature_reg` is set."""
-    feature_reg = config.stage1.feature_reg
-
-    def loss(logits: torch.Tensor, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if feature_reg == 0:
-            return F.cross_entropy(logits, labels)
-        return F.cross_entropy(logits, labels) + feature_reg * feature_regularization(features)
-    return loss
-
-
-def build_backbone_model(config: ExperimentConfig, data: LTDataset, runtime: Runtime) -> LTModel:
-    """The untrained stage-1 model for a config (with its fixed ETF classifier for EWB), on the device."""
-    arch = resolve_arch(config.model.arch, data.name, data.image_size)
-    model = build_model(arch, data.num_classes, data.channels, data.image_size)
-    if config.stage1.classifier == "etf":
-        # EWB: a fixed simplex-ETF classifier; only its bias trains, initialised U(-1/d, 1/d).
-        dim = model.feature_dim
-        with torch.no_grad():
-            model.classifier.weight.copy_(etf_classifier_weight(data.num_classes, dim, config.seed))
-            model.classifier.bias.uniform_(-1 / dim, 1 / dim)
-        model.classifier.weight.requires_grad_(False)
-    memory_format = torch.channels_last if runtime.channels_last else torch.contiguous_format
-    return model.to(runtime.device, memory_format=memory_format)
 
 
 # ---------------------------------------------------------------------------------------------- stage 2

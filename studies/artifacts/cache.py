@@ -31,10 +31,11 @@ from pathlib import Path
 
 import torch
 
+from trainers.backbone import build_backbone_model
 from trainers.config import ExperimentConfig
 from trainers.data import load_dataset
 from trainers.device import Runtime
-from trainers.experiment import Backbone, build_backbone_model, feature_views, train_backbone
+from trainers.experiment import Backbone, feature_views, train_backbone
 from trainers.features import FeatureBank
 from trainers.loop import EpochCallback
 from trainers.metrics import split_rule

@@ -7,6 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from trainers.augment import (
+    RRC_RATIO,
+    RRC_SCALE,
+    AugmentSpec,
     augment_batch,
     crop_at,
     flip_where,
@@ -18,7 +21,6 @@ from trainers.augment import (
     random_resized_boxes,
     resized_crop_at,
 )
-from trainers.data.types import RRC_RATIO, RRC_SCALE, AugmentSpec
 
 DEVICES = [pytest.param("cpu"), pytest.param(
     "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"))]

@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from trainers.backbone import build_backbone_model
 from trainers.config import RunOptions, with_fields
 from trainers.data import load_dataset
 from trainers.device import resolve_runtime
 from trainers.distributed import agreed_state, shard, train_stage1_ranks
 from trainers.errors import UserInputError
-from trainers.experiment import build_backbone_model, stage2_output, train_backbone
+from trainers.experiment import stage2_output, train_backbone
 from trainers.presets import method_defaults
 
 pytestmark = pytest.mark.multiprocess

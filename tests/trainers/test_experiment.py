@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from trainers.augment import hflip
+from trainers.backbone import build_backbone_model
 from trainers.config import RunOptions, with_fields
 from trainers.data.types import ImageSplit
 from trainers.device import resolve_runtime
 from trainers.errors import TrainingDivergedError
-from trainers.experiment import build_backbone_model, run_experiment, run_stage2, train_backbone
+from trainers.experiment import run_experiment, run_stage2, train_backbone
 from trainers.features import extract_feature_bank
 from trainers.loop import predict
 from trainers.posthoc import etf_classifier_weight

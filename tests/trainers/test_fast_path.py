@@ -17,9 +17,9 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-from trainers.augment import crop_at, hflip, normalize, random_flip_mask, random_offsets
+from trainers.augment import AugmentSpec, crop_at, hflip, normalize, random_flip_mask, random_offsets
 from trainers.config import RunOptions
-from trainers.data.types import AugmentSpec, ImageSplit, LTDataset
+from trainers.data.types import ImageSplit, LTDataset
 from trainers.device import resolve_runtime, seeded_generator
 from trainers.loop import SGDSettings, fit
 from trainers.models import build_model

@@ -12,13 +12,14 @@ import pytest
 import torch
 
 from tests.trainers.fake_data import write_imagenet_lt_photos
+from trainers.backbone import build_backbone_model
 from trainers.batches import eval_batches, train_batches
 from trainers.config import DataConfig, ExperimentConfig, ModelConfig, RetrainConfig, RunOptions, Stage1Config
 from trainers.data import load_dataset
 from trainers.data.streaming import LoaderStalledError
 from trainers.device import Runtime, resolve_runtime
 from trainers.errors import CorruptImageError, UserInputError
-from trainers.experiment import build_backbone_model, run_experiment
+from trainers.experiment import run_experiment
 from trainers.features import FeatureBank, extract_feature_bank
 from trainers.heads import Head, train_heads
 from trainers.loop import predict

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+from trainers.augment import AugmentSpec
 from trainers.config import DataConfig
 from trainers.data.cifar import CIFAR10, CIFAR100, load_cifar_lt
 from trainers.data.digits import load_digits_lt
@@ -15,7 +16,7 @@ from trainers.data.filelists import load_imagenet_lt, load_inat2018
 from trainers.data.folder import FOLDER_PREFIX, load_folder
 from trainers.data.images import crop_padding_for
 from trainers.data.profiles import lt_counts
-from trainers.data.types import AugmentSpec, ImageSplit, LTDataset
+from trainers.data.types import ImageSplit, LTDataset
 from trainers.errors import UserInputError
 
 __all__ = ["AugmentSpec", "ImageSplit", "LTDataset", "load_dataset", "lt_counts"]

@@ -21,10 +21,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from trainers.augment import AugmentSpec
 from trainers.config import DataConfig
 from trainers.data.images import crop_padding_for, resize_split
 from trainers.data.profiles import VAL_PER_CLASS, lt_counts
-from trainers.data.types import AugmentSpec, ImageSplit, LTDataset
+from trainers.data.types import ImageSplit, LTDataset
 from trainers.errors import UserInputError
 
 CIFAR_DEFAULT_IMBALANCE = 100.0

@@ -11,10 +11,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from trainers.augment import AugmentSpec
 from trainers.config import DataConfig
 from trainers.data.images import channel_mean_std, crop_padding_for, resize_split
 from trainers.data.profiles import VAL_PER_CLASS, lt_counts
-from trainers.data.types import AugmentSpec, ImageSplit, LTDataset
+from trainers.data.types import ImageSplit, LTDataset
 
 DIGITS_N_MAX = 100
 DIGITS_DEFAULT_IMBALANCE = 20.0

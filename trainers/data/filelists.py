@@ -17,10 +17,11 @@ from pathlib import Path
 
 import torch
 
+from trainers.augment import AugmentSpec
 from trainers.config import DataConfig
 from trainers.data.profiles import FileEntries, carve_val_files
 from trainers.data.streaming import file_dataset
-from trainers.data.types import AugmentSpec, ImageView, LTDataset
+from trainers.data.types import ImageView, LTDataset
 from trainers.errors import UserInputError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import torch
 
+from trainers.augment import AugmentSpec
 from trainers.config import FOLDER_PREFIX, DataConfig
 from trainers.data.images import all_grayscale, crop_padding_for, is_image_file
 from trainers.data.profiles import FileEntries, carve_val_files
 from trainers.data.streaming import file_dataset
-from trainers.data.types import AugmentSpec, ImageView, LTDataset
+from trainers.data.types import ImageView, LTDataset
 from trainers.errors import UserInputError
 
 _LAYOUT = "PATH/train/<class>/*.png|jpg|jpeg and PATH/test/<class>/..."

@@ -23,9 +23,10 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 from torchvision.transforms.v2 import RandomResizedCrop
 
+from trainers.augment import RRC_RATIO, RRC_SCALE, AugmentSpec, random_resized_boxes
 from trainers.config import DataConfig
 from trainers.data.profiles import FileEntries
-from trainers.data.types import RRC_RATIO, RRC_SCALE, AugmentSpec, FileSplit, ImageSplit, ImageView, LTDataset
+from trainers.data.types import FileSplit, ImageSplit, ImageView, LTDataset
 from trainers.errors import CorruptImageError, UserInputError
 
 # 4 GiB of uint8 pixels: ImageNet-LT at 64 px (1.4 GB) and small folder sets stay in memory; 224-px
@@ -199,8 +200,6 @@ def _decoded_on(device: torch.device, items: list[tuple[torch.Tensor, torch.Tens
 
 
 def _random_resized_crop(image: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
-    from trainers.augment import random_resized_boxes  # trainers.augment imports this package's types
-
     _, height, width = image.shape
     x1, y1, x2, y2 = random_resized_boxes(1, height, width, generator, torch.device("cpu"))[0].tolist()
     top, left = round(y1), round(x1)

@@ -9,9 +9,7 @@ from typing import Literal
 
 import torch
 
-# RandomResizedCrop's defaults, which the ImageNet-LT and iNaturalist code of all three papers uses.
-RRC_SCALE = (0.08, 1.0)
-RRC_RATIO = (3 / 4, 4 / 3)
+from trainers.augment import AugmentSpec
 
 
 @dataclass(frozen=True)
@@ -42,16 +40,6 @@ class FileSplit:
 
     def __len__(self) -> int:
         return len(self.paths)
-
-
-@dataclass(frozen=True)
-class AugmentSpec:
-    """Train-time augmentation as the authors use it: RandomResizedCrop (ImageNet-style), random crop with
-    zero padding (CIFAR-style), horizontal flip; applied in that order."""
-
-    crop_padding: int
-    horizontal_flip: bool
-    random_resized_crop: bool = False
 
 
 @dataclass(frozen=True)
