@@ -17,8 +17,7 @@ from service.api.routes import health, studies, workers
 from service.core.config import Settings
 from service.reports import ReportPages, ReportsBusyError
 from service.schemas import Message
-from studies.artifacts.trial_models import ModelFilesMissingError
-from studies.reports.export import TrialNotExportableError, TrialNotFoundError
+from studies.definition.errors import ModelFilesMissingError, TrialNotExportableError, TrialNotFoundError
 from studies.store.db import Database, DatabaseUnavailableError, describe, is_transient
 from studies.store.lifecycle import BudgetConflictError
 from studies.store.registry import StudyBusyError, StudyExistsError, StudyNotFoundError

@@ -17,7 +17,6 @@ from collections.abc import Hashable
 from pathlib import Path
 
 from studies.definition.records import StudyRecord
-from studies.reports.report import build_report
 from studies.store.db import Database
 
 # Pages kept in memory: a few hundred kB each (the PNGs inlined); the least recently served go first.
@@ -72,6 +71,8 @@ def _version(record: StudyRecord) -> Hashable:
 
 
 def _built_page(db: Database, record: StudyRecord) -> str:
+    from studies.reports.report import build_report  # matplotlib and torch: the first report pays, not start-up
+
     # Each build in a folder of its own: two builds of one study never write the same files.
     with tempfile.TemporaryDirectory(prefix="tailtune-report-") as folder:
         files = build_report(db, record.name, Path(folder))

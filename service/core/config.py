@@ -21,7 +21,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from studies.run.worker import WorkerSettings
+from studies.run.settings import WorkerSettings
 
 
 class DatabaseSettings(BaseModel):

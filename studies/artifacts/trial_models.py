@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 from studies.artifacts.cache import CachedBackbone
+from studies.definition.errors import ModelFilesMissingError
 from trainers.config import ExperimentConfig
 from trainers.device import Runtime
-from trainers.errors import UserInputError
 from trainers.experiment import Stage2Output
 from trainers.exported import ModelInput, TrialModelParts, serialized, write_atomically
 from trainers.models import resolve_arch
@@ -30,10 +30,6 @@ STAGE2_FILE_ATTR = "stage2_file"
 STAGE2_BYTES_ATTR = "stage2_bytes"
 _FORMAT = "tailtune-stage2"
 _FORMAT_VERSION = 1
-
-
-class ModelFilesMissingError(UserInputError):
-    """A trial's stored stage-1 or stage-2 file is absent, unreadable or of another format (404; the CLI exits 2)."""
 
 
 def store_trial_model(artifact_dir: Path, cached: CachedBackbone, config: ExperimentConfig, output: Stage2Output,

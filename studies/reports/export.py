@@ -18,22 +18,14 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from studies.artifacts.cache import stage1_weights_path
-from studies.artifacts.trial_models import STAGE2_FILE_ATTR, ModelFilesMissingError, load_trial_model
+from studies.artifacts.trial_models import STAGE2_FILE_ATTR, load_trial_model
+from studies.definition.errors import ModelFilesMissingError, TrialNotExportableError, TrialNotFoundError
 from studies.definition.records import StudyRecord
 from studies.store import registry
 from studies.store.db import Database
-from trainers.errors import UserInputError
 from trainers.exported import TrialModelParts, model_file_payload, serialized, write_atomically
 from trainers.presets import PRESETS
 from trainers.provenance import git_revision, tailtune_version
-
-
-class TrialNotExportableError(UserInputError):
-    """The trial is not COMPLETE: it has no finished model (the API answers 409, the CLI exits 2)."""
-
-
-class TrialNotFoundError(UserInputError):
-    """The study has no trial of that number (404)."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ from service.data_paths import check_data_paths
 from service.schemas import BudgetUpdate, Message, StudyCreated, StudyLinks, TrialRequest, ValidationErrors
 from studies.definition.records import Page, StudyRecord, StudyState, StudySummary, TrialRecord
 from studies.definition.spec import MAX_SEARCHED_PARAMS, NAME_PATTERN, StudySpec
-from studies.reports.export import export_trial
 from studies.reports.trials_csv import trials_csv
 from studies.store import lifecycle, registry
 from studies.store.db import Database, redacted
@@ -132,6 +131,8 @@ def trial_model(study_id: StudyId, db: DatabaseDep, settings: SettingsDep,
                                                    "best trial by the study's first objective")] = None) -> Response:
     """The trial's model file (backbone, evaluated classifier, input rules, class names, model card) for
     `tailtune predict --model FILE`."""
+    from studies.reports.export import export_trial  # torch: seconds the API's start-up should not pay
+
     exported = export_trial(db, study_id=study_id, trial_number=trial, artifact_dir=settings.artifact.dir)
     return Response(exported.content, media_type="application/octet-stream",
                     headers={"Content-Disposition": f'attachment; filename="{exported.file_name}"'})
