@@ -35,7 +35,8 @@ from benchmarks._common import scratch_postgres_database, table
 from studies.definition.space import sample_params
 from studies.definition.spec import StudySpec, parse_spec
 from studies.store import registry
-from studies.store.db import Database, worker_table
+from studies.store.db import Database
+from studies.store.tables import worker_table
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY = "claims"

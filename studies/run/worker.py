@@ -30,14 +30,14 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 import optuna
-import sqlalchemy as sa
 from optuna.trial import TrialState
 from pydantic import BaseModel, Field
 
 from studies.definition.spec import StudySpec
 from studies.run.settings import WorkerSettings
-from studies.store import claims, registry, storage
-from studies.store.db import Database, describe, is_transient, retry_transient, study_table, worker_table
+from studies.store import claims, registry, storage, workers
+from studies.store.db import Database, describe, is_transient, retry_transient
+from studies.store.workers import WorkerState
 
 if TYPE_CHECKING:
     from studies.artifacts.cache import Stage1Cache
@@ -142,12 +142,12 @@ class _Heartbeat(threading.Thread):
 
     def __init__(self, db: Database, worker_id: str, interval_s: int) -> None:
         super().__init__(name="tailtune-heartbeat", daemon=True)
-        self._engine = db.side_engine
+        self._db = db
         self._worker_id = worker_id
         self._interval_s = interval_s
         self._stopped = threading.Event()
         self.current: list[claims.ClaimedTrial] = []
-        self.state = "idle"
+        self.state: WorkerState = "idle"
 
     def run(self) -> None:
         while not self._stopped.wait(self._interval_s):
@@ -157,13 +157,10 @@ class _Heartbeat(threading.Thread):
         current = self.current
         first = current[0] if current else None
         try:
-            with self._engine.begin() as connection:
-                if current:
-                    storage.record_heartbeats(connection, [claimed.trial_id for claimed in current])
-                connection.execute(worker_table.update().where(worker_table.c.id == self._worker_id).values(
-                    last_seen=sa.func.now(), state=self.state,
-                    current_study_id=first.study_id if first else None,
-                    current_trial_number=first.number if first else None))
+            workers.beat(self._db, worker_id=self._worker_id, state=self.state,
+                         trial_ids=[claimed.trial_id for claimed in current],
+                         current_study_id=first.study_id if first else None,
+                         current_trial_number=first.number if first else None)
         except Exception as error:  # a missed beat is survivable; the grace period covers a few of them
             log.warning("heartbeat failed: %s", describe(error))
 
@@ -194,7 +191,8 @@ class _Worker:
     # ------------------------------------------------------------------------------------------ lifecycle
     @contextlib.contextmanager
     def registered(self) -> Iterator[None]:
-        retry_transient(self._insert_row, what="register the worker")
+        workers.register_worker(self.db, worker_id=self.worker_id, host=socket.gethostname(), pid=os.getpid(),
+                                heartbeat_interval_s=self.settings.heartbeat_interval)
         self.heartbeat.start()
         try:
             yield
@@ -202,13 +200,6 @@ class _Worker:
             self._exiting.set()
             self.heartbeat.stop()
             log.info("worker %s exits: %s", self.worker_id, self.summary.exit_reason)
-
-    def _insert_row(self) -> None:
-        # A retried insert whose first attempt committed before the connection dropped finds its own row.
-        with contextlib.suppress(sa.exc.IntegrityError), self.db.engine.begin() as connection:
-            connection.execute(worker_table.insert().values(
-                id=self.worker_id, host=socket.gethostname(), pid=os.getpid(), state="idle",
-                heartbeat_interval_s=self.settings.heartbeat_interval))
 
     @contextlib.contextmanager
     def signals_handled(self) -> Iterator[None]:
@@ -275,24 +266,12 @@ class _Worker:
         return True
 
     def _open_studies(self, study_ids: list[int] | None) -> tuple[list[int], bool]:
-        """Studies that are active and not yet finished: the worker waits on them even when it cannot claim,
-        because a trial that dies elsewhere comes back as a retry that someone must run. Re-read at most once
-        per poll interval while claims succeed (a claim re-checks its study under the lock anyway).
-        Also says whether the list is that remembered one rather than read just now."""
+        """`registry.open_study_ids`, re-read at most once per poll interval while claims succeed (a claim
+        re-checks its study under the lock anyway); also says whether the list is that remembered one."""
         fresh = time.monotonic() - self._open_read_at < self.settings.poll_interval_s
         if fresh and self._open:
             return self._open, True
-
-        def read() -> list[int]:
-            with self.db.engine.connect() as connection:
-                query = sa.select(study_table).where(study_table.c.state == "active")
-                if study_ids is not None:
-                    query = query.where(study_table.c.id.in_(study_ids))
-                rows = connection.execute(query.order_by(study_table.c.id)).all()
-                counts = registry.trial_counts(connection, [row.id for row in rows])
-            return [row.id for row in rows if counts[row.id].finished < row.n_trials]
-
-        self._open = retry_transient(read, what="list open studies")
+        self._open = registry.open_study_ids(self.db, among=study_ids)
         self._open_read_at = time.monotonic()
         return self._open, False
 

@@ -33,8 +33,9 @@ import sqlalchemy as sa
 from studies.definition.samplers import build_pruner, build_sampler
 from studies.definition.spec import StudySpec
 from studies.store import storage
-from studies.store.db import Database, retry_transient, study_table
+from studies.store.db import Database, retry_transient
 from studies.store.registry import locked_study, mark_done_if_finished, trial_counts
+from studies.store.tables import study_table
 
 
 @dataclass(frozen=True)

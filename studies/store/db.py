@@ -23,6 +23,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -36,34 +37,6 @@ from trainers.errors import UserInputError
 
 log = logging.getLogger(__name__)
 
-# tailtune's tables as the migrations in studies/store/migrations/versions create them.
-metadata = sa.MetaData()
-study_table = sa.Table(
-    "tailtune_study", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("name", sa.String(512)),
-    sa.Column("state", sa.String(16)),
-    sa.Column("method", sa.String(32)),
-    sa.Column("dataset", sa.Text),
-    sa.Column("n_trials", sa.Integer),
-    sa.Column("spec_json", sa.Text),
-    sa.Column("consecutive_failures", sa.Integer),
-    sa.Column("stop_reason", sa.Text),
-    sa.Column("created_at", sa.DateTime(timezone=True)),
-    sa.Column("updated_at", sa.DateTime(timezone=True)),
-)
-worker_table = sa.Table(
-    "tailtune_worker", metadata,
-    sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("host", sa.String(255)),
-    sa.Column("pid", sa.Integer),
-    sa.Column("state", sa.String(16)),
-    sa.Column("heartbeat_interval_s", sa.Integer),
-    sa.Column("current_study_id", sa.Integer),
-    sa.Column("current_trial_number", sa.Integer),
-    sa.Column("started_at", sa.DateTime(timezone=True)),
-    sa.Column("last_seen", sa.DateTime(timezone=True)),
-)
 T = TypeVar("T")
 
 # One connection for a worker's loop (claims, Optuna's calls, its trials' writes: one at a time, never nested), and
@@ -283,6 +256,14 @@ def retry_transient(call: Callable[[], T], *, deadline_s: float = 60.0, what: st
 # ---------------------------------------------------------------------------------------------- helpers
 def redacted(url: str) -> str:
     return sa.make_url(url).render_as_string(hide_password=True)
+
+
+def utc(moment: datetime | str) -> datetime:
+    """`moment` as an aware UTC datetime."""
+    # SQLite hands back naive UTC (or text, for CURRENT_TIMESTAMP); PostgreSQL hands back aware datetimes.
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def _normalized_url(url: str | None) -> str:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from studies.definition.records import StudyRecord
 from studies.definition.space import Choices, FloatRange, ParamValue
 from studies.definition.spec import StudySpec
-from studies.store.db import Database, study_table
+from studies.store.db import Database
 from studies.store.registry import (
     SPEC_ATTR,
     StudyNotFoundError,
@@ -27,6 +27,7 @@ from studies.store.registry import (
     trial_counts,
 )
 from studies.store.storage import trial_user_attrs, trials
+from studies.store.tables import study_table
 from trainers.errors import UserInputError
 
 # Trial user attr of a queued trial: a digest of its params. A repeated request finds the trial by it instead of

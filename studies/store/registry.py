@@ -13,7 +13,7 @@ import math
 import warnings
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 import optuna
@@ -28,11 +28,10 @@ from studies.definition.records import (
     StudySummary,
     TrialCounts,
     TrialRecord,
-    WorkerRecord,
     best_minus_recipe,
 )
 from studies.definition.spec import StudySpec
-from studies.store.db import Database, retry_transient, study_table, worker_table
+from studies.store.db import Database, retry_transient, utc
 from studies.store.storage import (
     FINITE,
     WORKER_ATTR,
@@ -45,6 +44,7 @@ from studies.store.storage import (
     trial_values,
     trials,
 )
+from studies.store.tables import study_table
 from trainers.errors import UserInputError
 
 SPEC_ATTR = "tailtune_spec"  # study user attr: the spec, for anyone reading the study through Optuna alone
@@ -147,6 +147,22 @@ def _finished_trials(study_id: int | sa.ColumnElement[int]) -> sa.ScalarSelect[i
             .scalar_subquery())
 
 
+def open_study_ids(db: Database, *, among: Sequence[int] | None) -> list[int]:
+    """Ids of the active studies with budget left (of `among`, or of all), oldest first: those a worker waits on,
+    even when it cannot claim, because a trial that dies elsewhere comes back as a retry someone must run."""
+    query = sa.select(study_table.c.id, study_table.c.n_trials).where(study_table.c.state == "active")
+    if among is not None:
+        query = query.where(study_table.c.id.in_(among))
+
+    def read() -> list[int]:
+        with db.engine.connect() as connection:
+            rows = connection.execute(query.order_by(study_table.c.id)).all()
+            counts = trial_counts(connection, [row.id for row in rows])
+        return [row.id for row in rows if counts[row.id].finished < row.n_trials]
+
+    return retry_transient(read, what="list open studies")
+
+
 def stop_study(db: Database, *, study_id: int) -> StudyRecord:
     """No new trials are claimed; trials already running finish and are counted."""
     with db.engine.begin() as connection:
@@ -241,7 +257,7 @@ def _study_record(row: Any, counts: TrialCounts, best: tuple[int, int] | None, r
     fields: dict[str, Any] = {
         "id": row.id, "name": row.name, "state": row.shown_state, "method": row.method, "dataset": row.dataset,
         "n_trials": row.n_trials, "counts": counts, "stop_reason": row.stop_reason,
-        "created_at": _utc(row.created_at), "updated_at": _utc(row.updated_at)}
+        "created_at": utc(row.created_at), "updated_at": utc(row.updated_at)}
     if best is not None:
         trial_id, number = best
         fields |= {"best_trial_number": number, "best_values": details.values.get(trial_id),
@@ -358,40 +374,6 @@ class _TrialDetails:
                            duration_s=_duration_s(row.datetime_start, row.datetime_complete),
                            worker=system.get(WORKER_ATTR), retried_from=history[-1] if history else None,
                            retry_history=history)
-
-
-# ---------------------------------------------------------------------------------------------- workers
-# A worker whose last heartbeat is older than this many of its intervals is shown gone: killed, or cut off from
-# the database (the grace period before its trial is retried is three intervals by default too).
-GONE_AFTER_HEARTBEATS = 3
-# Gone workers stay in the list this long after their last heartbeat, then drop out of it.
-GONE_LISTED_FOR_S = 24 * 3600
-
-
-def list_workers(db: Database) -> list[WorkerRecord]:
-    """Workers that have not exited, oldest first: live ones with their state, silent ones as gone."""
-    def read() -> list[WorkerRecord]:
-        with db.engine.connect() as connection:
-            now = _utc(connection.execute(sa.select(sa.func.current_timestamp())).scalar_one())
-            rows = connection.execute(sa.select(worker_table).where(worker_table.c.state != "exited")
-                                      .order_by(worker_table.c.started_at)).all()
-        records = []
-        for row in rows:
-            silent_s = (now - _utc(row.last_seen)).total_seconds()
-            if silent_s <= GONE_LISTED_FOR_S:
-                gone = silent_s > GONE_AFTER_HEARTBEATS * row.heartbeat_interval_s
-                records.append(WorkerRecord(**{**row._asdict(), "state": "gone" if gone else row.state,
-                                               "started_at": _utc(row.started_at), "last_seen": _utc(row.last_seen)}))
-        return records
-
-    return retry_transient(read, what="list workers")
-
-
-def _utc(moment: datetime | str) -> datetime:
-    # SQLite hands back naive UTC (or text, for CURRENT_TIMESTAMP); PostgreSQL hands back aware datetimes.
-    if isinstance(moment, str):
-        moment = datetime.fromisoformat(moment)
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def _duration_s(started: datetime | None, completed: datetime | None) -> float | None:

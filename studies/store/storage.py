@@ -135,12 +135,6 @@ class Storage(RDBStorage):
         return True
 
 
-def record_heartbeats(connection: sa.Connection, trial_ids: Sequence[int]) -> None:
-    """Optuna's `record_heartbeat` for many trials in the caller's transaction (the claim wrote their rows)."""
-    connection.execute(trial_heartbeats.update().where(trial_heartbeats.c.trial_id.in_(trial_ids))
-                       .values(heartbeat=sa.func.now()))
-
-
 def retry_callback(max_retry: int | None) -> RetryHeartbeatStaleTrialCallback:
     """Optuna's retry of a failed trial: a WAITING clone with the same params and lineage system attrs
     (failed_trial, retry_history); after `max_retry` retries of one lineage, none."""

@@ -17,21 +17,12 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 
 from studies.definition.spec import NAME_PATTERN
-from studies.store.db import Database, metadata
+from studies.store.db import Database
+from studies.store.tables import token_table
 from trainers.errors import UserInputError
 
 Scope = Literal["read", "write"]
 PREFIX = "tt_"  # marks a tailtune token in logs a secret scanner reads, and in a user's password manager
-
-token_table = sa.Table(
-    "tailtune_token", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("name", sa.String(100)),
-    sa.Column("scope", sa.String(8)),
-    sa.Column("digest", sa.String(64)),
-    sa.Column("created_at", sa.DateTime(timezone=True)),
-    sa.Column("revoked_at", sa.DateTime(timezone=True)),
-)
 
 
 class TokenRecord(BaseModel):

@@ -15,6 +15,7 @@ from studies.definition.records import TrialRecord
 from studies.definition.spec import parse_spec
 from studies.store import registry
 from studies.store.db import Database
+from studies.store.workers import list_workers
 
 REPO = Path(__file__).resolve().parents[2]
 # `tailtune worker` itself, started as a module so that a test does not wait for the other commands' imports.
@@ -71,7 +72,7 @@ def trials_of(db: Database, study_id: int) -> list[TrialRecord]:
 
 
 def worker_pid_of(db: Database, trial: TrialRecord) -> int | None:
-    pids = {w.id: w.pid for w in registry.list_workers(db)}
+    pids = {w.id: w.pid for w in list_workers(db)}
     return pids.get(trial.worker or "")
 
 

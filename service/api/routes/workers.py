@@ -6,11 +6,11 @@ from fastapi import APIRouter
 
 from service.api.deps import DatabaseDep
 from studies.definition.records import WorkerRecord
-from studies.store import registry
+from studies.store import workers
 
 router = APIRouter(prefix="/workers", tags=["workers"])
 
 
 @router.get("", response_model=list[WorkerRecord])
 def list_workers(db: DatabaseDep) -> list[WorkerRecord]:
-    return registry.list_workers(db)
+    return workers.list_workers(db)

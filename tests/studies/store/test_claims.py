@@ -16,9 +16,10 @@ from optuna.trial import TrialState
 from studies.definition.records import TrialRecord
 from studies.definition.spec import parse_spec
 from studies.run.worker import RunContext, WorkerSettings, one_at_a_time, run_worker
-from studies.store import claims, registry
-from studies.store.db import Database, is_transient, worker_table
+from studies.store import claims, registry, workers
+from studies.store.db import Database, is_transient
 from studies.store.storage import Storage, retry_callback, trial_id
+from studies.store.tables import worker_table
 from tests.trial_runners import instant_runner, sampled_value
 
 HEARTBEAT_S, GRACE_S = 1, 2
@@ -215,7 +216,7 @@ def test_a_long_trial_is_heartbeated_not_reaped_and_its_worker_is_live(database:
     assert started.wait(10)
     time.sleep(GRACE_S + 1.1)  # longer than the grace period: only the heartbeat thread keeps it alive
     assert claim(database, study_id, loaded(database)) is None  # this claim reaps stale trials first
-    live = registry.list_workers(database)
+    live = workers.list_workers(database)
     release.set()
     worker.join(10)
 
@@ -223,7 +224,7 @@ def test_a_long_trial_is_heartbeated_not_reaped_and_its_worker_is_live(database:
         "running", study_id, 0)
     assert [t.state for t in all_trials(database, study_id)] == ["complete"]
     assert (summaries[0].completed, summaries[0].late_tells) == (1, 0)
-    assert registry.list_workers(database) == []
+    assert workers.list_workers(database) == []
 
 
 def test_named_lock_excludes_other_holders(database: Database) -> None:
@@ -345,5 +346,5 @@ def test_a_worker_silent_for_three_heartbeats_is_shown_gone_and_later_not_at_all
                 last_seen=now - silence))
         connection.execute(worker_table.insert().values(id="exited", host="h", pid=2, state="exited",
                                                         heartbeat_interval_s=1, last_seen=now))
-    shown = {worker.id: worker.state for worker in registry.list_workers(database)}
+    shown = {worker.id: worker.state for worker in workers.list_workers(database)}
     assert shown == {"live": "running", "gone": "gone"}

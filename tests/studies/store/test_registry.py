@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from studies.definition.spec import StudySpec, parse_spec
 from studies.run.worker import WorkerSettings, one_at_a_time, run_worker
 from studies.store import registry
-from studies.store.db import Database, study_table
+from studies.store.db import Database
+from studies.store.tables import study_table
 from tailtune.cli import app as tailtune_app
 from tailtune.commands import study as study_command
 from tests.trial_runners import instant_runner
