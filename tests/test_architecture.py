@@ -1,5 +1,6 @@
 """The layout's import rules (pyproject.toml, [tool.importlinter]) hold: no module imports from a layer above its
-own, inside studies/ or between the packages; no circles; the API starts without torch; only studies/store touches the database."""
+own, inside studies/ or between the packages; no circles; the API starts without torch; only studies/store
+touches the database."""
 
 from __future__ import annotations
 

@@ -46,6 +46,8 @@ POOL_SIZE = 1
 # Recycle before common server/proxy idle timeouts, so a long trial does not return to a dead connection.
 POOL_RECYCLE_S = 900
 LOCK_POLL_S = 0.5
+# A database that is starting (a compose stack, a restarted server) gets this long to answer before connect fails.
+CONNECT_WAIT_S = 10.0
 
 _engines: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
 
@@ -71,14 +73,14 @@ class Database:
         _engines.add(engine)
 
     @classmethod
-    def connect(cls, url: str | None, *, wait_s: float = 10.0, pool_size: int = POOL_SIZE) -> Database:
-        """Opens the database at `url` and creates or upgrades its tables; waits up to `wait_s` for it.
+    def connect(cls, url: str | None, *, pool_size: int = POOL_SIZE) -> Database:
+        """Opens the database at `url` and creates or upgrades its tables; waits up to `CONNECT_WAIT_S` for it.
         `pool_size`: PostgreSQL connections kept open (1 serves a worker's loop; the API needs one per
         concurrent request)."""
         url = _normalized_url(url)
         db = cls(url, sa.create_engine(url, **engine_kwargs(url, pool_size=pool_size)))
         try:
-            retry_transient(db._ensure_schema, deadline_s=wait_s, what="connect")
+            retry_transient(db._ensure_schema, deadline_s=CONNECT_WAIT_S, what="connect")
         except sa.exc.SQLAlchemyError as error:
             db.dispose()
             raise DatabaseUnavailableError(

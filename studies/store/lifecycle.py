@@ -53,7 +53,7 @@ def resume_study(db: Database, *, study_id: int) -> StudyRecord:
                                                          else_=study_table.c.state),
                                            stop_reason=None, consecutive_failures=0, updated_at=sa.func.now()))
         if found.rowcount == 0:
-            raise _not_found(study_id)
+            raise StudyNotFoundError.of_id(study_id)
         mark_done_if_finished(connection, study_id=study_id)
     return get_study(db, study_id=study_id)
 
@@ -65,7 +65,7 @@ def set_budget(db: Database, *, study_id: int, n_trials: int) -> StudyRecord:
     """
     with locked_study(db, study_id) as (connection, row):
         if row is None:
-            raise _not_found(study_id)
+            raise StudyNotFoundError.of_id(study_id)
         finished = trial_counts(connection, [study_id])[study_id].finished
         if n_trials < finished:
             raise BudgetConflictError(f"n_trials {n_trials} is below the {finished} trials study {row.name!r} "
@@ -89,7 +89,7 @@ def queue_trial(db: Database, *, study_id: int, params: dict[str, ParamValue]) -
     """
     with locked_study(db, study_id) as (connection, row):
         if row is None:
-            raise _not_found(study_id)
+            raise StudyNotFoundError.of_id(study_id)
         checked = checked_params(StudySpec.model_validate_json(row.spec_json), params)
         key = _params_key(checked)
         earlier = _queued_number(connection, study_id, key)
@@ -147,7 +147,3 @@ def _queued_number(connection: sa.Connection, study_id: int, key: str) -> int | 
                     trial_user_attrs.c.value_json == json.dumps(key))
     return connection.execute(sa.select(sa.func.max(trials.c.number)).join(trial_user_attrs, keyed)
                               .where(trials.c.study_id == study_id)).scalar()
-
-
-def _not_found(study_id: int) -> StudyNotFoundError:
-    return StudyNotFoundError(f"no study with id {study_id}; list studies to see their ids")

@@ -61,6 +61,10 @@ class StudyExistsError(UserInputError):
 class StudyNotFoundError(UserInputError):
     """No such study; list studies to see the names."""
 
+    @classmethod
+    def of_id(cls, study_id: int) -> StudyNotFoundError:
+        return cls(f"no study with id {study_id}; list studies to see their ids")
+
 
 class StudyBusyError(UserInputError):
     """The study still runs trials; stop it and wait, or delete with force."""
@@ -110,7 +114,7 @@ def _insert_study_row(db: Database, study_id: int, spec: StudySpec) -> None:
 def get_study(db: Database, *, study_id: int) -> StudyRecord:
     records = _study_records(db, study_table.c.id == study_id, offset=0, limit=1, with_spec=True)
     if not records:
-        raise StudyNotFoundError(f"no study with id {study_id}; list studies to see their ids")
+        raise StudyNotFoundError.of_id(study_id)
     return records[0]
 
 
@@ -172,7 +176,7 @@ def stop_study(db: Database, *, study_id: int) -> StudyRecord:
                            .values(state="stopped", stop_reason="stopped on request",
                                    updated_at=sa.func.now()))
     if found is None:
-        raise StudyNotFoundError(f"no study with id {study_id}; list studies to see their ids")
+        raise StudyNotFoundError.of_id(study_id)
     return get_study(db, study_id=study_id)
 
 
@@ -180,7 +184,7 @@ def delete_study(db: Database, *, study_id: int, force: bool = False) -> None:
     """Deletes the study with its trials; refuses while trials run unless `force`."""
     with locked_study(db, study_id) as (connection, row):
         if row is None:
-            raise StudyNotFoundError(f"no study with id {study_id}; list studies to see their ids")
+            raise StudyNotFoundError.of_id(study_id)
         running = trial_counts(connection, [study_id])[study_id].running
         if running and not force:
             raise StudyBusyError(f"study {row.name!r} has {running} running trial(s); stop it "
@@ -318,7 +322,7 @@ def list_trials(db: Database, *, study_id: int, offset: int = 0, limit: int = 50
     def read() -> Page[TrialRecord]:
         with db.engine.connect() as connection:
             if connection.execute(sa.select(study_table).where(study_table.c.id == study_id)).first() is None:
-                raise StudyNotFoundError(f"no study with id {study_id}; list studies to see their ids")
+                raise StudyNotFoundError.of_id(study_id)
             count = sa.select(sa.func.count()).where(trials.c.study_id == study_id)
             total = connection.execute(count).scalar_one()
             rows = connection.execute(page_query).all()

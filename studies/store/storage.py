@@ -159,10 +159,6 @@ def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
     return trial._trial_id
 
 
-def study_id(study: optuna.Study) -> int:
-    return study._study_id
-
-
 def new_trial(study: optuna.Study, claimed_id: int) -> optuna.Trial:
     """The claimed trial as `Study.ask` returns it: the sampler re-reads the study's trials once, then its
     relative sampling runs."""
@@ -181,14 +177,9 @@ def set_trial_user_attrs(trial: optuna.Trial, attributes: dict[str, Any]) -> Non
     """`trial.set_user_attr` for many attributes in one statement: Optuna reads the trial and commits once per
     attribute, which costs a trial with ~20 result attributes more than its stage-2 training does."""
     backend = _rdb_backend(trial)
-    dialect_insert = _UPSERTS.get(backend.engine.name) if backend is not None else None
-    if backend is None or dialect_insert is None:
-        for key, value in attributes.items():
-            trial.set_user_attr(key, value)
-        return
     rows = [{"trial_id": trial._trial_id, "key": key, "value_json": json.dumps(value)}
             for key, value in attributes.items()]
-    insert = dialect_insert(trial_user_attrs).values(rows)
+    insert = _UPSERTS[backend.engine.name](trial_user_attrs).values(rows)
     with backend.engine.begin() as connection:
         _check_updatable(connection, trial._trial_id)
         connection.execute(insert.on_conflict_do_update(index_elements=["trial_id", "key"],
@@ -203,9 +194,6 @@ def params_written_together(trial: optuna.Trial) -> Iterator[None]:
     The checks are Optuna's: the trial must be unfinished, and each distribution compatible with the one
     the study already has under that name. Nothing is written when the block raises (the trial fails)."""
     backend = _rdb_backend(trial)
-    if backend is None:
-        yield
-        return
     storage = trial.storage
     deferred = _DeferredParams(storage)
     trial.storage = deferred
@@ -250,9 +238,8 @@ def _write_params(backend: RDBStorage, trial_id: int, params: dict[str, tuple[fl
             for name, (value, distribution) in params.items()])
 
 
-def _rdb_backend(trial: optuna.Trial) -> RDBStorage | None:
-    backend = getattr(trial.storage, "_backend", trial.storage)  # Optuna wraps RDBStorage in a cache
-    return backend if isinstance(backend, RDBStorage) else None
+def _rdb_backend(trial: optuna.Trial) -> RDBStorage:
+    return trial.storage._backend  # Optuna wraps every RDBStorage a study is given in a _CachedStorage
 
 
 def _check_updatable(connection: sa.Connection, trial_id: int) -> int:
