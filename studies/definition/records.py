@@ -49,10 +49,34 @@ class RecipeComparison(BaseModel):
     best_minus_recipe_test: SplitValues
 
 
-def best_minus_recipe(best: SplitValues | None, recipe: SplitValues) -> SplitValues:
+def best_minus(best: SplitValues | None, reference: SplitValues) -> SplitValues:
+    """best - reference per split, in points; None where either side has no value (an empty split)."""
     best = best or {}
     return {split: None if best.get(split) is None or value is None else best[split] - value
-            for split, value in recipe.items()}
+            for split, value in reference.items()}
+
+
+class BaselineComparison(BaseModel):
+    """The study's simple baseline (a class-balanced linear classifier on the raw pixels, fitted once per study
+    on its own splits by the first worker) beside the best trial, per split, with best - baseline in points."""
+
+    state: Literal["fitting", "done", "skipped", "failed"] = Field(
+        description="fitting: a worker is fitting it; skipped: the data are too large (see reason)")
+    model: str | None = Field(None, description="what was fitted")
+    val: SplitValues | None = None
+    test: SplitValues | None = None
+    best_minus_baseline_val: SplitValues | None = Field(None, description="None until both sides have values")
+    best_minus_baseline_test: SplitValues | None = None
+    reason: str | None = Field(None, description="why it was skipped or failed")
+
+    @classmethod
+    def of(cls, stored: dict[str, Any], best_val: SplitValues | None,
+           best_test: SplitValues | None) -> BaselineComparison:
+        val, test = stored.get("val"), stored.get("test")
+        return cls(state=stored["state"], model=stored.get("model"), val=val, test=test,
+                   best_minus_baseline_val=best_minus(best_val, val) if val and best_val else None,
+                   best_minus_baseline_test=best_minus(best_test, test) if test and best_test else None,
+                   reason=stored.get("reason"))
 
 
 class StudySummary(BaseModel):
@@ -72,6 +96,8 @@ class StudySummary(BaseModel):
     best_test: SplitValues | None = None
     recipe: RecipeComparison | None = Field(None, description="recipe vs best; None until the recipe trial "
                                             "completes, or when the search space leaves the recipe out")
+    baseline: BaselineComparison | None = Field(None, description="simple baseline vs best; None until a worker "
+                                                "has claimed the study")
     stop_reason: str | None = None
     created_at: datetime
     updated_at: datetime

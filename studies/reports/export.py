@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from studies.artifacts.cache import stage1_weights_path
 from studies.artifacts.trial_models import STAGE2_FILE_ATTR, load_trial_model
 from studies.definition.errors import ModelFilesMissingError, TrialNotExportableError, TrialNotFoundError
-from studies.definition.records import StudyRecord
+from studies.definition.records import StudyRecord, best_minus
 from studies.store import registry
 from studies.store.db import Database
 from trainers.exported import TrialModelParts, model_file_payload, serialized, write_atomically
@@ -113,6 +113,7 @@ def model_card(record: StudyRecord, trial: FrozenTrial, parts: TrialModelParts) 
                     "val": attrs.get("val"), "test": attrs.get("test"), "stage1_val": attrs.get("stage1_val"),
                     "stage1_test": attrs.get("stage1_test"), "per_class_test": attrs.get("per_class_test")},
         "recipe": _recipe(record),
+        "margins": _margins(record, attrs),
         "provenance": {"study": record.name, "study_id": record.id, "trial": trial.number,
                        "completed_at": trial.datetime_complete.isoformat() if trial.datetime_complete else None,
                        "stage1_key": attrs.get("stage1_key"), "stage2_file": attrs.get(STAGE2_FILE_ATTR),
@@ -149,6 +150,20 @@ def _recipe(record: StudyRecord) -> dict[str, Any] | None:
     return {"preset": record.spec.preset, "paper": preset.paper, "reported_test": preset.reported}
 
 
+def _margins(record: StudyRecord, attrs: dict[str, Any]) -> dict[str, Any]:
+    """This trial minus the study's simple baseline and minus its recipe trial, per split, in points; the
+    baseline as stored (or why it is missing)."""
+    stored = {"state": None, "model": None, "val": None, "test": None, "reason": "no worker has fitted it yet"}
+    if record.baseline is not None:
+        stored = record.baseline.model_dump(include=set(stored))
+    margins: dict[str, Any] = {"baseline": stored}
+    for name, reference in (("baseline", record.baseline), ("recipe", record.recipe)):
+        if reference is not None and reference.val is not None and reference.test is not None:
+            margins[f"minus_{name}"] = {part: best_minus(attrs.get(part), getattr(reference, part))
+                                        for part in ("val", "test")}
+    return margins
+
+
 def card_as_markdown(card: dict[str, Any]) -> str:
     model, data, results, origin = card["model"], card["data_set"], card["results"], card["provenance"]
     lines = [f"# Model card: {origin['study']}, trial {origin['trial']}", "",
@@ -160,6 +175,12 @@ def card_as_markdown(card: dict[str, Any]) -> str:
     for name in ("val", "test", "stage1_val", "stage1_test"):
         lines.append(f"| {name} | " + " | ".join(_percent((results[name] or {}).get(key))
                                                 for key in ("all", "many", "medium", "few")) + " |")
+    margins = card["margins"]
+    for name in ("baseline", "recipe"):
+        for part, values in margins.get(f"minus_{name}", {}).items():
+            lines.append(f"| {part} - {name} | " + " | ".join(_signed(values.get(key))
+                                                              for key in ("all", "many", "medium", "few")) + " |")
+    lines += ["", _baseline_line(margins["baseline"])]
     rule = data["split_rule"]
     lines += ["", f"Many / Medium / Few: {rule['rule']} (Many n_k > {rule['many_above']:g}, Few n_k < "
               f"{rule['few_below']:g}). Objectives (val): {', '.join(results['objectives'])} = {results['values']}.",
@@ -178,5 +199,16 @@ def card_as_markdown(card: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _baseline_line(baseline: dict[str, Any]) -> str:
+    if baseline["state"] != "done":
+        return f"Baseline: none ({baseline['state'] or 'not fitted'}: {baseline['reason']})."
+    return (f"Baseline: {baseline['model']}, fitted on the study's own splits: val All "
+            f"{_percent(baseline['val']['all'])}, test All {_percent(baseline['test']['all'])}.")
+
+
 def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
+
+
+def _signed(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.2f}"

@@ -25,7 +25,7 @@ from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upl
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from studies.definition.records import best_minus_recipe
+from studies.definition.records import best_minus
 from studies.reports.plots import (
     LABELS,
     SPLITS,
@@ -40,12 +40,12 @@ from studies.reports.plots import (
     draw_weight_norms,
 )
 from studies.store.db import Database
-from studies.store.registry import RECIPE_ATTR, SPEC_ATTR
+from studies.store.registry import BASELINE_ATTR, RECIPE_ATTR, SPEC_ATTR
 from trainers.errors import UserInputError
 from trainers.metrics import split_rule
 
 LEADERBOARD_ROWS = 10
-DIFFERENCE_LABEL = "best - recipe"
+DIFFERENCE_LABELS = ("best - recipe", "best - baseline")
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,7 @@ class FinishedStudy:
     objectives: list[str]  # val split of each objective, e.g. ["all"] or ["few", "all"]
     trials: list[FrozenTrial]
     state_counts: dict[str, int]  # every trial of the study by state, e.g. {"COMPLETE": 34, "PRUNED": 6}
+    baseline: dict[str, Any] | None = None  # the study's simple baseline as studies/store/baselines.py keeps it
 
     @property
     def best(self) -> FrozenTrial:
@@ -105,7 +106,8 @@ def finished_study(study: optuna.Study) -> FinishedStudy:
     trials = [t for t in every_trial if t.state == TrialState.COMPLETE and "val" in t.user_attrs]
     return FinishedStudy(name=study.study_name, objectives=_objectives(study),
                          trials=sorted(trials, key=lambda t: t.number),
-                         state_counts=dict(Counter(t.state.name for t in every_trial)))
+                         state_counts=dict(Counter(t.state.name for t in every_trial)),
+                         baseline=study.user_attrs.get(BASELINE_ATTR))
 
 
 def _objectives(study: optuna.Study) -> list[str]:
@@ -295,6 +297,7 @@ def render_html(finished: FinishedStudy, pngs: list[Path]) -> str:
     }
     return _PAGE.format(title=html.escape(f"tailtune report: {finished.name}"),
                         summary=_summary_table(summary), recipe=_recipe_table(finished),
+                        baseline=_baseline_table(finished),
                         leaderboard=_leaderboard_table(finished), figures="\n".join(map(_figure, pngs)))
 
 
@@ -312,15 +315,27 @@ def _summary_table(summary: dict[str, str]) -> str:
 def recipe_vs_best_rows(finished: FinishedStudy) -> list[tuple[str, str, list[float | None]]] | None:
     """(row label, val|test, [All, Many, Medium, Few]) for the best trial, the recipe and best - recipe; None
     until the recipe's trial has finished."""
-    best, recipe = finished.best, finished.recipe
+    recipe = finished.recipe
     if recipe is None:
         return None
+    return _vs_best_rows(finished.best, f"recipe #{recipe.number}", recipe.user_attrs)
+
+
+def baseline_vs_best_rows(finished: FinishedStudy) -> list[tuple[str, str, list[float | None]]] | None:
+    """As recipe_vs_best_rows, for the study's simple baseline; None until it is fitted (or when skipped)."""
+    if not finished.baseline or finished.baseline.get("state") != "done":
+        return None
+    return _vs_best_rows(finished.best, "baseline", finished.baseline)
+
+
+def _vs_best_rows(best: FrozenTrial, label: str,
+                  reference: dict[str, Any]) -> list[tuple[str, str, list[float | None]]]:
     rows = []
     for part in ("val", "test"):
-        difference = best_minus_recipe(best.user_attrs[part], recipe.user_attrs[part])
+        difference = best_minus(best.user_attrs[part], reference[part])
         rows += [(f"best #{best.number}", part, [best.user_attrs[part][s] for s in SPLITS]),
-                 (f"recipe #{recipe.number}", part, [recipe.user_attrs[part][s] for s in SPLITS]),
-                 (DIFFERENCE_LABEL, part, [difference[s] for s in SPLITS])]
+                 (label, part, [reference[part][s] for s in SPLITS]),
+                 (f"best - {label.split()[0]}", part, [difference[s] for s in SPLITS])]
     return rows
 
 
@@ -328,13 +343,25 @@ def _recipe_table(finished: FinishedStudy) -> str:
     rows = recipe_vs_best_rows(finished)
     if rows is None:
         return "<p>The recipe's trial (trial 0) has not finished yet.</p>"
+    return _comparison_table(rows, "recipe: the preset's values, else tailtune's defaults, run as trial 0; "
+                                   "best - recipe in points (per-class-mean accuracy, %)")
+
+
+def _baseline_table(finished: FinishedStudy) -> str:
+    rows, baseline = baseline_vs_best_rows(finished), finished.baseline or {}
+    if rows is None:
+        reason = f": {baseline['reason']}" if baseline.get("reason") else ""
+        return f"<p>No baseline: {html.escape(baseline.get('state', 'no worker has fitted it yet') + reason)}.</p>"
+    return _comparison_table(rows, f"baseline: {baseline['model']}, fitted on the study's own splits; "
+                                   "best - baseline in points (per-class-mean accuracy, %)")
+
+
+def _comparison_table(rows: list[tuple[str, str, list[float | None]]], caption: str) -> str:
     head = "<tr><th>trial</th><th>split</th>" + "".join(f"<th>{LABELS[s]}</th>" for s in SPLITS) + "</tr>"
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in (
-        label, part, *[_percent(v, signed=label == DIFFERENCE_LABEL) for v in values])) + "</tr>"
+        label, part, *[_percent(v, signed=label in DIFFERENCE_LABELS) for v in values])) + "</tr>"
         for label, part, values in rows)
-    caption = ("recipe: the preset's values, else tailtune's defaults, run as trial 0; best - recipe in points "
-               "(per-class-mean accuracy, %)")
-    return f'<table class="leaderboard"><caption>{caption}</caption>{head}{body}</table>'
+    return f'<table class="leaderboard"><caption>{html.escape(caption)}</caption>{head}{body}</table>'
 
 
 def _leaderboard_table(finished: FinishedStudy) -> str:
@@ -385,6 +412,8 @@ figcaption {{ color: #444; font-size: 0.9em; }}
 {summary}
 <h2>Recipe vs best</h2>
 {recipe}
+<h2>Baseline vs best</h2>
+{baseline}
 <h2>Leaderboard</h2>
 {leaderboard}
 <h2>Figures</h2>

@@ -17,7 +17,9 @@ from studies.artifacts.trial_models import store_trial_model
 from studies.definition.space import sample_params
 from studies.definition.spec import StudySpec
 from studies.store.storage import params_written_together, set_trial_user_attrs
+from trainers.baseline import fit_linear_baseline
 from trainers.config import ExperimentConfig
+from trainers.data import load_dataset
 from trainers.experiment import Stage2Output, data_summary, runs_on_cached_features, stage2_output, stage2_outputs
 from trainers.loop import EpochCallback
 from trainers.provenance import provenance
@@ -35,6 +37,8 @@ class TrialContext(Protocol):
 
     def claim_more(self, count: int) -> list[optuna.Trial]: ...
 
+    def fit_baseline_once(self, fit: Callable[[], dict[str, Any]]) -> None: ...
+
 
 class StopRequested(Exception):
     """Raised at an epoch boundary when the worker was asked to stop (SIGTERM)."""
@@ -50,8 +54,10 @@ def run_trials(trial: optuna.Trial, spec: StudySpec, context: TrialContext) -> l
     result it would get alone. Returns the outcomes of `trial` and the claimed ones, in claim order.
 
     A cold backbone runs alone (with pruning), so the batch never waits on stage-1 training it could not
-    share; companions whose sampled stage 1 differs form their own groups.
+    share; companions whose sampled stage 1 differs form their own groups. The first worker of a study fits
+    the study's baseline before its first trial.
     """
+    context.fit_baseline_once(lambda: study_baseline(spec))
     config = _sampled_config(trial, spec)
     if context.batch_limit < 2 or not runs_on_cached_features(config) or not context.cache.has(config):
         return [_run_sampled(trial, spec, config, context)]
@@ -73,6 +79,15 @@ def run_trials(trial: optuna.Trial, spec: StudySpec, context: TrialContext) -> l
         except Exception as error:  # the group shares its backbone's fate (stop, failed stage 1)
             outcomes.update(dict.fromkeys(indices, error))
     return [outcomes[index] for index in range(len(trials))]
+
+
+def study_baseline(spec: StudySpec) -> dict[str, Any]:
+    """The simple baseline (trainers/baseline.py) on the splits of the study's base configuration, as the store
+    keeps it (studies/store/baselines.py); searched augmentation does not matter to it."""
+    result = fit_linear_baseline(load_dataset(spec.base_config().data))
+    if result.skipped is not None:
+        return {"state": "skipped", "model": result.model, "reason": result.skipped}
+    return {"state": "done", **result.model_dump(mode="json", exclude={"skipped"})}
 
 
 def _run_sampled(trial: optuna.Trial, spec: StudySpec, config: ExperimentConfig,

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import TrialState
@@ -35,7 +35,7 @@ from pydantic import BaseModel, Field
 
 from studies.definition.spec import StudySpec
 from studies.run.settings import WorkerSettings
-from studies.store import claims, registry, storage, workers
+from studies.store import baselines, claims, registry, storage, workers
 from studies.store.db import Database, describe, is_transient, retry_transient
 from studies.store.workers import WorkerState
 
@@ -61,13 +61,16 @@ class WorkerOutageError(RuntimeError):
 
 @dataclass
 class RunContext:
-    """What a trial runner gets besides its trial: a stop signal to poll, the shared stage-1 cache, and a way
-    to claim more trials of the same study to run alongside it (at most `batch_limit` in all)."""
+    """What a trial runner gets besides its trial: a stop signal to poll, the shared stage-1 cache, a way
+    to claim more trials of the same study to run alongside it (at most `batch_limit` in all), and a way to fit
+    the study's simple baseline if no worker has (`fit_baseline_once(fit)`: `fit` returns what the store keeps,
+    studies/store/baselines.py)."""
 
     should_stop: Callable[[], bool]
     cache_factory: Callable[[], Stage1Cache] = field(repr=False)
     claim_more: Callable[[int], list[optuna.Trial]] = field(repr=False)
     batch_limit: int
+    fit_baseline_once: Callable[[Callable[[], dict[str, Any]]], None] = field(repr=False)
 
     @cached_property
     def cache(self) -> Stage1Cache:
@@ -186,6 +189,7 @@ class _Worker:
         self._open: list[int] = []
         self._open_read_at = -float("inf")
         self._cache: Stage1Cache | None = None
+        self._baselines_checked: set[int] = set()
         self._exiting = threading.Event()
 
     # ------------------------------------------------------------------------------------------ lifecycle
@@ -304,7 +308,8 @@ class _Worker:
             return [claimed.trial for claimed in more]
 
         context = RunContext(should_stop=self.stop.trial_must_stop, cache_factory=self._stage1_cache,
-                             claim_more=claim_more, batch_limit=self.settings.batch_trials)
+                             claim_more=claim_more, batch_limit=self.settings.batch_trials,
+                             fit_baseline_once=lambda fit: self._fit_baseline_once(first.study_id, fit))
         try:
             outcomes: list[Outcome] = list(self.runner(first.trial, first.spec, context))
             if len(outcomes) != len(batch):
@@ -393,6 +398,22 @@ class _Worker:
         self.summary.late_tells += 1
         log.warning("trial %d had been finished elsewhere (reaped after its heartbeat lapsed, or deleted); "
                     "this result is dropped and its retry runs the same params again", claimed.number)
+
+    def _fit_baseline_once(self, study_id: int, fit: Callable[[], dict[str, Any]]) -> None:
+        """Fits and stores the study's baseline when this worker wins its claim; asks once per study. A fit that
+        raises is stored as failed with its message: the baseline is a comparison, never a reason to fail a trial."""
+        if study_id in self._baselines_checked:
+            return
+        self._baselines_checked.add(study_id)
+        if not baselines.claim_baseline(self.db, study_id=study_id, worker_id=self.worker_id):
+            return
+        log.info("worker %s fits the baseline of study %d", self.worker_id, study_id)
+        try:
+            result = fit()
+        except Exception as error:
+            log.warning("the baseline of study %d failed: %s", study_id, describe(error), exc_info=error)
+            result = {"state": "failed", "reason": f"{type(error).__name__}: {describe(error)}"}
+        baselines.store_baseline(self.db, study_id=study_id, baseline=result)
 
     def _stage1_cache(self) -> Stage1Cache:
         from studies.artifacts.cache import Stage1Cache  # torch: see objective_runner

@@ -22,13 +22,14 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from studies.definition.records import (
+    BaselineComparison,
     Page,
     RecipeComparison,
     StudyRecord,
     StudySummary,
     TrialCounts,
     TrialRecord,
-    best_minus_recipe,
+    best_minus,
 )
 from studies.definition.spec import StudySpec
 from studies.store.db import Database, retry_transient, utc
@@ -37,6 +38,7 @@ from studies.store.storage import (
     WORKER_ATTR,
     Storage,
     optuna_studies,
+    read_study_user_attr,
     stored_value,
     trial_params,
     trial_system_attrs,
@@ -51,6 +53,8 @@ SPEC_ATTR = "tailtune_spec"  # study user attr: the spec, for anyone reading the
 # Trial user attr marking the recipe trial; Optuna's retry of a failed trial copies user attrs, so a retry of
 # the recipe is the recipe too.
 RECIPE_ATTR = "recipe"
+# Study user attr: the study's simple baseline, fitted once by the first worker (studies/store/baselines.py).
+BASELINE_ATTR = "tailtune_baseline"
 SPLIT_ATTRS = ("val", "test", "diagnostics")
 
 
@@ -250,14 +254,15 @@ def _study_records(db: Database, where: sa.ColumnElement[bool], *, offset: int, 
             counts = trial_counts(connection, ids)
             best, recipe = _best_trials(connection, ids), _recipe_trials(connection, ids)
             details = _TrialDetails.read(connection, [trial_id for trial_id, _ in [*best.values(), *recipe.values()]])
-        return [_study_record(row, counts[row.id], best.get(row.id), recipe.get(row.id), details, with_spec)
-                for row in rows]
+            baselines = read_study_user_attr(connection, ids, BASELINE_ATTR)
+        return [_study_record(row, counts[row.id], best.get(row.id), recipe.get(row.id), details, with_spec,
+                              baselines.get(row.id)) for row in rows]
 
     return retry_transient(read, what="read studies")
 
 
 def _study_record(row: Any, counts: TrialCounts, best: tuple[int, int] | None, recipe: tuple[int, int] | None,
-                  details: _TrialDetails, with_spec: bool) -> StudySummary:
+                  details: _TrialDetails, with_spec: bool, baseline: dict[str, Any] | None) -> StudySummary:
     fields: dict[str, Any] = {
         "id": row.id, "name": row.name, "state": row.shown_state, "method": row.method, "dataset": row.dataset,
         "n_trials": row.n_trials, "counts": counts, "stop_reason": row.stop_reason,
@@ -272,8 +277,10 @@ def _study_record(row: Any, counts: TrialCounts, best: tuple[int, int] | None, r
         attrs = details.user_attrs[recipe[0]]
         fields["recipe"] = RecipeComparison(
             trial_number=recipe[1], val=attrs["val"], test=attrs["test"],
-            best_minus_recipe_val=best_minus_recipe(fields.get("best_val"), attrs["val"]),
-            best_minus_recipe_test=best_minus_recipe(fields.get("best_test"), attrs["test"]))
+            best_minus_recipe_val=best_minus(fields.get("best_val"), attrs["val"]),
+            best_minus_recipe_test=best_minus(fields.get("best_test"), attrs["test"]))
+    if baseline is not None:
+        fields["baseline"] = BaselineComparison.of(baseline, fields.get("best_val"), fields.get("best_test"))
     if with_spec:
         return StudyRecord(**fields, spec=StudySpec.model_validate_json(row.spec_json))
     return StudySummary(**fields)

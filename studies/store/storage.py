@@ -47,6 +47,7 @@ trial_params = models.TrialParamModel.__table__
 trial_user_attrs = models.TrialUserAttributeModel.__table__
 trial_system_attrs = models.TrialSystemAttributeModel.__table__
 trial_heartbeats = models.TrialHeartbeatModel.__table__
+study_user_attrs = models.StudyUserAttributeModel.__table__
 FINITE = models.TrialValueModel.TrialValueType.FINITE
 stored_value: Callable[[float | None, Any], float] = models.TrialValueModel.stored_repr_to_value
 
@@ -141,6 +142,21 @@ def retry_callback(max_retry: int | None) -> RetryHeartbeatStaleTrialCallback:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)  # "experimental" in Optuna; the version is pinned
         return RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+
+
+def read_study_user_attr(connection: sa.Connection, study_ids: Sequence[int], key: str) -> dict[int, Any]:
+    """study id -> the value of its user attr `key`, for the studies that have it."""
+    rows = connection.execute(sa.select(study_user_attrs.c.study_id, study_user_attrs.c.value_json)
+                              .where(study_user_attrs.c.study_id.in_(study_ids), study_user_attrs.c.key == key))
+    return {row.study_id: json.loads(row.value_json) for row in rows}
+
+
+def write_study_user_attr(connection: sa.Connection, study_id: int, key: str, value: Any) -> None:
+    """`study.set_user_attr` in the caller's transaction (Optuna's own call commits a session of its own)."""
+    insert = _UPSERTS[connection.dialect.name](study_user_attrs).values(study_id=study_id, key=key,
+                                                                         value_json=json.dumps(value))
+    connection.execute(insert.on_conflict_do_update(index_elements=["study_id", "key"],
+                                                    set_={"value_json": insert.excluded.value_json}))
 
 
 def create_or_check_schema(url: str) -> None:

@@ -105,7 +105,7 @@ def best(name: NameArgument, storage: StorageOption = None, api: ApiOption = Non
                                  f"tailtune worker --study {name}")
     if as_json:
         typer.echo(record.model_dump_json(include={"name", "best_trial_number", "best_values", "best_params",
-                                                    "best_val", "best_test", "recipe"}, indent=2))
+                                                    "best_val", "best_test", "recipe", "baseline"}, indent=2))
         return
     console.print(f"best trial of {record.name}: #{record.best_trial_number}, values {record.best_values}")
     for key, value in (record.best_params or {}).items():
@@ -279,11 +279,15 @@ def _trial_table(name: str, page: Page[TrialRecord]) -> Table:
 
 def split_table(record: StudyRecord) -> Table:
     """The best trial's val/test accuracy per split; with the recipe's trial finished, recipe vs best: the
-    recipe's (the preset's values, else tailtune's defaults, run as trial 0) and best - recipe in points."""
-    recipe = record.recipe
-    caption = None if recipe is None else (f"recipe: trial #{recipe.trial_number} (the preset's values, else "
-                                           "tailtune's defaults); best - recipe in points")
-    table = Table(title="accuracy % (per-class mean)", caption=caption)
+    recipe's (the preset's values, else tailtune's defaults, run as trial 0) and best - recipe in points; with
+    the study's baseline fitted, baseline vs best likewise (or why it was skipped)."""
+    recipe, baseline = record.recipe, record.baseline
+    captions = [] if recipe is None else [f"recipe: trial #{recipe.trial_number} (the preset's values, else "
+                                          "tailtune's defaults); best - recipe in points"]
+    if baseline is not None:
+        captions.append(f"baseline: {baseline.model}" if baseline.state == "done"
+                        else f"baseline {baseline.state}" + (f": {baseline.reason}" if baseline.reason else ""))
+    table = Table(title="accuracy % (per-class mean)", caption="\n".join(captions) or None)
     table.add_column("")
     table.add_column("split")
     for column in ("All", "Many", "Medium", "Few"):
@@ -293,6 +297,10 @@ def split_table(record: StudyRecord) -> Table:
         rows += [("recipe", "val", _cells(recipe.val)), ("", "test", _cells(recipe.test)),
                  ("best - recipe", "val", _cells(recipe.best_minus_recipe_val, signed=True)),
                  ("", "test", _cells(recipe.best_minus_recipe_test, signed=True))]
+    if baseline is not None and baseline.state == "done":
+        rows += [("baseline", "val", _cells(baseline.val)), ("", "test", _cells(baseline.test)),
+                 ("best - baseline", "val", _cells(baseline.best_minus_baseline_val, signed=True)),
+                 ("", "test", _cells(baseline.best_minus_baseline_test, signed=True))]
     for trial, split, cells in rows:
         table.add_row(trial, split, *cells, end_section=split == "test")
     return table

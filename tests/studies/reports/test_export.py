@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from studies.definition.spec import parse_spec
 from studies.reports.export import card_as_markdown, export_trial, model_card, write_export
-from studies.store import registry
+from studies.store import baselines, registry
 from studies.store.db import Database
 from tests.model_files import predicted_per_class_accuracy, run_folder_study, write_noisy_folder
 from trainers.classifier import evaluated_classifier
@@ -65,25 +65,46 @@ def test_the_exported_model_gives_each_trials_per_class_test_accuracy(case: str,
 
 
 
-def test_the_card_of_a_preset_study_carries_the_papers_numbers(tmp_path: Path) -> None:
-    db = Database.connect(f"sqlite:///{tmp_path / 'studies.db'}")
+SPLIT = {"all": 50.0, "many": 70.0, "medium": 50.0, "few": 30.0}
+
+
+def _card_of_a_paper_study(db: Database, baseline: dict | None = None) -> dict:
     record = registry.create_study(db, spec=parse_spec({"name": "paper", "method": "wb", "n_trials": 1,
                                                         "preset": "wb-cifar100-if100", "dataset": "cifar100-lt"}))
-    split = {"all": 50.0, "many": 70.0, "medium": 50.0, "few": 30.0}
+    if baseline is not None:
+        baselines.store_baseline(db, study_id=record.id, baseline=baseline)
+        record = registry.get_study(db, study_id=record.id)
     trial = optuna.trial.create_trial(
         params={}, distributions={}, value=50.0,
-        user_attrs={"config": record.spec.base_config().model_dump(mode="json"), "val": split, "test": split,
-                    "stage1_val": split, "stage1_test": split, "stage1_key": "k", "stage2_file": "stage2/k/f.pt"})
+        user_attrs={"config": record.spec.base_config().model_dump(mode="json"), "val": SPLIT, "test": SPLIT,
+                    "stage1_val": SPLIT, "stage1_test": SPLIT, "stage1_key": "k", "stage2_file": "stage2/k/f.pt"})
     parts = TrialModelParts(
         classifier=evaluated_classifier(Head(torch.zeros(2, 4), torch.zeros(2)), torch.full((2,), 0.5),
                                         flip_tta=True),
         arch="resnet34-cifar", input=ModelInput(32, 32, 3, (0.5,) * 3, (0.25,) * 3, channels_last=True),
         class_names=["apple", "bee"], split_rule=split_rule([500, 5], "cifar100-lt").model_dump())
+    return model_card(record, trial, parts)
 
-    card = model_card(record, trial, parts)
+
+def test_the_card_of_a_preset_study_carries_the_papers_numbers(tmp_path: Path) -> None:
+    db = Database.connect(f"sqlite:///{tmp_path / 'studies.db'}")
+    card = _card_of_a_paper_study(db)
     assert card["recipe"]["preset"] == "wb-cifar100-if100"
     assert card["recipe"]["reported_test"] == PRESETS["wb-cifar100-if100"].reported
     markdown = card_as_markdown(card)
     assert "## Recipe: wb-cifar100-if100" in markdown and "stage2.all 53.35" in markdown
     assert "flip TTA on" in markdown and "| test | 50.00 | 70.00 | 50.00 | 30.00 |" in markdown
+    assert "Baseline: none (not fitted: no worker has fitted it yet)." in markdown
     db.dispose()
+
+
+def test_the_card_shows_the_trial_minus_the_studys_baseline(tmp_path: Path) -> None:
+    db = Database.connect(f"sqlite:///{tmp_path / 'studies.db'}")
+    baseline = {"all": 41.5, "many": 72.0, "medium": 40.0, "few": 12.5}
+    card = _card_of_a_paper_study(db, {"state": "done", "model": "LogisticRegression", "val": baseline,
+                                       "test": baseline})
+    db.dispose()
+    assert card["margins"]["minus_baseline"]["test"] == {"all": 8.5, "many": -2.0, "medium": 10.0, "few": 17.5}
+    markdown = card_as_markdown(card)
+    assert "| test - baseline | +8.50 | -2.00 | +10.00 | +17.50 |" in markdown
+    assert "Baseline: LogisticRegression, fitted on the study's own splits: val All 41.50" in markdown
