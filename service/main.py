@@ -17,9 +17,14 @@ from service.api.routes import health, studies, workers
 from service.core.config import Settings
 from service.reports import ReportPages, ReportsBusyError
 from service.schemas import Message
-from studies.definition.errors import ModelFilesMissingError, TrialNotExportableError, TrialNotFoundError
+from studies.definition.errors import (
+    ModelFilesMissingError,
+    NoFinishedTrialsError,
+    TrialNotExportableError,
+    TrialNotFoundError,
+)
 from studies.store.db import Database, DatabaseUnavailableError, describe, is_transient
-from studies.store.lifecycle import BudgetConflictError
+from studies.store.lifecycle import BudgetConflictError, ParamsMismatchError
 from studies.store.registry import StudyBusyError, StudyExistsError, StudyNotFoundError
 from trainers.errors import UserInputError
 
@@ -28,7 +33,8 @@ log = logging.getLogger(__name__)
 _STATUS_OF = [(StudyNotFoundError, status.HTTP_404_NOT_FOUND), (StudyExistsError, status.HTTP_409_CONFLICT),
               (StudyBusyError, status.HTTP_409_CONFLICT), (BudgetConflictError, status.HTTP_409_CONFLICT),
               (TrialNotExportableError, status.HTTP_409_CONFLICT),
-              (TrialNotFoundError, status.HTTP_404_NOT_FOUND), (ModelFilesMissingError, status.HTTP_404_NOT_FOUND),
+              (TrialNotFoundError, status.HTTP_404_NOT_FOUND), (ParamsMismatchError, status.HTTP_409_CONFLICT),
+              (NoFinishedTrialsError, status.HTTP_409_CONFLICT), (ModelFilesMissingError, status.HTTP_404_NOT_FOUND),
               (UserInputError, status.HTTP_422_UNPROCESSABLE_CONTENT)]
 # An outage usually ends with a restart or failover, seconds away; clients wait this long before they retry.
 RETRY_AFTER_S = 5

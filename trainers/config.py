@@ -28,6 +28,13 @@ def _finite(value: float) -> float:
 
 BUILT_IN_DATASETS = ("digits-lt", "cifar10-lt", "cifar100-lt", "imagenet-lt", "inat2018")
 FOLDER_PREFIX = "folder:"
+# Upper bounds of the counts a config (and so a study request) may set: a value above them is a mistake, not a
+# run (the papers train 200-320 epochs at batch 64-512), and would tie a worker up or exhaust its memory.
+MAX_SEED = 2**32 - 1  # numpy's and Optuna's samplers accept seeds 0 .. 2**32 - 1
+MAX_EPOCHS = 10_000
+MAX_BATCH_SIZE = 65_536
+MAX_FEATURE_VIEWS = 64
+MAX_LOADER_WORKERS = 256
 
 
 class DataConfig(_Frozen):
@@ -37,12 +44,13 @@ class DataConfig(_Frozen):
                       "inat2018 | folder:PATH")
     root: Path | None = Field(None, description="directory holding the data set files")
     imbalance_factor: float | None = Field(
-        None, description="n_max / n_min of the long-tailed profile (>= 1); None: the data set's default")
+        None, le=1e6, description="n_max / n_min of the long-tailed profile (>= 1); None: the data set's default")
     image_size: int | None = Field(None, ge=4, le=1024, description="side length images are resized to")
     download: bool = Field(False, description="let torchvision download CIFAR when the root lacks it")
     cifar_counts: Literal["ewb", "wb"] = Field(
         "ewb", description="ewb: n_max 480 with round() and a 20-per-class val split; wb: the WB code's floor() counts")
-    split_seed: int = Field(0, description="seed of the val/test carving where a data set needs one")
+    split_seed: int = Field(0, ge=0, le=MAX_SEED,
+                            description="seed of the val/test carving where a data set needs one")
     # Augmentation: None takes the data set's default (the papers' for their data sets, see trainers/data);
     # every result states the values it trained with (ExperimentResult.data).
     flip: bool | None = Field(None, description="random horizontal flip in training; None: on for CIFAR, "
@@ -84,10 +92,10 @@ class Stage1Config(_Frozen):
     # The authors' lr with enough epochs to converge on the embedded digits-lt (6 steps per epoch): at 30 epochs
     # stage 1 reaches 73.5 % val All, at 100 93.5 % and at 150 93.8 %; an under-trained backbone overstates
     # what stage 2 adds. The presets carry the papers' 200-320 epochs.
-    epochs: int = Field(100, ge=1)
+    epochs: int = Field(100, ge=1, le=MAX_EPOCHS)
     lr: float = Field(0.01, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1, le=MAX_BATCH_SIZE)
     weight_decay: float = Field(5e-3, ge=0, description="lambda_1 (WB) or lambda_wd (EWB), on all trained parameters")
     feature_reg: float = Field(0.0, ge=0, description="lambda_fr: weight of mean ||f||^2/2 (EWB)")
     classifier: Literal["linear", "etf"] = "linear"
@@ -108,14 +116,15 @@ class RetrainConfig(_Frozen):
                                   "the stage-1 row norms")
     maxnorm_radius: float | None = Field(None, description="absolute radius delta > 0 (maxnorm=absolute)")
     maxnorm_every: Literal["step", "epoch"] = "step"
-    epochs: int = Field(10, ge=1)
+    epochs: int = Field(10, ge=1, le=MAX_EPOCHS)
     lr: float = Field(0.01, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1, le=MAX_BATCH_SIZE)
     layers: Literal["classifier", "last-two"] = "classifier"
     bn_mode: Literal["frozen", "train"] = Field(
         "frozen", description="frozen: backbone in eval mode so features can be cached; train: the authors' code")
-    feature_views: int = Field(4, ge=1, description="augmented views of the train set cached per backbone")
+    feature_views: int = Field(4, ge=1, le=MAX_FEATURE_VIEWS,
+                               description="augmented views of the train set cached per backbone")
 
     @model_validator(mode="after")
     def _radius_given_when_absolute(self) -> RetrainConfig:
@@ -162,8 +171,8 @@ class RunOptions(_Frozen):
     compile: Literal["auto", "off", "on"] = Field("auto", description="auto: torch.compile on CUDA only")
     checkpoint_dir: Path | None = None
     progress: bool = False
-    loader_workers: int | None = Field(None, ge=0, description="processes decoding streamed images; None: "
-                                       "min(8, CPU cores); 0: decode in the training process")
+    loader_workers: int | None = Field(None, ge=0, le=MAX_LOADER_WORKERS, description="processes decoding streamed "
+                                       "images; None: min(8, CPU cores); 0: decode in the training process")
     loader_timeout_s: float = Field(300.0, gt=0, description="a decoding worker silent this long fails the run "
                                     "(a stuck file system) instead of hanging it")
     decode: Literal["auto", "workers", "device"] = Field(
@@ -180,7 +189,7 @@ class ExperimentConfig(_Frozen):
     stage1: Stage1Config = Stage1Config()
     stage2: Stage2Config = RetrainConfig()
     eval: EvalConfig = EvalConfig()
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
     @model_validator(mode="after")
     def _stage2_fits_method(self) -> ExperimentConfig:

@@ -6,11 +6,13 @@ import optuna
 
 from studies.definition.space import Choices
 from studies.definition.spec import StudySpec
+from trainers.config import MAX_SEED
 
 
 def build_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
     """`seed_offset` keeps concurrent workers from proposing identical start-up points with one seed."""
-    seed = spec.seed + seed_offset
+    # Wrapped: a seed near the top plus a worker's offset would leave the range numpy accepts and stop the worker.
+    seed = (spec.seed + seed_offset) % (MAX_SEED + 1)
     if spec.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
     if spec.sampler == "gp":

@@ -12,19 +12,26 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import optuna
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from trainers.config import ExperimentConfig, Method
 
-ParamValue = float | int | str | bool
+# Bounds on any value a request may give a parameter: wide enough for every config field (each field's own
+# bound is checked when the config is built), narrow enough that float() and the database hold them.
+PARAM_MAGNITUDE = 1e15
+PARAM_TEXT_CHARS = 200
+ParamValue = (StrictBool | Annotated[int, Field(ge=-PARAM_MAGNITUDE, le=PARAM_MAGNITUDE)]
+              | Annotated[float, Field(ge=-PARAM_MAGNITUDE, le=PARAM_MAGNITUDE, allow_inf_nan=False)]
+              | Annotated[str, Field(max_length=PARAM_TEXT_CHARS)])
+MAX_CHOICES = 100  # a categorical parameter's choices: a grid over more is no longer a search a study finishes
 
 
 class FloatRange(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["float"] = "float"
-    low: float
-    high: float
+    low: float = Field(ge=-PARAM_MAGNITUDE, le=PARAM_MAGNITUDE)
+    high: float = Field(ge=-PARAM_MAGNITUDE, le=PARAM_MAGNITUDE)
     log: bool = False
 
     @model_validator(mode="after")
@@ -42,7 +49,7 @@ class Choices(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["categorical"] = "categorical"
-    choices: list[ParamValue] = Field(min_length=1)
+    choices: list[ParamValue] = Field(min_length=1, max_length=MAX_CHOICES)
 
     @model_validator(mode="after")
     def _finite_choices(self) -> Choices:

@@ -23,7 +23,7 @@ from studies.definition.space import (
     default_space,
     param_value,
 )
-from trainers.config import ExperimentConfig, Method, with_fields
+from trainers.config import MAX_SEED, ExperimentConfig, Method, with_fields
 from trainers.errors import UserInputError
 from trainers.presets import PRESETS, method_defaults
 
@@ -33,6 +33,7 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 # keeps a sampler's per-trial work and a trial's one-statement parameter write small.
 MAX_SEARCHED_PARAMS = 32
 _NAMES_SHOWN = 5  # unknown names an error lists before "and N more"
+PATH_CHARS = 4096  # PATH_MAX on Linux: a data set name or root longer than that names no folder
 
 
 class StudySpec(BaseModel):
@@ -43,12 +44,14 @@ class StudySpec(BaseModel):
     name: str = Field(pattern=NAME_PATTERN,
                       description="unique study name: letters, digits, '.', '_' or '-'")
     method: Method = "wb"
-    preset: str | None = Field(None, description="a paper preset from trainers.presets; None = tailtune defaults. "
-                               "Every field of the preset holds in every trial unless `fixed` or the search "
-                               "space sets it")
-    dataset: str = Field("digits-lt", description="data set name; with a preset, defaults to the preset's")
-    data_root: str | None = None
-    imbalance_factor: float | None = Field(None, description="None: the preset's, else the data set's default")
+    preset: str | None = Field(None, max_length=100, description="a paper preset from trainers.presets; None = "
+                               "tailtune defaults. Every field of the preset holds in every trial unless `fixed` "
+                               "or the search space sets it")
+    dataset: str = Field("digits-lt", max_length=PATH_CHARS,
+                         description="data set name; with a preset, defaults to the preset's")
+    data_root: str | None = Field(None, max_length=PATH_CHARS)
+    imbalance_factor: float | None = Field(None, ge=1, le=1e6,
+                                           description="None: the preset's, else the data set's default")
     image_size: int | None = Field(None, ge=4, le=1024)
     search_space: dict[str, ParamSpec] = Field(
         default_factory=dict, description=f"overrides of the method's default ranges, keyed by config field "
@@ -61,8 +64,9 @@ class StudySpec(BaseModel):
         "tpe", description="grid needs every searched parameter given as categorical choices")
     pruner: Literal["none", "median", "successive-halving", "hyperband"] = "none"
     objectives: list[SplitName] = Field(default_factory=lambda: ["all"], min_length=1, max_length=4,
+                                        json_schema_extra={"uniqueItems": True},
                                         description="val balanced accuracy of these splits, all maximised")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="the samplers' seed")
 
     @model_validator(mode="before")
     @classmethod
@@ -79,7 +83,7 @@ class StudySpec(BaseModel):
         if not isinstance(data, dict) or data.get("dataset") is not None:
             return data
         data = {key: value for key, value in data.items() if key != "dataset"}  # null: the default
-        if data.get("preset") in PRESETS:
+        if isinstance(data.get("preset"), str) and data["preset"] in PRESETS:
             data["dataset"] = PRESETS[data["preset"]].config.data.name
         return data
 
@@ -105,6 +109,7 @@ class StudySpec(BaseModel):
         if self.preset is not None and PRESETS[self.preset].config.method != self.method:
             raise ValueError(f"preset {self.preset!r} is for method {PRESETS[self.preset].config.method!r}")
         self._known_names()
+        self._space_within_config_bounds()
         if self.sampler == "grid" and any(isinstance(p, FloatRange) for p in self.resolved_space().values()):
             raise ValueError("the grid sampler needs every searched parameter given as choices")
         self.base_config()
@@ -122,6 +127,17 @@ class StudySpec(BaseModel):
                                  f"{self.method!r}, e.g. {', '.join(sorted(default_space(self.method))[:3])}")
         if len(self.resolved_space()) > MAX_SEARCHED_PARAMS:
             raise ValueError(f"{len(self.resolved_space())} parameters searched; at most {MAX_SEARCHED_PARAMS}")
+
+    def _space_within_config_bounds(self) -> None:
+        """Both ends of every range and every choice make a valid config: a trial can never sample a value its
+        trainer refuses (a negative weight decay, 10**9 epochs)."""
+        base = self.base_config()
+        for name, param in self.search_space.items():
+            for value in param.choices if isinstance(param, Choices) else (param.low, param.high):
+                try:
+                    with_fields(base, config_values({name: value}))
+                except ValueError as error:
+                    raise ValueError(f"search_space {name!r}: {value!r} is not a valid value: {error}") from None
 
     def _preset_or_defaults(self) -> ExperimentConfig:
         return PRESETS[self.preset].config if self.preset else method_defaults(self.method)

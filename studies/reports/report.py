@@ -25,6 +25,7 @@ from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upl
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from studies.definition.errors import NoFinishedTrialsError
 from studies.definition.records import best_minus
 from studies.reports.plots import (
     LABELS,
@@ -81,7 +82,7 @@ def build_report(db: Database, study_name: str, out_dir: Path, artifact_dir: Pat
     study = _load_study(db, study_name)
     finished = finished_study(study)
     if not finished.trials:
-        raise UserInputError(f"study {study_name!r} has no finished trials yet; run a worker: "
+        raise NoFinishedTrialsError(f"study {study_name!r} has no finished trials yet; run a worker: "
                              f"tailtune worker --study {study_name}")
     out_dir.mkdir(parents=True, exist_ok=True)
     pngs = draw_figures(finished, out_dir)

@@ -39,6 +39,10 @@ class BudgetConflictError(UserInputError):
     """The budget cannot take the change: below the finished trials, or no room for a queued trial."""
 
 
+class ParamsMismatchError(UserInputError):
+    """Well-formed params that this study's search space does not hold (a request another study could take)."""
+
+
 class QueuedTrial(BaseModel):
     number: int = Field(description="the queued trial's number; workers run queued trials before new ones")
     params: dict[str, ParamValue] = Field(description="the params as validated against the study's space")
@@ -116,9 +120,10 @@ def checked_params(spec: StudySpec, params: dict[str, ParamValue]) -> dict[str, 
     checked: dict[str, ParamValue] = {}
     for name, value in params.items():
         if name in spec.fixed:
-            raise UserInputError(f"parameter {name!r} is fixed at {spec.fixed[name]!r} in this study, not searched")
+            raise ParamsMismatchError(f"parameter {name!r} is fixed at {spec.fixed[name]!r} in this study, "
+                                      "not searched")
         if name not in space:
-            raise UserInputError(f"parameter {name!r} is not in the study's search space; searched: "
+            raise ParamsMismatchError(f"parameter {name!r} is not in the study's search space; searched: "
                                  f"{', '.join(sorted(space))}")
         checked[name] = _checked_value(name, space[name], value)
     return checked
@@ -130,11 +135,11 @@ def _checked_value(name: str, param: FloatRange | Choices, value: ParamValue) ->
         for choice in param.choices:
             if value == choice and isinstance(value, bool) == isinstance(choice, bool):
                 return choice  # stored with the choice's type, as Optuna's categorical compares them
-        raise UserInputError(f"parameter {name!r}: {value!r} is not one of {param.choices}")
+        raise ParamsMismatchError(f"parameter {name!r}: {value!r} is not one of {param.choices}")
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise UserInputError(f"parameter {name!r}: {value!r} is not a number")
+        raise ParamsMismatchError(f"parameter {name!r}: {value!r} is not a number")
     if not param.low <= value <= param.high:
-        raise UserInputError(f"parameter {name!r}: {value} is outside [{param.low}, {param.high}]")
+        raise ParamsMismatchError(f"parameter {name!r}: {value} is outside [{param.low}, {param.high}]")
     return float(value)
 
 

@@ -90,7 +90,8 @@ def test_bad_requests_are_refused_and_write_nothing_and_a_stopped_study_resumes(
         study_id = client.post("/studies", json={"name": "strict", "n_trials": 3}).json()["id"]
         for params, named in BAD_PARAMS:
             refused = client.post(f"/studies/{study_id}/trials", json={"params": params})
-            assert refused.status_code == 422 and named in refused.text, params
+            # 409: a well-formed request that this study's space does not hold
+            assert refused.status_code == 409 and named in refused.text, params
         assert client.post(f"/studies/{study_id}/trials", json={"params": {}, "priority": 1}).status_code == 422
         assert client.patch(f"/studies/{study_id}", json={"n_trials": 0}).status_code == 422
         # the one trial row is the study's recipe, WAITING as trial 0 since creation

@@ -32,6 +32,6 @@ def test_the_documented_4xx_rules_are_in_the_schema(client: TestClient) -> None:
     assert "grid" in create["422"]["description"] and "search_space" in create["422"]["description"]
     assert "grid" in schema["components"]["schemas"]["StudySpec"]["properties"]["sampler"]["description"]
     report = schema["paths"]["/studies/{study_id}/report"]["get"]["responses"]
-    assert "no finished trial" in report["422"]["description"]
+    assert "no finished trial" in report["409"]["description"]
     assert list(report["200"]["content"]) == ["text/html"]  # the page, not JSON
-    assert all(list(report[code]["content"]) == ["application/json"] for code in ("404", "422", "429"))  # errors
+    assert all(list(report[code]["content"]) == ["application/json"] for code in ("404", "409", "429"))  # errors

@@ -83,8 +83,10 @@ def update_budget(study_id: StudyId, update: BudgetUpdate, db: DatabaseDep) -> S
 @router.post("/{study_id}/trials", status_code=status.HTTP_201_CREATED, response_model=lifecycle.QueuedTrial,
              responses={200: {"model": lifecycle.QueuedTrial, "description": "the same params were queued "
                                                                             "before: that trial"},
-                        **BAD_BODY, **NOT_FOUND, **CONFLICT, 422: {"model": Message | ValidationErrors,
-                                                       "description": "names the bad parameter"}})
+                        **BAD_BODY, **NOT_FOUND, 409: {"model": Message, "description": "the budget has no "
+                                                       "room, or a parameter is not in the study's search space "
+                                                       "or range (named)"},
+                        422: {"model": ValidationErrors, "description": "a value that is no parameter value"}})
 def queue_trial(study_id: StudyId, request: TrialRequest, db: DatabaseDep,
                 response: Response) -> lifecycle.QueuedTrial:
     """Queue a configuration; workers run queued trials before sampling new ones."""
@@ -114,8 +116,7 @@ def delete_study(study_id: StudyId, db: DatabaseDep,
 @router.get("/{study_id}/report", response_class=Response, responses={
     200: {"content": {"text/html": {}}, "description": "the report page"}, **NOT_FOUND,
     429: {"model": Message, "description": "every report build slot and queue place is taken; see Retry-After"},
-    422: {"model": Message | ValidationErrors,
-          "description": "the study has no finished trial to report yet (a message), or the id is out of range"}})
+    409: {"model": Message, "description": "the study has no finished trial to report yet"}})
 def study_report(study_id: StudyId, db: DatabaseDep, request: Request) -> HTMLResponse:
     """The study's report page (figures inlined), as `tailtune report` writes it; kept until a trial finishes."""
     record = registry.get_study(db, study_id=study_id)
