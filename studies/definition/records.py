@@ -8,6 +8,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, Field
 
 from studies.definition.spec import StudySpec
+from studies.definition.walls import RangeWall
 
 T = TypeVar("T")
 
@@ -107,6 +108,8 @@ class StudyRecord(StudySummary):
     """One study with its full spec (GET /studies/{id}, `tailtune study status`)."""
 
     spec: StudySpec
+    walls: list[RangeWall] = Field(default_factory=list, description="searched parameters whose best value sits "
+                                   "at the edge of its range (the optimum may lie beyond), with how to widen it")
 
 
 class TrialRecord(BaseModel):

@@ -27,6 +27,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from studies.definition.errors import NoFinishedTrialsError
 from studies.definition.records import best_minus
+from studies.definition.spec import StudySpec
+from studies.definition.walls import range_walls
 from studies.reports.plots import (
     LABELS,
     SPLITS,
@@ -64,6 +66,7 @@ class FinishedStudy:
     trials: list[FrozenTrial]
     state_counts: dict[str, int]  # every trial of the study by state, e.g. {"COMPLETE": 34, "PRUNED": 6}
     baseline: dict[str, Any] | None = None  # the study's simple baseline as studies/store/baselines.py keeps it
+    spec: StudySpec | None = None  # None for a study made outside tailtune
 
     @property
     def best(self) -> FrozenTrial:
@@ -108,7 +111,9 @@ def finished_study(study: optuna.Study) -> FinishedStudy:
     return FinishedStudy(name=study.study_name, objectives=_objectives(study),
                          trials=sorted(trials, key=lambda t: t.number),
                          state_counts=dict(Counter(t.state.name for t in every_trial)),
-                         baseline=study.user_attrs.get(BASELINE_ATTR))
+                         baseline=study.user_attrs.get(BASELINE_ATTR),
+                         spec=StudySpec.model_validate(study.user_attrs[SPEC_ATTR]) if SPEC_ATTR in study.user_attrs
+                         else None)
 
 
 def _objectives(study: optuna.Study) -> list[str]:
@@ -298,7 +303,7 @@ def render_html(finished: FinishedStudy, pngs: list[Path]) -> str:
     }
     return _PAGE.format(title=html.escape(f"tailtune report: {finished.name}"),
                         summary=_summary_table(summary), recipe=_recipe_table(finished),
-                        baseline=_baseline_table(finished),
+                        baseline=_baseline_table(finished), walls=_walls_list(finished),
                         leaderboard=_leaderboard_table(finished), figures="\n".join(map(_figure, pngs)))
 
 
@@ -355,6 +360,14 @@ def _baseline_table(finished: FinishedStudy) -> str:
         return f"<p>No baseline: {html.escape(baseline.get('state', 'no worker has fitted it yet') + reason)}.</p>"
     return _comparison_table(rows, f"baseline: {baseline['model']}, fitted on the study's own splits; "
                                    "best - baseline in points (per-class-mean accuracy, %)")
+
+
+def _walls_list(finished: FinishedStudy) -> str:
+    walls = range_walls(finished.spec, finished.best.params) if finished.spec else []
+    if not walls:
+        return "<p>No searched parameter of the best trial sits at an edge of its range.</p>"
+    items = "".join(f"<li>{html.escape(wall.text)}</li>" for wall in walls)
+    return f"<ul>{items}</ul>"
 
 
 def _comparison_table(rows: list[tuple[str, str, list[float | None]]], caption: str) -> str:
@@ -415,6 +428,8 @@ figcaption {{ color: #444; font-size: 0.9em; }}
 {recipe}
 <h2>Baseline vs best</h2>
 {baseline}
+<h2>Range walls</h2>
+{walls}
 <h2>Leaderboard</h2>
 {leaderboard}
 <h2>Figures</h2>

@@ -32,6 +32,7 @@ from studies.definition.records import (
     best_minus,
 )
 from studies.definition.spec import StudySpec
+from studies.definition.walls import range_walls
 from studies.store.db import Database, retry_transient, utc
 from studies.store.storage import (
     FINITE,
@@ -282,7 +283,8 @@ def _study_record(row: Any, counts: TrialCounts, best: tuple[int, int] | None, r
     if baseline is not None:
         fields["baseline"] = BaselineComparison.of(baseline, fields.get("best_val"), fields.get("best_test"))
     if with_spec:
-        return StudyRecord(**fields, spec=StudySpec.model_validate_json(row.spec_json))
+        spec = StudySpec.model_validate_json(row.spec_json)
+        return StudyRecord(**fields, spec=spec, walls=range_walls(spec, fields.get("best_params") or {}))
     return StudySummary(**fields)
 
 

@@ -105,12 +105,15 @@ def best(name: NameArgument, storage: StorageOption = None, api: ApiOption = Non
                                  f"tailtune worker --study {name}")
     if as_json:
         typer.echo(record.model_dump_json(include={"name", "best_trial_number", "best_values", "best_params",
-                                                    "best_val", "best_test", "recipe", "baseline"}, indent=2))
+                                                    "best_val", "best_test", "recipe", "baseline", "walls"},
+                                           indent=2))
         return
     console.print(f"best trial of {record.name}: #{record.best_trial_number}, values {record.best_values}")
     for key, value in (record.best_params or {}).items():
         console.print(f"  {key} = {value}")
     console.print(split_table(record))
+    for wall in record.walls:
+        console.print(wall.text, markup=False, soft_wrap=True)  # one line: its --space option is copied whole
 
 
 @app.command("list")
