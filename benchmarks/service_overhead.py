@@ -77,7 +77,7 @@ def main() -> None:
     spec = parse_spec({"name": "overhead", "n_trials": args.trials, "sampler": "random"})
     names = itertools.count()
     with scratch_postgres_database() as url, TemporaryDirectory() as artifacts:
-        app = create_app(Settings(database={"url": url}, artifact={"dir": Path(artifacts)}))
+        app = create_app(Settings(database={"url": url}, artifact={"dir": Path(artifacts)}, api={"open": True}))
         with TestClient(app) as client:
             variants: dict[str, Callable[[StudySpec, float], None]] = {
                 "optuna, in memory": lambda s, seconds: raw_optuna(s, seconds, None, names),

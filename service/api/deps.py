@@ -36,8 +36,9 @@ def get_reachable_database(database: Annotated[Database, Depends(get_database)])
 def require_token(request: Request, settings: Annotated[Settings, Depends(get_settings)],
                   db: Annotated[Database, Depends(get_database)],
                   credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
-    """TAILTUNE_API_TOKEN may do anything; a named token (studies/store/tokens.py) what its scope allows. Without
-    either kind of token the API is open (`tailtune serve` warns when that is reachable from elsewhere)."""
+    """TAILTUNE_API_TOKEN may do anything; a named token (studies/store/tokens.py) what its scope allows. Only an
+    API started open (`tailtune serve --open`, TAILTUNE_API_OPEN) takes requests without one: a server with no
+    token left (all revoked or expired) refuses every request instead of opening."""
     scope = _scope(settings, db, credentials.credentials if credentials is not None else None)
     if scope is None:
         # The same answer for a wrong, a revoked and a missing token, which is never repeated back.
@@ -49,9 +50,9 @@ def require_token(request: Request, settings: Annotated[Settings, Depends(get_se
 
 
 def _scope(settings: Settings, db: Database, given: str | None) -> Scope | Literal["admin"] | None:
+    if settings.api.open:
+        return "admin"
     admin = settings.api.token.get_secret_value() if settings.api.token is not None else None
-    if admin is None and not tokens.any_active(db):
-        return "admin"  # an open API: no token of either kind exists
     if given is None:
         return None
     # compare_digest: the time taken does not reveal how much of a guessed token was right.

@@ -37,8 +37,10 @@ class ApiSettings(BaseModel):
     # Not "forbid": the .env file docker compose reads also holds TAILTUNE_API_PORT, a port mapping for compose.
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    token: SecretStr | None = Field(None, description="the server's admin token: when set, every route but "
-                                    "/healthz needs a Bearer token; the CLI's --api mode sends it")
+    token: SecretStr | None = Field(None, description="the server's admin token (every route but /healthz needs "
+                                    "it or a named token); the CLI's --api mode sends it")
+    open: bool = Field(False, description="serve without any token: anyone who reaches the port may do anything "
+                       "(`tailtune serve --open`, for a laptop; never the default)")
     url: str | None = Field(None, description="a tailtune API the CLI's study commands use instead of a database")
     report_builds: int = Field(2, ge=1, le=32, description="report pages built at once, each drawing in a thread "
                                "and reading over one pooled connection")

@@ -40,4 +40,6 @@ token_table = sa.Table(
     sa.Column("digest", sa.String(64)),
     sa.Column("created_at", sa.DateTime(timezone=True)),
     sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    sa.Column("expires_at", sa.DateTime(timezone=True)),
+    sa.Column("last_used_at", sa.DateTime(timezone=True)),
 )

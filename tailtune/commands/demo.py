@@ -48,11 +48,13 @@ def demo(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with user_errors():
         # A short heartbeat: the demo's trials take a second, and a stopped demo should free them quickly.
-        settings = load_settings(database={"url": storage}, artifact={"dir": artifact_dir},
+        # Open, as `tailtune serve --open`: the demo's API listens on loopback only (_serving) and lives as long
+        # as this command.
+        settings = load_settings(database={"url": storage}, artifact={"dir": artifact_dir}, api={"open": True},
                                  worker={"heartbeat_interval": 5, "grace_period": 15, "device": "cpu"})
         app = create_app(settings)
         with (_serving(app) as base_url,
-              httpx.Client(base_url=base_url, timeout=60, headers=_auth_headers(settings)) as client):
+              httpx.Client(base_url=base_url, timeout=60) as client):
             created = _post_study(client, body)
             console.print(f"API at {base_url}; created study {created['name']!r} (id {created['id']}): "
                           f"{created['urls']['self']}", soft_wrap=True)
@@ -62,12 +64,6 @@ def demo(
     console.print(leaderboard(trials["items"], study))
     # soft_wrap: a long URL stays on one line, so the command can be copied whole.
     console.print(f"Inspect it: [bold]optuna-dashboard {storage}[/]", soft_wrap=True)
-
-
-def _auth_headers(settings: Settings) -> dict[str, str]:
-    # A TAILTUNE_API_TOKEN in the environment (or .env) protects the demo's API too; send it like a client.
-    token = settings.api.token
-    return {"Authorization": f"Bearer {token.get_secret_value()}"} if token is not None else {}
 
 
 def _fresh_sqlite(path: Path) -> str:

@@ -23,10 +23,11 @@ from service.main import create_app
 @pytest.fixture
 def app_client(tmp_path: Path) -> Iterator[Callable[[str], TestClient]]:
     """`app_client(url)`: a TestClient of the app on that database (artifacts under tmp_path), closed and its
-    database disposed when the test ends."""
+    database disposed when the test ends. The app is started open (no token), as `tailtune serve --open`:
+    tests of authentication build their own."""
     with contextlib.ExitStack() as stack:
         def open_client(url: str) -> TestClient:
-            app = create_app(Settings(database={"url": url}, artifact={"dir": tmp_path}))
+            app = create_app(Settings(database={"url": url}, artifact={"dir": tmp_path}, api={"open": True}))
             stack.callback(app.state.database.dispose)
             return stack.enter_context(TestClient(app))
         yield open_client
@@ -57,21 +58,27 @@ class Served:
         raise AssertionError(f"tailtune serve did not answer /healthz in {timeout_s} s: {self.log.read_text()}")
 
 
+def serve_env(database_url: str, token: str | None = None, **env_vars: str) -> dict[str, str]:
+    """The environment of a `tailtune serve` process: none of the caller's TAILTUNE_ settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAILTUNE_")}
+    env["TAILTUNE_DATABASE_URL"] = database_url
+    if token is not None:
+        env["TAILTUNE_API_TOKEN"] = token
+    return env | env_vars
+
+
 @pytest.fixture
 def serve(postgres_url: str, tmp_path: Path) -> Iterator:
     started: list[Served] = []
 
-    def start(host: str = "127.0.0.1", token: str | None = None, **env_vars: str) -> Served:
+    def start(host: str = "127.0.0.1", token: str | None = None, *flags: str, **env_vars: str) -> Served:
         port = _free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TAILTUNE_")}
-        env["TAILTUNE_DATABASE_URL"] = postgres_url
-        if token is not None:
-            env["TAILTUNE_API_TOKEN"] = token
-        env.update(env_vars)
+        env = serve_env(postgres_url, token, **env_vars)
         log = tmp_path / f"serve-{port}.log"
         with log.open("w") as out:
             process = subprocess.Popen([sys.executable, "-m", "tailtune", "serve", "--host", host, "--port",
-                                        str(port)], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
+                                        str(port), *flags], cwd=tmp_path, env=env, stdout=out,
+                                       stderr=subprocess.STDOUT)
         started.append(Served(process, log, port))
         started[-1].wait_healthy()
         return started[-1]

@@ -137,7 +137,8 @@ def test_a_token_protects_every_route_but_healthz(postgres_url: str, tmp_path: P
 
 @pytest.mark.restarts_postgres
 def test_healthz_is_503_while_the_database_is_down_and_recovers(throwaway_postgres, tmp_path: Path) -> None:
-    app = create_app(Settings(database={"url": throwaway_postgres.new_database_url()}, artifact={"dir": tmp_path}))
+    app = create_app(Settings(database={"url": throwaway_postgres.new_database_url()}, artifact={"dir": tmp_path},
+                              api={"open": True}))
     with TestClient(app) as client:
         study_id = _create(client, name="outlives-outage")["id"]
         assert client.get("/healthz").status_code == 200
@@ -173,7 +174,8 @@ def test_a_lost_database_is_503_with_retry_after_and_a_body_that_names_no_databa
         postgres_server, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     name = postgres_server.create_database()
     url = sa.make_url(postgres_server.url(name))
-    app = create_app(Settings(database={"url": url.render_as_string(hide_password=False)}, artifact={"dir": tmp_path}))
+    app = create_app(Settings(database={"url": url.render_as_string(hide_password=False)}, artifact={"dir": tmp_path},
+                              api={"open": True}))
     with TestClient(app) as client:
         study_id = _create(client, name="lost")["id"]
         postgres_server.drop_database(name)  # terminates the pool's connections; the server says why, naming it

@@ -85,8 +85,8 @@ BAD_PARAMS = [
 @pytest.mark.postgres
 def test_bad_requests_are_refused_and_write_nothing_and_a_stopped_study_resumes(postgres_url: str,
                                                                                 tmp_path: Path) -> None:
-    app = create_app(Settings(database={"url": postgres_url}, artifact={"dir": tmp_path}))
-    with TestClient(app) as client:
+    app = create_app(Settings(database={"url": postgres_url}, artifact={"dir": tmp_path}, api={"token": "admin"}))
+    with TestClient(app, headers={"Authorization": "Bearer admin"}) as client:
         study_id = client.post("/studies", json={"name": "strict", "n_trials": 3}).json()["id"]
         for params, named in BAD_PARAMS:
             refused = client.post(f"/studies/{study_id}/trials", json={"params": params})
@@ -113,9 +113,9 @@ def test_bad_requests_are_refused_and_write_nothing_and_a_stopped_study_resumes(
         assert resumed.status_code == 200 and resumed.json()["state"] == "active"
         assert resumed.json()["stop_reason"] is None
 
-        # With no TAILTUNE_API_TOKEN the API is open only while no named token exists either.
+        # A read token may read and nothing else.
         _, secret = tokens.create_token(app.state.database, name="viewer", scope="read")
-        assert client.get("/studies").status_code == 401
+        assert client.get("/studies", headers={"Authorization": "Bearer wrong"}).status_code == 401
         viewer = {"Authorization": f"Bearer {secret}"}
         assert client.get("/studies", headers=viewer).status_code == 200
         assert client.post(f"/studies/{study_id}/stop", headers=viewer).status_code == 403

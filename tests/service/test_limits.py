@@ -34,7 +34,7 @@ def test_a_body_over_the_limit_is_413_with_a_short_message(client: TestClient, p
     assert client.post("/studies", content=chunks, headers={"Content-Type": "application/json"}).status_code == 413
 
     app = create_app(Settings(database={"url": postgres_url}, artifact={"dir": tmp_path},
-                              api={"max_request_bytes": 2048}))
+                              api={"max_request_bytes": 2048, "open": True}))
     with TestClient(app) as small:
         assert small.post("/studies", json=SPEC | {"data_root": "x" * 3000}).status_code == 413
         assert small.post("/studies", json=SPEC).status_code == 201
@@ -58,7 +58,9 @@ def test_more_searched_parameters_than_the_cap_are_422(client: TestClient) -> No
                                             "momentum", "epochs", "batch_size", "feature_views")]
     fields += [f"stage1.{name}" for name in ("epochs", "lr", "momentum", "batch_size", "weight_decay", "feature_reg")]
     fields += ["seed", "data.split_seed", "data.imbalance_factor", "data.image_size"]
-    space = {name: {"type": "categorical", "choices": [1]} for name in fields}
+    # A value each field takes (every choice must make a valid config): 1, but a momentum is < 1 and images >= 4 px.
+    valid = {"stage2.momentum": 0.5, "stage1.momentum": 0.5, "data.image_size": 8}
+    space = {name: {"type": "categorical", "choices": [valid.get(name, 1)]} for name in fields}
     assert client.post("/studies", json=SPEC | {"search_space": space}).status_code == 201
     many = {f"{field}": {"type": "categorical", "choices": [1]} for field in [*fields, "stage2.loss",
             "stage2.maxnorm", "stage2.maxnorm_every", "stage2.layers", "stage2.bn_mode", "stage2.maxnorm_radius",

@@ -19,7 +19,8 @@ from tests.model_files import predicted_per_class_accuracy, run_folder_study, wr
 def test_the_model_route_returns_the_trials_model_and_refuses_unfinished_trials(sqlite_url: str,
                                                                                tmp_path: Path) -> None:
     folder = write_noisy_folder(tmp_path / "data")
-    app = create_app(Settings(database={"url": sqlite_url}, artifact={"dir": tmp_path / "artifacts"}))
+    app = create_app(Settings(database={"url": sqlite_url}, artifact={"dir": tmp_path / "artifacts"},
+                              api={"open": True}))
     with TestClient(app) as client:
         study_id = run_folder_study(app.state.database, tmp_path / "artifacts", folder, "http", "ewb",
                                     {"stage1.weight_decay": 5e-3, "stage1.feature_reg": 1e-2}, n_trials=2)

@@ -96,7 +96,7 @@ def _client_with_scoped_tokens_and_data_roots_refuses_what_it_must_and_writes_no
         assert client.get_study_by_name("scoped").id == study_id
         assert client.stop_study(study_id).state == "stopped"
         assert client.resume_study(study_id).state == "active"
-        for call, status, named in [(lambda: client.queue_trial(study_id, {"stage9.lr": 0.1}), 422, "stage9.lr"),
+        for call, status, named in [(lambda: client.queue_trial(study_id, {"stage9.lr": 0.1}), 409, "stage9.lr"),
                                     (lambda: client.set_budget(study_id, 0), 422, "n_trials"),
                                     (lambda: client.get_study(424242), 404, "424242"),
                                     (lambda: client.get_study_by_name("nobody"), 404, "nobody")]:

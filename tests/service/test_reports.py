@@ -28,7 +28,7 @@ POOL = 3
 def test_twenty_concurrent_reports_stay_in_the_pool_while_healthz_answers_at_once(
         postgres_server, postgres_url: str, tmp_path: Path) -> None:
     app = create_app(Settings(database={"url": postgres_url, "pool_size": POOL}, artifact={"dir": tmp_path},
-                              api={"report_builds": 2, "report_waiting": 8}))
+                              api={"report_builds": 2, "report_waiting": 8, "open": True}))
     db = app.state.database
     spec = parse_spec({"name": "reported", "n_trials": 20})
     study_id = registry.create_study(db, spec=spec).id
