@@ -1,41 +1,53 @@
 """Admission control: how a worker claims a trial so that a study ends with exactly its budget of trials.
 
 The budget is derived, not reserved: nothing is counted up or down, so nothing leaks when a worker dies.
-In one transaction, under the study's lock (`registry.locked_study`), a claimer
+A claim (`_claim`, one function) runs in one transaction under the study's lock (`registry.locked_study`):
 
-1. reaps stale trials: RUNNING trials whose heartbeat is older than the grace period become FAIL and
-   Optuna's `RetryHeartbeatStaleTrialCallback` queues a WAITING clone with the same params and lineage;
-2. counts the study's COMPLETE + PRUNED + RUNNING trials, and only if that is below `n_trials`
-3. starts trials (a WAITING retry or queued trial is popped before a new trial is created), records each one's
-   first heartbeat and its worker, and commits all of it at once (studies/store/storage.py: Optuna's own calls join
-   the transaction), so no trial exists without its heartbeat and none is ever orphaned.
+1. lock: the study row (PostgreSQL `FOR UPDATE`) or its file lock (SQLite);
+2. reap: RUNNING trials whose heartbeat is older than the grace period become FAIL, each with a WAITING clone
+   (same params and lineage, Optuna's `RetryHeartbeatStaleTrialCallback`);
+3. count the study's COMPLETE + PRUNED + RUNNING trials; only if that is below `n_trials`
+4. create: start trials, a WAITING retry or queued trial before a new one;
+5. heartbeat: each started trial's first heartbeat row;
+6. record: each one's worker and the claim's token; then all of it commits at once (Optuna's own calls join
+   the transaction: studies/store/storage.py), so no trial exists without its heartbeat and none is orphaned.
 
 The next claimer waits on the lock until the claim is committed, so it counts the new trials. FAIL trials do not
 count: a trial that crashed is replaced, a killed one is retried by its clone. WAITING trials are not counted
 either, because a claim pops them first: a clone only ever takes the place of the trial it retries.
 PRUNED trials count as finished: they ran and were judged, and the budget is compute.
 
+A claim is retried after a transient error, and it is not idempotent: the token lets a retry detect that its
+first attempt committed before the connection dropped, and take that attempt's trials.
+
 A claim is the hot path when trials are cheap (stage 2 on cached features), so it talks to the database in
 few statements: reaping runs at most once per heartbeat interval per worker (a trial is reaped after the grace
-period anyway).
+period anyway), and only a retry looks for its token.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
 import sqlalchemy as sa
+from optuna.trial import TrialState
 
 from studies.definition.samplers import build_pruner, build_sampler
 from studies.definition.spec import StudySpec
 from studies.store import storage
 from studies.store.db import Database, retry_transient
 from studies.store.registry import locked_study, mark_done_if_finished, trial_counts
+from studies.store.storage import WORKER_ATTR, trial_heartbeats, trial_system_attrs, trials
 from studies.store.tables import study_table
+
+CLAIM_ATTR = "tailtune_claim"  # trial system attr: the token of the claim that started the trial
 
 
 @dataclass(frozen=True)
@@ -109,33 +121,82 @@ def claim_next_trial(db: Database, *, study_ids: Sequence[int], studies: LoadedS
 
 def claim_trials(db: Database, *, study_id: int, studies: LoadedStudies, worker_id: str,
                  count: int) -> list[ClaimedTrial]:
-    """Up to `count` RUNNING trials of one study, as many as its budget allows, claimed in one transaction."""
-    return retry_transient(lambda: _claim_in(db, study_id, studies, worker_id, count),
-                           what=f"claim trials of study {study_id}")
+    """Up to `count` RUNNING trials of one study, as many as its budget allows, claimed in one transaction.
+
+    Retried on transient errors, every attempt with the same claim token: a retry whose first attempt
+    committed (the reply lost with the connection) gets that attempt's trials back, so a lost reply neither
+    claims more trials nor leaves the first ones running with no worker that knows them.
+    """
+    token, attempts = uuid.uuid4().hex, itertools.count()
+    claimed = retry_transient(lambda: _claim(db, study_id=study_id, studies=studies, worker_id=worker_id,
+                                             count=count, token=token, retried=next(attempts) > 0),
+                              what=f"claim trials of study {study_id}")
+    if claimed is None:
+        return []
+    study, spec, trial_ids = claimed
+    return [ClaimedTrial(study_id=study_id, spec=spec, study=study, trial=storage.new_trial(study, trial_id))
+            for trial_id in trial_ids]
 
 
-def _claim_in(db: Database, study_id: int, studies: LoadedStudies, worker_id: str,
-              count: int) -> list[ClaimedTrial]:
+def _claim(db: Database, *, study_id: int, studies: LoadedStudies, worker_id: str, count: int, token: str,
+           retried: bool) -> tuple[optuna.Study, StudySpec, list[int]] | None:
+    """One attempt at a claim: lock, reap, count, create, heartbeat, record, all in one transaction.
+
+    Invariants, each holding when the transaction commits and the next claimer gets the lock:
+    - COMPLETE + PRUNED + RUNNING trials never exceed `n_trials`: every claimer counts under the study's lock,
+      after reaping, and the count includes what the previous holder committed;
+    - every trial set RUNNING has its heartbeat row (Optuna reaps only trials that have one) and carries its
+      worker and this claim's token: none is ever orphaned, and a retry finds what its first attempt claimed;
+    - any step failing, Optuna's own calls included, leaves nothing written (`Storage.one_transaction`).
+    None when the study is gone or not active.
+    """
+    storage = studies.storage
     try:
-        with locked_study(db, study_id, studies.storage) as (connection, row):
+        with locked_study(db, study_id=study_id, storage=storage) as (connection, row):
             if row is None or row.state != "active":
-                return []
+                return None
             study, spec = studies.get(row)
+            earlier = _claimed_under(connection, study_id=study_id, token=token) if retried else []
+            if earlier:  # the first attempt committed and its reply was lost
+                return study, spec, earlier
             if studies.reap_due(study_id):
-                studies.storage.fail_stale(study)
+                storage.fail_and_retry(connection, study=study, trial_ids=storage.stale_trial_ids(study=study))
             counts = trial_counts(connection, [study_id])[study_id]
             allowed = min(count, row.n_trials - counts.finished - counts.running)
-            trial_ids = studies.storage.start_trials(connection, study, allowed) if allowed > 0 else []
-            if trial_ids:
-                studies.storage.record_claims(connection, trial_ids, worker_id)
+            if allowed <= 0:
+                mark_done_if_finished(connection, study_id=study_id)
+                return study, spec, []
+            trial_ids = storage.start_trials(connection, study=study, count=allowed)
+            _first_heartbeats(connection, trial_ids=trial_ids)
+            _record_claim(connection, trial_ids=trial_ids, worker_id=worker_id, token=token)
     except BaseException:
         studies.forget(study_id)
         raise
-    if not trial_ids and counts.finished >= row.n_trials:
-        with db.engine.begin() as connection:
-            mark_done_if_finished(connection, study_id=study_id)
-    return [ClaimedTrial(study_id=study_id, spec=spec, study=study, trial=storage.new_trial(study, trial_id))
-            for trial_id in trial_ids]
+    return study, spec, trial_ids
+
+
+def _claimed_under(connection: sa.Connection, *, study_id: int, token: str) -> list[int]:
+    """RUNNING trials of the study that the claim with this token started (none unless it committed)."""
+    tokened = sa.and_(trial_system_attrs.c.trial_id == trials.c.trial_id, trial_system_attrs.c.key == CLAIM_ATTR,
+                      trial_system_attrs.c.value_json == json.dumps(token))
+    return list(connection.execute(sa.select(trials.c.trial_id).join(trial_system_attrs, tokened)
+                                   .where(trials.c.study_id == study_id, trials.c.state == TrialState.RUNNING)
+                                   .order_by(trials.c.trial_id)).scalars())
+
+
+def _first_heartbeats(connection: sa.Connection, *, trial_ids: list[int]) -> None:
+    connection.execute(trial_heartbeats.insert().values(heartbeat=sa.func.now()),
+                       [{"trial_id": trial_id} for trial_id in trial_ids])
+
+
+def _record_claim(connection: sa.Connection, *, trial_ids: list[int], worker_id: str, token: str) -> None:
+    """Each trial's worker and claim token, as trial system attrs."""
+    # A retry's clone inherits the failed trial's system attributes, these among them: replace them.
+    connection.execute(trial_system_attrs.delete().where(trial_system_attrs.c.trial_id.in_(trial_ids),
+                                                         trial_system_attrs.c.key.in_([WORKER_ATTR, CLAIM_ATTR])))
+    connection.execute(trial_system_attrs.insert(), [
+        {"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
+        for trial_id in trial_ids for key, value in ((WORKER_ATTR, worker_id), (CLAIM_ATTR, token))])
 
 
 # ---------------------------------------------------------------------------------------------- outcomes
@@ -149,10 +210,11 @@ def is_finished(db: Database, trial_id: int) -> bool:
 
 def release_for_retry(db: Database, studies: LoadedStudies, claimed: ClaimedTrial) -> bool:
     """Fails an interrupted trial and queues a WAITING clone with its params, in one transaction under the study's
-    lock (a claimer never sees the slot free without the clone); False if it was reaped meanwhile."""
+    lock (a claimer never sees the slot free without the clone); False if it had left RUNNING meanwhile (reaped).
+    A retry after a lost commit reply finds it FAIL and returns False: the hand-back happened, uncounted."""
     def release() -> bool:
-        with locked_study(db, claimed.study_id, studies.storage):
-            return studies.storage.fail_for_retry(claimed.study, claimed.trial_id)
+        with locked_study(db, study_id=claimed.study_id, storage=studies.storage) as (connection, _):
+            return bool(studies.storage.fail_and_retry(connection, study=claimed.study, trial_ids=[claimed.trial_id]))
 
     return retry_transient(release, what=f"release trial {claimed.number} for retry")
 

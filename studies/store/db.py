@@ -239,8 +239,8 @@ def _is_transient_one(error: BaseException) -> bool:
 def retry_transient(call: Callable[[], T], *, deadline_s: float = 60.0, what: str = "database call") -> T:
     """Calls `call` until it succeeds, retrying transient errors with jittered backoff for up to `deadline_s`.
 
-    Only idempotent calls, or calls whose repeat is detected (a second tell of a finished trial is skipped),
-    may be passed here.
+    Only idempotent calls, or calls that detect their own earlier success, may be passed here: a lost commit
+    reply is not a failed commit (a second tell of a finished trial is skipped; a retried claim finds its token).
     """
     started, delay = time.monotonic(), 0.05
     while True:

@@ -51,13 +51,12 @@ class QueuedTrial(BaseModel):
 
 def resume_study(db: Database, *, study_id: int) -> StudyRecord:
     """A stopped study takes trials again; its count of consecutive failures starts over."""
-    with db.engine.begin() as connection:
-        found = connection.execute(study_table.update().where(study_table.c.id == study_id)
-                                   .values(state=sa.case((study_table.c.state == "stopped", "active"),
-                                                         else_=study_table.c.state),
-                                           stop_reason=None, consecutive_failures=0, updated_at=sa.func.now()))
-        if found.rowcount == 0:
+    with locked_study(db, study_id=study_id) as (connection, row):
+        if row is None:
             raise StudyNotFoundError.of_id(study_id)
+        connection.execute(study_table.update().where(study_table.c.id == study_id)
+                           .values(state="active" if row.state == "stopped" else row.state, stop_reason=None,
+                                   consecutive_failures=0, updated_at=sa.func.now()))
         mark_done_if_finished(connection, study_id=study_id)
     return get_study(db, study_id=study_id)
 
@@ -67,7 +66,7 @@ def set_budget(db: Database, *, study_id: int, n_trials: int) -> StudyRecord:
 
     Lowered to the finished count while trials run, the study is done and the running trials still count.
     """
-    with locked_study(db, study_id) as (connection, row):
+    with locked_study(db, study_id=study_id) as (connection, row):
         if row is None:
             raise StudyNotFoundError.of_id(study_id)
         finished = trial_counts(connection, [study_id])[study_id].finished
@@ -80,8 +79,9 @@ def set_budget(db: Database, *, study_id: int, n_trials: int) -> StudyRecord:
                            .values(n_trials=n_trials, spec_json=spec.model_dump_json(), state=reopened,
                                    updated_at=sa.func.now()))
         mark_done_if_finished(connection, study_id=study_id)
-    # Optuna's copy of the spec, for those who read the study through Optuna alone, follows the row.
-    db.optuna_storage().set_study_user_attr(study_id, SPEC_ATTR, spec.model_dump(mode="json"))
+        # Optuna's copy of the spec, for those who read the study through Optuna alone, changes with the row
+        # (Optuna's write joins the lock's transaction).
+        db.optuna_storage().set_study_user_attr(study_id, SPEC_ATTR, spec.model_dump(mode="json"))
     return get_study(db, study_id=study_id)
 
 
@@ -91,7 +91,7 @@ def queue_trial(db: Database, *, study_id: int, params: dict[str, ParamValue]) -
     Idempotent: the same params queued again return the trial queued first. A queued trial takes a place in
     the budget, so it is refused when finished, running and queued trials already fill it.
     """
-    with locked_study(db, study_id) as (connection, row):
+    with locked_study(db, study_id=study_id) as (connection, row):
         if row is None:
             raise StudyNotFoundError.of_id(study_id)
         checked = checked_params(StudySpec.model_validate_json(row.spec_json), params)
@@ -105,7 +105,8 @@ def queue_trial(db: Database, *, study_id: int, params: dict[str, ParamValue]) -
             raise BudgetConflictError(
                 f"study {row.name!r} has no room for another trial: {counts.finished} finished, {counts.running} "
                 f"running and {counts.waiting} queued of n_trials {row.n_trials}; raise n_trials first")
-        # Optuna writes through its own connection; on SQLite the lock body may only read through ours.
+        # Optuna's writes join the lock's transaction (`Storage.one_transaction`): the queued trial commits with
+        # the lock's release, or not at all.
         study = optuna.load_study(study_name=row.name, storage=db.optuna_storage())
         study.enqueue_trial(checked, user_attrs={QUEUE_ATTR: key})
         number = _queued_number(connection, study_id, key)

@@ -187,7 +187,7 @@ def stop_study(db: Database, *, study_id: int) -> StudyRecord:
 
 def delete_study(db: Database, *, study_id: int, force: bool = False) -> None:
     """Deletes the study with its trials; refuses while trials run unless `force`."""
-    with locked_study(db, study_id) as (connection, row):
+    with locked_study(db, study_id=study_id) as (connection, row):
         if row is None:
             raise StudyNotFoundError.of_id(study_id)
         running = trial_counts(connection, [study_id])[study_id].running
@@ -200,7 +200,7 @@ def delete_study(db: Database, *, study_id: int, force: bool = False) -> None:
 
 
 @contextlib.contextmanager
-def locked_study(db: Database, study_id: int,
+def locked_study(db: Database, *, study_id: int,
                  storage: Storage | None = None) -> Iterator[tuple[sa.Connection, Any]]:
     """Holds the study's lock for one short transaction; yields the connection and the row (None if absent).
 

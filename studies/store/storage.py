@@ -5,13 +5,13 @@ Everything tailtune does below Optuna's public API is here, written against `OPT
 
 - Optuna's tables, for tailtune's own SQL (paged lists, budget counts, the claim);
 - `Storage`: Optuna's RDBStorage on the `Database`'s own connection pool (a worker holds one connection for its
-  loop, whatever Optuna does), plus
-  - `one_transaction()`: Optuna's own calls made inside it (create a trial, fail a stale one, queue its retry)
-    run on one connection in one transaction with tailtune's SQL, so a claim or a hand-back is all or nothing;
-  - the claim's writes (`start_trials`, `record_claims`) and the reaper (`fail_stale`, `fail_for_retry`);
-- `params_written_together`, `set_trial_user_attrs`: a trial's params in one statement, its user attrs as one upsert
-  (Optuna commits once per param and per attribute);
-- `new_trial`, `tell`: what `Study.ask` and `Study.tell` do around a claim, minus their full re-reads.
+  loop, whatever Optuna does). Its own methods all work inside `one_transaction()`, where Optuna's calls join
+  tailtune's SQL on one connection in one transaction, so a claim or a hand-back is all or nothing: starting
+  trials (`start_trials`), and the reaper (`stale_trial_ids`, `fail_and_retry`);
+- functions of one Optuna trial or study, not of a storage: `new_trial` and `tell` (what `Study.ask` and
+  `Study.tell` do around a claim, minus their full re-reads), `params_written_together` and
+  `set_trial_user_attrs` (a trial's params in one statement, its user attrs as one upsert: Optuna commits once
+  per param and per attribute), `trial_id`, `retry_callback`; and `create_or_check_schema`, Optuna's tables.
 
 Optuna's contract suite (`optuna.testing.pytest_storages.StorageTestCase`) runs against `Storage` in the tests.
 """
@@ -22,6 +22,7 @@ import contextlib
 import json
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 import optuna
@@ -29,8 +30,8 @@ import sqlalchemy as sa
 import sqlalchemy.dialects.postgresql
 import sqlalchemy.dialects.sqlite
 from optuna.distributions import BaseDistribution
-from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.exceptions import ExperimentalWarning
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages._rdb import models
 from optuna.study._tell import _tell_with_warning
 from optuna.trial import FrozenTrial, TrialState
@@ -52,6 +53,12 @@ FINITE = models.TrialValueModel.TrialValueType.FINITE
 stored_value: Callable[[float | None, Any], float] = models.TrialValueModel.stored_repr_to_value
 
 WORKER_ATTR = "tailtune_worker"  # trial system attr: id of the worker that claimed the trial
+ABORTED = ("Optuna rolled back the transaction its call had joined (after an error, or an integrity error it "
+           "ignores as a race); nothing in the transaction was written")
+
+
+class TransactionAbortedError(RuntimeError):
+    """Optuna rolled back a transaction of `Storage.one_transaction`: nothing in it was written."""
 
 
 class Storage(RDBStorage):
@@ -82,21 +89,33 @@ class Storage(RDBStorage):
     @contextlib.contextmanager
     def one_transaction(self) -> Iterator[sa.Connection]:
         """One connection in one transaction, committed when the block ends; Optuna's calls in this thread join
-        it. Their own commits leave it open (join_transaction_mode="rollback_only"); their rollback rolls it back,
-        and the error propagates."""
-        with self.engine.connect() as connection, connection.begin():
+        it (join_transaction_mode="rollback_only": their commits leave it open, their rollbacks end it).
+
+        Optuna rolls back on any error, and after an integrity error it takes for a race among processes it
+        rolls back and goes on without raising. Either way the whole transaction is gone, so the block raises
+        TransactionAbortedError (from Optuna's error, or from the first statement that met the closed
+        transaction) instead of committing the rest of itself or returning as if all of it were written.
+        """
+        with self.engine.connect() as connection:
+            transaction = connection.begin()
             self.scoped_session.registry.set(orm.Session(bind=connection, join_transaction_mode="rollback_only"))
             try:
                 yield connection
+            except Exception as error:
+                if transaction.is_active:
+                    raise
+                raise TransactionAbortedError(ABORTED) from error
             finally:
                 self.scoped_session.remove()
+            if not transaction.is_active:
+                raise TransactionAbortedError(ABORTED)
+            transaction.commit()
 
-    # ------------------------------------------------------------------------------------------ claims
-    @staticmethod
-    def start_trials(connection: sa.Connection, study: optuna.Study, count: int) -> list[int]:
+    def start_trials(self, connection: sa.Connection, *, study: optuna.Study, count: int) -> list[int]:
         """Ids of `count` trials set RUNNING: WAITING ones first (retries, queued trials), oldest first, then new
         ones. What `Study.ask` does, minus its read of every trial changed since its last call and its relative
-        sampling (for TPE, a read of the whole study), which `new_trial` does after the caller's lock is gone."""
+        sampling (for TPE, a read of the whole study), which `new_trial` does after the caller's lock is gone.
+        Through the study's own storage (this one, behind Optuna's cache), so the cache knows the new trials."""
         waiting = connection.execute(sa.select(trials.c.trial_id)
                                      .where(trials.c.study_id == study._study_id, trials.c.state == TrialState.WAITING)
                                      .order_by(trials.c.trial_id).limit(count)).scalars().all()
@@ -104,36 +123,29 @@ class Storage(RDBStorage):
                    if study._storage.set_trial_state_values(trial_id, TrialState.RUNNING)]
         return started + [study._storage.create_new_trial(study._study_id) for _ in range(count - len(started))]
 
-    @staticmethod
-    def record_claims(connection: sa.Connection, trial_ids: list[int], worker_id: str) -> None:
-        """Each claimed trial's first heartbeat (Optuna reaps only trials that have one) and its worker, in the
-        claim's transaction: a trial is never committed without them, so none can be orphaned."""
-        connection.execute(trial_heartbeats.insert().values(heartbeat=sa.func.now()),
-                           [{"trial_id": trial_id} for trial_id in trial_ids])
-        # A retry's clone inherits the failed trial's system attributes, this one among them: replace it.
-        connection.execute(trial_system_attrs.delete().where(trial_system_attrs.c.trial_id.in_(trial_ids),
-                                                             trial_system_attrs.c.key == WORKER_ATTR))
-        connection.execute(trial_system_attrs.insert(), [{"trial_id": trial_id, "key": WORKER_ATTR,
-                                                          "value_json": json.dumps(worker_id)}
-                                                         for trial_id in trial_ids])
+    def stale_trial_ids(self, *, study: optuna.Study) -> list[int]:
+        """RUNNING trials of the study whose heartbeat is older than the grace period (Optuna's own query)."""
+        return self._get_stale_trial_ids(study._study_id)
 
-    @staticmethod
-    def fail_stale(study: optuna.Study) -> None:
-        """Optuna's reaper: RUNNING trials whose heartbeat is older than the grace period become FAIL, each with
-        a WAITING clone (same params, lineage) while its lineage has retries left."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExperimentalWarning)
-            fail_stale_trials(study)
+    def fail_and_retry(self, connection: sa.Connection, *, study: optuna.Study, trial_ids: Sequence[int]) -> list[int]:
+        """Fails those of `trial_ids` still RUNNING and queues each one's WAITING clone (same params, lineage)
+        while its lineage has retries left, as Optuna's reaper does; returns the ids it failed.
 
-    def fail_for_retry(self, study: optuna.Study, trial_id: int) -> bool:
-        """Fails a RUNNING trial and queues its WAITING clone, as the reaper would; False if it was finished."""
-        try:
-            if not study._storage.set_trial_state_values(trial_id, TrialState.FAIL):
-                return False
-        except UpdateFinishedTrialError:
-            return False  # reaped while it ran: the reaper queued its retry
-        retry_callback(self.max_retry)(study, study._storage.get_trial(trial_id))
-        return True
+        One conditional UPDATE decides which: a trial told meanwhile is not RUNNING any more and is left alone,
+        its result kept. Optuna's reaper asks `set_trial_state_values` instead, which raises for a finished
+        trial and rolls its session back (the joined transaction with it, but that a nested read happens to
+        close the session first); here no Optuna call can meet a finished trial.
+        """
+        if not trial_ids:
+            return []
+        # datetime.now(), naive local time, is what Optuna stores in datetime_complete.
+        failed = sorted(connection.execute(
+            trials.update().where(trials.c.trial_id.in_(trial_ids), trials.c.state == TrialState.RUNNING)
+            .values(state=TrialState.FAIL, datetime_complete=datetime.now()).returning(trials.c.trial_id)).scalars())
+        queue_retry = retry_callback(self.max_retry)
+        for trial_id in failed:
+            queue_retry(study, self.get_trial(trial_id))
+        return failed
 
 
 def retry_callback(max_retry: int | None) -> RetryHeartbeatStaleTrialCallback:

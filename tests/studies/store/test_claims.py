@@ -18,7 +18,7 @@ from studies.definition.spec import parse_spec
 from studies.run.worker import RunContext, WorkerSettings, one_at_a_time, run_worker
 from studies.store import claims, registry, workers
 from studies.store.db import Database, is_transient
-from studies.store.storage import Storage, retry_callback, trial_id
+from studies.store.storage import retry_callback, trial_id
 from studies.store.tables import worker_table
 from tests.trial_runners import instant_runner, sampled_value
 
@@ -101,10 +101,10 @@ def test_a_claim_that_fails_part_way_leaves_no_trial(database: Database, monkeyp
     study_id, studies = create(database, 2), loaded(database)
     before = all_trials(database, study_id)  # the study's recipe, WAITING since creation
 
-    def dies(*_args: object) -> None:
+    def dies(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("the worker died between creating the trial and its first heartbeat")
 
-    monkeypatch.setattr(Storage, "record_claims", staticmethod(dies))
+    monkeypatch.setattr(claims, "_first_heartbeats", dies)
     with pytest.raises(RuntimeError, match="first heartbeat"):
         claim(database, study_id, studies)
     assert [t.state for t in before] == ["waiting"] and all_trials(database, study_id) == before

@@ -4,6 +4,7 @@ tailtune database."""
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from optuna.testing.pytest_storages import StorageTestCase
 
 from studies.definition.spec import parse_spec
 from studies.store import registry
+from studies.store import storage as storage_module
 from studies.store.db import Database
 from studies.store.storage import OPTUNA_SCHEMA_HEAD, OPTUNA_VERSION, Storage
 
@@ -63,15 +65,50 @@ class TestOnSqlite(StorageTestCase):
         yield from _emptied_after(module_sqlite.optuna_storage())
 
 
+# What studies/store/storage.py takes from Optuna below its public API: every private name it touches (checked
+# below against the module's source) and the unstated behaviour it relies on. Re-check each when Optuna changes.
+RECHECK = {
+    "optuna.storages._rdb": "models: the table objects and their columns, TrialValueModel.TrialValueType.FINITE, "
+                            "TrialValueModel.stored_repr_to_value",
+    "optuna.study._tell": "_tell_with_warning: Study.tell minus its closing re-read, returning the state told",
+    "_version_manager": "RDBStorage._version_manager's engine and scoped_session, pointed at the Database's",
+    "_storage": "study._storage: the _CachedStorage around the RDBStorage (start_trials goes through it)",
+    "_backend": "_CachedStorage._backend: the RDBStorage behind a trial's storage",
+    "_study_id": "study._study_id",
+    "_trial_id": "trial._trial_id",
+    "_thread_local": "study._thread_local.cached_all_trials: None makes the sampler re-read the trials",
+    "_cached_frozen_trial": "trial._cached_frozen_trial.user_attrs, kept in step with a bulk write",
+    "_get_stale_trial_ids": "RDBStorage._get_stale_trial_ids(study_id): RUNNING trials past the grace period",
+    "engine, scoped_session": "RDBStorage.__init__'s engine and scoped_session attributes, replaced by ours; "
+                              "__getstate__'s engine_kwargs",
+    "rollbacks": "_create_scoped_session rolls back on any error and ignores some IntegrityErrors "
+                 "(Storage.one_transaction turns either into TransactionAbortedError)",
+    "datetimes": "set_trial_state_values stores naive local datetime.now() (fail_and_retry writes the same)",
+    "retries": "RetryHeartbeatStaleTrialCallback copies a failed trial's system attrs to its clone "
+               "(claims._record_claim replaces the worker and claim token)",
+    "updatable": "check_trial_is_updatable's UpdateFinishedTrialError message (storage._check_updatable repeats it)",
+}
+
+
 def test_the_installed_optuna_is_the_one_the_storage_was_written_for(sqlite_url: str) -> None:
     head = optuna.storages.RDBStorage(sqlite_url).get_head_version()
+    recheck = "\n".join(f"- {name}: {what}" for name, what in RECHECK.items())
     assert (optuna.__version__, head) == (OPTUNA_VERSION, OPTUNA_SCHEMA_HEAD), (
         f"optuna {optuna.__version__} (schema head {head}) is installed, but studies/store/storage.py was written and "
         f"tested against optuna {OPTUNA_VERSION} (schema head {OPTUNA_SCHEMA_HEAD}). Re-check everything that "
-        "module takes from Optuna's internals: the table objects of optuna.storages._rdb.models and their columns, "
-        "RDBStorage.__init__'s engine and scoped_session, _CachedStorage (study._storage), "
-        "study._thread_local.cached_all_trials, trial._cached_frozen_trial, optuna.study._tell._tell_with_warning, "
-        "fail_stale_trials and RetryHeartbeatStaleTrialCallback; then run this suite and update the two constants.")
+        f"module takes from Optuna's internals:\n{recheck}\nthen run this suite and update the two constants.")
+
+
+def test_every_private_optuna_name_the_storage_touches_is_on_the_recheck_list() -> None:
+    tree = ast.parse(Path(storage_module.__file__).read_text())
+    own = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store)
+           and isinstance(node.value, ast.Name) and node.value.id == "self"} - {"_version_manager"}
+    touched = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+               and node.attr.startswith("_") and not node.attr.startswith("__")} - own
+    touched |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+                and node.module.startswith("optuna") and "._" in node.module}
+    listed = {name for key in RECHECK for name in key.split(", ")}
+    assert touched <= listed, f"add to RECHECK what storage.py now takes from Optuna: {sorted(touched - listed)}"
 
 
 @pytest.mark.postgres

@@ -1,0 +1,142 @@
+"""The store's transactions are right by construction: Optuna's calls that join one (`Storage.one_transaction`)
+cannot discard it silently, the reaper meets a late tell without a rollback, a claim retried after a lost commit
+reply finds its own trials, and every change to a study waits for the study's lock."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
+
+import pytest
+import sqlalchemy as sa
+
+from studies.definition.spec import parse_spec
+from studies.store import claims, lifecycle, registry
+from studies.store.db import Database
+from studies.store.storage import TransactionAbortedError, trial_heartbeats
+from studies.store.tables import study_table
+
+HEARTBEAT_S, GRACE_S = 1, 2
+
+
+def create(db: Database, n_trials: int) -> int:
+    return registry.create_study(db, spec=parse_spec({"name": "tx", "n_trials": n_trials, "sampler": "random"})).id
+
+
+def loaded(db: Database) -> claims.LoadedStudies:
+    return claims.LoadedStudies(db, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S, max_retry=3)
+
+
+def claim(db: Database, study_id: int, studies: claims.LoadedStudies) -> claims.ClaimedTrial | None:
+    return claims.claim_next_trial(db, study_ids=[study_id], studies=studies, worker_id="test")
+
+
+def trial_states(db: Database, study_id: int) -> list[tuple[int, str]]:
+    return [(t.number, t.state) for t in registry.list_trials(db, study_id=study_id, limit=100).items]
+
+
+@pytest.fixture
+def second_database(database: Database) -> Iterator[Database]:
+    """Another process's pool on the same database (a worker's pool has one connection, which a claim holds)."""
+    db = Database.connect(database.url)
+    yield db
+    db.dispose()
+
+
+def test_an_optuna_rollback_inside_a_joined_transaction_aborts_all_of_it(database: Database) -> None:
+    """Optuna rolls its session back and carries on after an integrity error it calls a timing issue (here: a
+    heartbeat for a trial that does not exist); in a joined transaction that rollback is the caller's too. The
+    block must fail, not commit half of itself, nor return as if its writes were kept."""
+    study_id = create(database, 2)
+    storage = database.optuna_storage()
+    with pytest.raises(TransactionAbortedError, match="rolled back"), \
+            registry.locked_study(database, study_id=study_id, storage=storage) as (connection, _):
+        if database.is_sqlite:  # a foreign-key violation, as PostgreSQL's: first statement, outside a transaction
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+        connection.execute(study_table.update().where(study_table.c.id == study_id).values(n_trials=99))
+        storage.record_heartbeat(10**9)
+    assert registry.get_study(database, study_id=study_id).n_trials == 2
+
+
+def test_a_statement_after_optunas_rollback_aborts_the_block_with_the_cause(database: Database) -> None:
+    study_id = create(database, 2)
+    storage = database.optuna_storage()
+    with pytest.raises(TransactionAbortedError), \
+            registry.locked_study(database, study_id=study_id, storage=storage) as (connection, _):
+        if database.is_sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+        storage.record_heartbeat(10**9)
+        connection.execute(study_table.update().where(study_table.c.id == study_id).values(n_trials=99))
+    assert registry.get_study(database, study_id=study_id).n_trials == 2
+
+
+def test_the_reaper_meeting_a_late_tell_keeps_the_result_and_the_claim(
+        database: Database, second_database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stale trial told between the reaper's read of stale trials and its write: the result stands, no retry
+    is queued for it, and the claim that reaped goes on and commits."""
+    study_id = create(database, 3)
+    late = claim(second_database, study_id, loaded(second_database))
+    with second_database.engine.begin() as connection:  # its heartbeats lapsed long ago
+        connection.execute(trial_heartbeats.update().where(trial_heartbeats.c.trial_id == late.trial_id)
+                           .values(heartbeat=datetime(2000, 1, 1)))
+    stale_trial_ids = type(database.optuna_storage())._get_stale_trial_ids
+
+    def told_meanwhile(self: object, study_id: int) -> list[int]:
+        stale = stale_trial_ids(self, study_id)
+        if late.trial_id in stale:
+            late.study.tell(late.trial, 1.0)
+        return stale
+
+    monkeypatch.setattr(type(database.optuna_storage()), "_get_stale_trial_ids", told_meanwhile)
+    reaper = claim(database, study_id, loaded(database))
+    assert reaper is not None and reaper.number == 1
+    assert trial_states(database, study_id) == [(0, "complete"), (1, "running")]
+    retries = [t for t in registry.list_trials(database, study_id=study_id).items if t.retried_from is not None]
+    assert retries == [] and registry.get_study(database, study_id=study_id).best_values == [1.0]
+
+
+@pytest.mark.postgres
+def test_a_claim_retried_after_its_commit_reply_was_lost_returns_its_own_trials(postgres_database: Database) -> None:
+    """The claim commits, then the connection drops before the reply: the retry must find the trials it had
+    claimed, not claim more (duplicates) and leave the first ones running with no worker (orphans)."""
+    db = postgres_database
+    study_id = create(db, 2)
+    studies = loaded(db)
+    lose_next_reply = [True]
+
+    def commit_then_drop(connection: sa.Connection) -> None:
+        if lose_next_reply and lose_next_reply.pop():
+            dbapi_connection = connection.connection.dbapi_connection
+            dbapi_connection.commit()  # the server has it...
+            dbapi_connection.close()  # ...and the client's own COMMIT meets a dead connection
+
+    sa.event.listen(db.engine, "commit", commit_then_drop)
+    claimed = claim(db, study_id, studies)
+    sa.event.remove(db.engine, "commit", commit_then_drop)
+    assert not lose_next_reply, "the claim's commit never ran"
+    assert claimed is not None and claimed.number == 0
+    assert trial_states(db, study_id) == [(0, "running")]
+    claimed.study.tell(claimed.trial, 1.0)
+    assert trial_states(db, study_id) == [(0, "complete")]
+
+
+def test_resume_waits_for_the_studys_lock(database: Database, second_database: Database) -> None:
+    study_id = create(database, 2)
+    registry.stop_study(database, study_id=study_id)
+    holding = threading.Event()
+
+    def hold_the_lock() -> None:
+        with registry.locked_study(database, study_id=study_id):
+            holding.set()
+            time.sleep(0.5)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    holding.wait(10)
+    started = time.monotonic()
+    lifecycle.resume_study(second_database, study_id=study_id)
+    waited_s = time.monotonic() - started
+    holder.join()
+    assert waited_s > 0.3 and registry.get_study(database, study_id=study_id).state == "active"
