@@ -24,7 +24,7 @@ def claim_baseline(db: Database, *, study_id: int, worker_id: str) -> bool:
     """True when this worker is to fit the study's baseline: none is stored or being fitted (or a claim
     expired). Under the study's lock, so of many workers starting at once exactly one fits it."""
     def claim() -> bool:
-        with locked_study(db, study_id) as (connection, row):
+        with locked_study(db, study_id=study_id) as (connection, row):
             if row is None:
                 return False
             current = read_study_user_attr(connection, [study_id], BASELINE_ATTR).get(study_id)

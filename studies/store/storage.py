@@ -11,7 +11,9 @@ Everything tailtune does below Optuna's public API is here, written against `OPT
 - functions of one Optuna trial or study, not of a storage: `new_trial` and `tell` (what `Study.ask` and
   `Study.tell` do around a claim, minus their full re-reads), `params_written_together` and
   `set_trial_user_attrs` (a trial's params in one statement, its user attrs as one upsert: Optuna commits once
-  per param and per attribute), `trial_id`, `retry_callback`; and `create_or_check_schema`, Optuna's tables.
+  per param and per attribute), `trial_id`, `retry_callback`; `read_study_user_attr` and
+  `write_study_user_attr` (a study's user attr in the caller's transaction); `create_or_check_schema`, Optuna's
+  tables.
 
 Optuna's contract suite (`optuna.testing.pytest_storages.StorageTestCase`) runs against `Storage` in the tests.
 """
