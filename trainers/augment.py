@@ -13,6 +13,9 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
 
+from trainers.config import DataConfig
+from trainers.dataset_facts import resolved_augmentation
+
 # RandomResizedCrop's defaults, which the ImageNet-LT and iNaturalist code of all three papers uses.
 RRC_SCALE = (0.08, 1.0)
 RRC_RATIO = (3 / 4, 4 / 3)
@@ -26,6 +29,12 @@ class AugmentSpec:
     crop_padding: int
     horizontal_flip: bool
     random_resized_crop: bool = False
+
+    @classmethod
+    def configured(cls, cfg: DataConfig, image_size: int) -> AugmentSpec:
+        """The config's explicit choices, else the data set's defaults (trainers/dataset_facts.py)."""
+        resolved = resolved_augmentation(cfg, image_size)
+        return cls(resolved.crop_padding, resolved.flip, resolved.random_resized_crop)
 
 
 def random_offsets(count: int, padding: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:

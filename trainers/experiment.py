@@ -28,7 +28,7 @@ from trainers.heads import Head, train_heads
 from trainers.loop import EpochCallback, SGDSettings, fit
 from trainers.losses import make_loss
 from trainers.maxnorm import project_rows_, relative_radius, row_norms
-from trainers.metrics import logits_magnitude_and_rsd, per_class_accuracy, split_accuracy, split_rule
+from trainers.metrics import logits_magnitude_and_rsd, per_class_accuracy, split_accuracy
 from trainers.models import LTModel
 from trainers.posthoc import tau_normalize
 from trainers.provenance import provenance
@@ -68,6 +68,7 @@ def run_experiment(config: ExperimentConfig, runtime: Runtime, on_epoch: EpochCa
         (checkpoint_dir / "config.json").write_text(config.model_dump_json(indent=2))
     return ExperimentResult(config=config, data=data_summary(backbone.data), class_counts=backbone.data.class_counts,
                             class_names=backbone.data.class_names, split_rule=backbone.rule,
+                            val_coverage=backbone.data.val_coverage(),
                             stage1=backbone.stage1, stage2=stage2, provenance=provenance(runtime.device))
 
 
@@ -103,7 +104,7 @@ def train_backbone(config: ExperimentConfig, runtime: Runtime,
             runtime, seed=config.seed, stage="stage 1", on_epoch=on_epoch)
     bank = extract_feature_bank(model, data, runtime, views=feature_views(config), flips=config.eval.flip_tta,
                                 seed=config.seed)
-    rule = split_rule(data.class_counts, data.name)
+    rule = data.split_rule()
     head = Head(model.classifier.weight.detach(), model.classifier.bias.detach())
     result = evaluate_head(bank, head, rule, config, elapsed=time.perf_counter() - started)
     return Backbone(model=model, data=data, rule=rule, features=bank, stage1=result)

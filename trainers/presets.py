@@ -13,7 +13,7 @@ factor, and add one `Preset` per setting the paper reports numbers for.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from trainers.config import (
     Arch,
@@ -179,3 +179,36 @@ PRESETS |= {
         _large("ewb", _INAT2018, "resnet50", 512), f"Hasegawa & Sato, ICLR 2024 recipe on iNaturalist 2018"
         f"{_RECIPE_NOTE}", {}),
 }
+
+
+# ---------------------------------------------------------------------------------------------- comparing with them
+# Fields that change where the data is read from or how, never what a run computes: a run differing only there
+# still compares with its preset's paper numbers (the two pipelines decode alike; the seed is one draw of many).
+_NOT_DETERMINING = frozenset({"data.root", "data.download", "data.pipeline", "seed"})
+
+
+def preset_differences(name: str, config: ExperimentConfig) -> list[str]:
+    """Dotted config fields where `config` is not the preset `name` (those that determine its numbers)."""
+    preset, run = _leaves(PRESETS[name].config.model_dump(mode="json")), _leaves(config.model_dump(mode="json"))
+    return sorted(field for field in preset.keys() | run.keys()
+                  if field not in _NOT_DETERMINING and preset.get(field) != run.get(field))
+
+
+def paper_comparison(name: str, config: ExperimentConfig) -> str:
+    """The preset's paper numbers, shown only for the preset itself; else which fields keep them from applying."""
+    preset = PRESETS[name]
+    differences = preset_differences(name, config)
+    if differences:
+        return (f"paper numbers of preset {name} not shown: this run differs from it in {', '.join(differences)} "
+                f"({preset.paper} reports them for the unmodified preset)")
+    if not preset.reported:
+        return f"preset {name}: {preset.paper} reports no number for it"
+    reported = ", ".join(f"{key} {value:.2f}" for key, value in preset.reported.items())
+    return f"paper preset {name}: {preset.paper} reports test {reported}"
+
+
+def _leaves(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    leaves: dict[str, Any] = {}
+    for key, value in tree.items():
+        leaves |= _leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value}
+    return leaves

@@ -27,6 +27,27 @@ class SplitRule(BaseModel):
     many_classes: list[int]
     medium_classes: list[int]
     few_classes: list[int]
+    class_counts: list[int] = Field(default_factory=list, description="the train counts the classes were grouped "
+                                    "by: the data set's full train counts, before any val split was carved from "
+                                    "them (inat2018), so the groups are the papers'")
+
+
+class SplitCoverage(BaseModel):
+    """Which classes an evaluation split has images of: its All / Many / Medium / Few are means over those
+    classes only, and a split without any is null."""
+
+    missing_classes: list[int] = Field(description="classes with no image here, left out of every mean")
+    all_classes: int = Field(description="classes the All mean is over")
+    many_classes: int
+    medium_classes: int
+    few_classes: int
+
+    def text(self, split: str) -> str:
+        missing = (f"no {split} image of class{'es' if len(self.missing_classes) > 1 else ''} "
+                   f"{', '.join(map(str, self.missing_classes))}" if self.missing_classes
+                   else f"every class has {split} images")
+        return (f"{missing}; {split} All / Many / Medium / Few average over {self.all_classes} / "
+                f"{self.many_classes} / {self.medium_classes} / {self.few_classes} classes")
 
 
 class Diagnostics(BaseModel):
@@ -75,9 +96,10 @@ class DataSummary(BaseModel):
 class ExperimentResult(BaseModel):
     config: ExperimentConfig
     data: DataSummary
-    class_counts: list[int]
+    class_counts: list[int] = Field(description="train images each class kept (after any val carving)")
     class_names: list[str]
     split_rule: SplitRule
+    val_coverage: SplitCoverage
     stage1: StageResult
     stage2: StageResult
     provenance: Provenance

@@ -38,7 +38,6 @@ from trainers.device import Runtime
 from trainers.experiment import Backbone, feature_views, train_backbone
 from trainers.features import FeatureBank
 from trainers.loop import EpochCallback
-from trainers.metrics import split_rule
 from trainers.provenance import trainer_code_version
 from trainers.results import StageResult
 
@@ -170,7 +169,7 @@ class Stage1Cache:
         model = build_backbone_model(config, data, self.runtime)
         model.load_state_dict(torch.load(entry / "model.pt", map_location=device, weights_only=True))
         model.eval()
-        return Backbone(model=model, data=data, rule=split_rule(data.class_counts, data.name),
+        return Backbone(model=model, data=data, rule=data.split_rule(),
                         features=FeatureBank.load(entry / "features.pt", device),
                         stage1=StageResult.model_validate_json((entry / "stage1.json").read_text()))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -24,8 +25,10 @@ from studies.definition.space import (
     param_value,
 )
 from trainers.config import MAX_SEED, ExperimentConfig, Method, with_fields
+from trainers.dataset_facts import generated_counts, resolved_augmentation
 from trainers.errors import UserInputError
 from trainers.presets import PRESETS, method_defaults
+from trainers.splits import split_coverage, split_rule
 
 SplitName = Literal["all", "many", "medium", "few"]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
@@ -112,8 +115,24 @@ class StudySpec(BaseModel):
         self._space_within_config_bounds()
         if self.sampler == "grid" and any(isinstance(p, FloatRange) for p in self.resolved_space().values()):
             raise ValueError("the grid sampler needs every searched parameter given as choices")
-        self.base_config()
+        self._objectives_filled(self.base_config())
         return self
+
+    def _objectives_filled(self, base: ExperimentConfig) -> None:
+        """An objective whose split holds no class with val images would score nothing; where the class counts
+        follow from the config (digits-lt, CIFAR-LT), that is refused here rather than failing every trial."""
+        counts = generated_counts(base.data)
+        if counts is None:
+            return
+        rule = split_rule(counts[0], base.data.name)
+        coverage = split_coverage(counts[1], rule)
+        empty = [split for split in self.objectives if split != "all" and getattr(coverage, f"{split}_classes") == 0]
+        if empty:
+            filled = [split for split in ("all", "many", "medium", "few")
+                      if split == "all" or getattr(coverage, f"{split}_classes") > 0]
+            raise ValueError(f"objective {', '.join(empty)}: that split holds no class with val images on "
+                             f"{base.data.name} (train counts {max(counts[0])}..{min(counts[0])}; rule: {rule.rule}); "
+                             f"choose objectives among {', '.join(filled)}")
 
     def _known_names(self) -> None:
         """Every search_space and fixed name is a field of this method's config (or a derived parameter)."""
@@ -165,10 +184,20 @@ class StudySpec(BaseModel):
 
     def recipe_params(self) -> dict[str, ParamValue] | None:
         """The recipe (the base configuration: the preset's values, else tailtune's defaults) as values of the
-        searched parameters, so it can run as trial 0; None when the search space leaves one of them out."""
+        searched parameters, so it can run as trial 0; None when the search space leaves one of them out.
+        Augmentation fields the base leaves to the data set (None) count as the data set's values."""
         base, space = self.base_config(), self.resolved_space()
+        if any(name in _AUGMENTATION_FIELDS for name in space):
+            resolved = asdict(resolved_augmentation(base.data))
+            base = with_fields(base, {field: resolved[key] for field, key in _AUGMENTATION_FIELDS.items()
+                                      if param_value(base, field) is None})
         params = {name: param_value(base, name) for name in space}
         return params if all(contains(space[name], value) for name, value in params.items()) else None
+
+
+# The config's augmentation fields (None: the data set's default) and their resolved names.
+_AUGMENTATION_FIELDS = {"data.flip": "flip", "data.crop_padding": "crop_padding",
+                        "data.random_resized_crop": "random_resized_crop"}
 
 
 def _leaf_fields(tree: dict[str, Any], prefix: str = "") -> set[str]:

@@ -23,9 +23,11 @@ from studies.definition.errors import ModelFilesMissingError, TrialNotExportable
 from studies.definition.records import StudyRecord, best_minus
 from studies.store import registry
 from studies.store.db import Database
+from trainers.config import ExperimentConfig
 from trainers.exported import TrialModelParts, model_file_payload, serialized, write_atomically
-from trainers.presets import PRESETS
+from trainers.presets import PRESETS, paper_comparison, preset_differences
 from trainers.provenance import git_revision, tailtune_version
+from trainers.results import SplitCoverage
 
 
 @dataclass(frozen=True)
@@ -107,12 +109,13 @@ def model_card(record: StudyRecord, trial: FrozenTrial, parts: TrialModelParts) 
         "model": {"arch": parts.arch, "classes": len(parts.class_names), "input": _input_card(parts),
                   "flip_tta": parts.classifier.flip_tta, "classifier": _classifier_text(config)},
         "data_set": {"name": config["data"]["name"], "class_names": parts.class_names,
-                     "class_counts": attrs.get("class_counts"), "split_rule": parts.split_rule},
+                     "class_counts": attrs.get("class_counts"), "split_rule": parts.split_rule,
+                     "val_coverage": attrs.get("val_coverage")},
         "method": config["method"], "params": trial.params, "config": config,
         "results": {"objectives": record.spec.objectives, "values": trial.values,
                     "val": attrs.get("val"), "test": attrs.get("test"), "stage1_val": attrs.get("stage1_val"),
                     "stage1_test": attrs.get("stage1_test"), "per_class_test": attrs.get("per_class_test")},
-        "recipe": _recipe(record),
+        "recipe": _recipe(record, ExperimentConfig.model_validate(config)),
         "margins": _margins(record, attrs),
         "provenance": {"study": record.name, "study_id": record.id, "trial": trial.number,
                        "completed_at": trial.datetime_complete.isoformat() if trial.datetime_complete else None,
@@ -143,11 +146,16 @@ def _classifier_text(config: dict[str, Any]) -> str:
     return f"re-trained classifier (loss {stage2['loss']}, {stage2['layers']}, BN {stage2['bn_mode']})"
 
 
-def _recipe(record: StudyRecord) -> dict[str, Any] | None:
-    preset = PRESETS.get(record.spec.preset) if record.spec.preset else None
-    if preset is None:
+def _recipe(record: StudyRecord, config: ExperimentConfig) -> dict[str, Any] | None:
+    """The study's preset and its paper's numbers, which are this trial's to compare with only while the trial
+    runs the preset unmodified."""
+    name = record.spec.preset
+    if name is None:
         return None
-    return {"preset": record.spec.preset, "paper": preset.paper, "reported_test": preset.reported}
+    differences = preset_differences(name, config)
+    return {"preset": name, "paper": PRESETS[name].paper, "differs_in": differences,
+            "reported_test": None if differences else PRESETS[name].reported,
+            "comparison": paper_comparison(name, config)}
 
 
 def _margins(record: StudyRecord, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -184,11 +192,12 @@ def card_as_markdown(card: dict[str, Any]) -> str:
     rule = data["split_rule"]
     lines += ["", f"Many / Medium / Few: {rule['rule']} (Many n_k > {rule['many_above']:g}, Few n_k < "
               f"{rule['few_below']:g}). Objectives (val): {', '.join(results['objectives'])} = {results['values']}.",
+              *([f"Val coverage: {SplitCoverage.model_validate(data['val_coverage']).text('val')}."]
+                if data.get("val_coverage") else []),
               "", "## Params", "", *[f"- `{key}` = {value}" for key, value in card["params"].items()]]
     if card["recipe"]:
         recipe = card["recipe"]
-        lines += ["", f"## Recipe: {recipe['preset']}", "", f"{recipe['paper']}: "
-                  + ", ".join(f"{key} {value:g}" for key, value in recipe["reported_test"].items())]
+        lines += ["", f"## Recipe: {recipe['preset']}", "", recipe["comparison"]]
     trained = origin["trained_with"] or {}
     lines += ["", "## Provenance", "", f"- study {origin['study']} (id {origin['study_id']}), trial "
               f"{origin['trial']}, completed {origin['completed_at']}",

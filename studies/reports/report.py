@@ -45,7 +45,8 @@ from studies.reports.plots import (
 from studies.store.db import Database
 from studies.store.registry import BASELINE_ATTR, RECIPE_ATTR, SPEC_ATTR
 from trainers.errors import UserInputError
-from trainers.metrics import split_rule
+from trainers.results import SplitCoverage, SplitRule
+from trainers.splits import split_rule
 
 LEADERBOARD_ROWS = 10
 DIFFERENCE_LABELS = ("best - recipe", "best - baseline")
@@ -192,7 +193,9 @@ def class_profile(trial: FrozenTrial) -> ClassProfile:
     attrs = trial.user_attrs
     counts = attrs["class_counts"]
     order = sorted(range(len(counts)), key=lambda k: -counts[k])
-    rule = split_rule(counts, attrs["config"]["data"]["name"])
+    # trials before the rule was stored grouped by their kept counts
+    rule = (SplitRule.model_validate(attrs["split_rule"]) if "split_rule" in attrs
+            else split_rule(counts, attrs["config"]["data"]["name"]))
     group_of = {k: group for group, members in (("many", rule.many_classes), ("medium", rule.medium_classes),
                                                 ("few", rule.few_classes)) for k in members}
     diagnostics = attrs["diagnostics"]
@@ -299,12 +302,23 @@ def render_html(finished: FinishedStudy, pngs: list[Path]) -> str:
         "trials": ", ".join(f"{n} {state.lower()}" for state, n in sorted(finished.state_counts.items())),
         "best trial": f"#{best.number}: val All {_percent(best.user_attrs['val']['all'])}, "
                       f"test All {_percent(best.user_attrs['test']['all'])}",
+        **_groups(best.user_attrs),
         "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
     return _PAGE.format(title=html.escape(f"tailtune report: {finished.name}"),
                         summary=_summary_table(summary), recipe=_recipe_table(finished),
                         baseline=_baseline_table(finished), walls=_walls_list(finished),
                         leaderboard=_leaderboard_table(finished), figures="\n".join(map(_figure, pngs)))
+
+
+def _groups(attrs: dict) -> dict[str, str]:
+    """How Many / Medium / Few were formed and which classes the val means are over (trials that stored it)."""
+    if "val_coverage" not in attrs:
+        return {}
+    rule = SplitRule.model_validate(attrs["split_rule"])
+    return {"Many / Medium / Few": f"{len(rule.many_classes)} / {len(rule.medium_classes)} / "
+                                   f"{len(rule.few_classes)} classes; rule: {rule.rule}",
+            "val coverage": SplitCoverage.model_validate(attrs["val_coverage"]).text("val")}
 
 
 def _figure(png: Path) -> str:

@@ -23,7 +23,7 @@ from trainers.data import load_dataset
 from trainers.experiment import Stage2Output, data_summary, runs_on_cached_features, stage2_output, stage2_outputs
 from trainers.loop import EpochCallback
 from trainers.provenance import provenance
-from trainers.results import StageResult
+from trainers.results import SplitRule, StageResult
 
 
 class TrialContext(Protocol):
@@ -127,12 +127,29 @@ def _record(trial: optuna.Trial, spec: StudySpec, config: ExperimentConfig, cach
     stage2, runtime = output.result, context.cache.runtime
     attributes = trial_attributes(cached.backbone.stage1, stage2, cached.backbone.data.class_counts)
     attributes |= {"config": config.model_dump(mode="json"), "stage1_key": cached.key,
+                   "split_rule": cached.backbone.rule.model_dump(),
+                   "val_coverage": cached.backbone.data.val_coverage().model_dump(),
                    "stage1_trained": trained_here, "batch_size": batch_size, "wall_time_s": wall_time_s,
                    "data": data_summary(cached.backbone.data).model_dump(),
                    "provenance": provenance(runtime.device).model_dump()}
     attributes |= store_trial_model(context.cache.artifact_dir, cached, config, output, runtime)
     set_trial_user_attrs(trial, attributes)
-    return [getattr(stage2.val, split) or 0.0 for split in spec.objectives]
+    return objective_values(stage2, spec.objectives, cached.backbone.rule)
+
+
+def objective_values(stage2: StageResult, objectives: list[str], rule: SplitRule) -> list[float]:
+    """The val accuracies the study maximises; a split with no val class has no accuracy, and scoring it 0
+    would rank trials on nothing, so the trial fails saying why."""
+    values = [getattr(stage2.val, split) for split in objectives]
+    empty = [split for split, value in zip(objectives, values, strict=True) if value is None]
+    if empty:
+        raise EmptyObjectiveSplit(f"objective {', '.join(empty)}: no class of that split has val images "
+                                  f"(rule: {rule.rule}); choose objectives among the splits this data set fills")
+    return values
+
+
+class EmptyObjectiveSplit(ValueError):
+    """An objective's split has no val class on this trial's data."""
 
 
 def trial_attributes(stage1: StageResult, stage2: StageResult, class_counts: list[int]) -> dict[str, Any]:

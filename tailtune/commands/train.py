@@ -14,7 +14,7 @@ from rich.table import Table
 from tailtune.commands.common import parse_assignments, user_errors
 from trainers.config import ExperimentConfig, Method, RunOptions, with_fields
 from trainers.errors import UserInputError
-from trainers.presets import PRESETS, method_defaults
+from trainers.presets import PRESETS, method_defaults, paper_comparison
 from trainers.results import ExperimentResult, SplitAccuracy
 
 console = Console()
@@ -53,9 +53,9 @@ def train(
     else:
         console.print(result_table(result))
         console.print(data_line(result))
+        console.print(f"val: {result.val_coverage.text('val')}")
         if preset is not None:
-            reported = ", ".join(f"{key} {value:.2f}" for key, value in PRESETS[preset].reported.items())
-            console.print(f"paper preset {preset}: {PRESETS[preset].paper} reports test {reported}")
+            console.print(paper_comparison(preset, result.config))
 
 
 def _config(dataset: str | None, method: str | None, preset: str | None, data_root: Path | None,

@@ -109,6 +109,8 @@ def _row_counts(postgres_url: str) -> tuple[int, int]:
      "choices"),
     ({"name": "bad", "n_trials": 3, "dataset": "digits\u0000lt"}, "NUL"),
     ({"name": "bad", "n_trials": 3, "dataset": "mnist-lt"}, "unknown data set"),
+    # CIFAR-10-LT has no class under 20 train images: a Few objective would score nothing
+    ({"name": "bad", "n_trials": 3, "dataset": "cifar10-lt", "objectives": ["few"]}, "objective few"),
 ])
 def test_bad_spec_is_422_naming_the_field_and_writes_nothing(client: TestClient, postgres_url: str,
                                                             body: dict, field: str) -> None:

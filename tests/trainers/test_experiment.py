@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
+from tests.trainers.fake_data import write_fake_inat2018
 from trainers.augment import hflip
 from trainers.backbone import build_backbone_model
 from trainers.config import RunOptions, with_fields
@@ -91,3 +94,18 @@ def test_ewb_stage1_keeps_the_etf_weight_bit_identical_and_trains_its_bias() -> 
     assert (classifier.bias - untrained.classifier.bias).abs().min() > 0, "every class's bias must train"
     assert any(not torch.equal(trained, initial) for trained, initial in
                zip(backbone.model.body.parameters(), untrained.body.parameters(), strict=True))
+
+
+def test_inat2018_groups_classes_by_their_full_train_counts_and_states_what_each_kept(tmp_path: Path) -> None:
+    """Carving min(20, n // 5) for val leaves 80, 90, 110 and 24 images; the papers' groups count 100, 110, 130
+    and 30, so Many holds the classes of 110 and 130."""
+    write_fake_inat2018(tmp_path, train_counts=[100, 110, 130, 30], val_per_class=2)
+    config = with_fields(method_defaults("wb"), {"data.name": "inat2018", "data.root": str(tmp_path),
+                                                 "data.image_size": 8, "model.arch": "small-cnn",
+                                                 "stage1.epochs": 1, "stage2.epochs": 1})
+    result = run_experiment(config, CPU)
+    assert result.class_counts == [80, 90, 110, 24]
+    assert result.split_rule.class_counts == [100, 110, 130, 30]
+    rule = result.split_rule
+    assert (rule.many_classes, rule.medium_classes, rule.few_classes) == ([1, 2], [0, 3], [])
+    assert result.val_coverage.missing_classes == [] and result.val_coverage.many_classes == 2

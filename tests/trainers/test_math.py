@@ -26,9 +26,9 @@ from trainers.metrics import (
     logits_magnitude_and_rsd,
     per_class_accuracy,
     split_accuracy,
-    split_rule,
 )
 from trainers.posthoc import etf_classifier_weight, logit_adjustment, tau_normalize
+from trainers.splits import split_rule
 
 
 # ---------------------------------------------------------------------------------------------- MaxNorm

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainers.config import ExperimentConfig, RetrainConfig, RunOptions
+from trainers.config import ExperimentConfig, RetrainConfig, RunOptions, with_fields
 from trainers.data.cifar import cifar_lt_indices
 from trainers.device import resolve_runtime
-from trainers.metrics import split_rule
-from trainers.presets import PRESETS
+from trainers.presets import PRESETS, paper_comparison, preset_differences
+from trainers.splits import split_rule
 
 # Transcribed from /work/shared/ALGORITHMS.md: WB Table 1 (IF100 "WD tuned" stage 1, "+CB&WD&Max" with
 # Many/Med/Few, "+tau-norm"; IF50 / IF10 "WD&Max"), LOS (IF100 / 50 / 10), EWB (IF100).
@@ -129,3 +129,12 @@ def test_large_presets_train_at_224_px_streamed_with_their_papers_backbone(prefi
     assert PRESETS[f"{prefix}-wb"].config.stage2.loss == "cb-bce"
     assert PRESETS[f"{prefix}-los"].config.stage2.over_smoothing == 0.98
     assert PRESETS[f"{prefix}-ewb"].config.stage1.classifier == "etf"
+
+
+def test_paper_numbers_are_shown_only_for_the_unmodified_preset() -> None:
+    preset = PRESETS["wb-cifar100-if100"].config
+    same = with_fields(preset, {"data.root": "/data/cifar", "seed": 3, "data.pipeline": "in-memory"})
+    assert "stage2.all 53.35" in paper_comparison("wb-cifar100-if100", same)
+    changed = paper_comparison("wb-cifar100-if100", with_fields(preset, {"data.imbalance_factor": 10}))
+    assert "53.35" not in changed and "differs from it in data.imbalance_factor" in changed
+    assert preset_differences("wb-cifar100-if100", with_fields(preset, {"stage2.loss": "cb"})) == ["stage2.loss"]

@@ -5,7 +5,6 @@ Names: digits-lt (embedded, no files), cifar10-lt, cifar100-lt, imagenet-lt, ina
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 
 from trainers.augment import AugmentSpec
@@ -14,9 +13,8 @@ from trainers.data.cifar import CIFAR10, CIFAR100, load_cifar_lt
 from trainers.data.digits import load_digits_lt
 from trainers.data.filelists import load_imagenet_lt, load_inat2018
 from trainers.data.folder import FOLDER_PREFIX, load_folder
-from trainers.data.images import crop_padding_for
-from trainers.data.profiles import lt_counts
 from trainers.data.types import ImageSplit, LTDataset
+from trainers.dataset_facts import lt_counts
 from trainers.errors import UserInputError
 
 __all__ = ["AugmentSpec", "ImageSplit", "LTDataset", "load_dataset", "lt_counts"]
@@ -42,15 +40,5 @@ def load_dataset(cfg: DataConfig) -> LTDataset:
     if cfg.pipeline == "streaming" and cfg.name in _ARRAY_DATA_SETS:
         raise UserInputError(f"{cfg.name} is read from arrays and always fits in memory; drop "
                              "data.pipeline=streaming (it is for list-file and folder: data sets)")
-    data = load_folder(cfg) if is_folder else _LOADERS[cfg.name](cfg)
-    return dataclasses.replace(data, augment=configured_augment(data.augment, cfg, data.image_size))
+    return load_folder(cfg) if is_folder else _LOADERS[cfg.name](cfg)
 
-
-def configured_augment(default: AugmentSpec, cfg: DataConfig, image_size: int) -> AugmentSpec:
-    """The data set's default augmentation with the config's explicit choices applied; padding defaults to
-    image_size // 8, or 0 under RandomResizedCrop (which already moves and scales the image)."""
-    resized_crop = default.random_resized_crop if cfg.random_resized_crop is None else cfg.random_resized_crop
-    padding = 0 if resized_crop else crop_padding_for(image_size)
-    return AugmentSpec(crop_padding=padding if cfg.crop_padding is None else cfg.crop_padding,
-                       horizontal_flip=default.horizontal_flip if cfg.flip is None else cfg.flip,
-                       random_resized_crop=resized_crop)

@@ -23,15 +23,14 @@ import torch
 
 from trainers.augment import AugmentSpec
 from trainers.config import DataConfig
-from trainers.data.images import crop_padding_for, resize_split
-from trainers.data.profiles import VAL_PER_CLASS, lt_counts
+from trainers.data.images import resize_split
 from trainers.data.types import ImageSplit, LTDataset
+from trainers.dataset_facts import CIFAR_DEFAULT_IMBALANCE, VAL_PER_CLASS, cifar_train_counts, data_defaults
 from trainers.errors import UserInputError
 
-CIFAR_DEFAULT_IMBALANCE = 100.0
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
-CIFAR_SIZE = 32
+CIFAR_SIZE = 32  # the files' images
 
 
 @dataclass(frozen=True)
@@ -61,25 +60,21 @@ def load_cifar_lt(cfg: DataConfig, layout: CifarLayout) -> LTDataset:
     class_names = [_text(name) for name in _unpickle(folder / layout.meta_file)[layout.names_key]]
     train_index, val_index = cifar_lt_indices(train_labels, len(class_names), cfg.imbalance_factor
                                               or CIFAR_DEFAULT_IMBALANCE, cfg.cifar_counts)
-    size = cfg.image_size or CIFAR_SIZE
+    size = cfg.image_size or data_defaults(cfg.name).image_size
     splits = [resize_split(split, size) for split in (
         ImageSplit(train_images[train_index], train_labels[train_index]),
         ImageSplit(train_images[val_index], train_labels[val_index]),
         ImageSplit(test_images, test_labels))]
     return LTDataset(name=cfg.name, train=splits[0], val=splits[1], test=splits[2], class_names=class_names,
                      mean=CIFAR_MEAN, std=CIFAR_STD,
-                     augment=AugmentSpec(crop_padding=crop_padding_for(size), horizontal_flip=True))
+                     augment=AugmentSpec.configured(cfg, size))
 
 
 def cifar_lt_indices(labels: torch.Tensor, num_classes: int, imbalance_factor: float,
                      counts_kind: Literal["ewb", "wb"]) -> tuple[torch.Tensor, torch.Tensor]:
     """Sorted (train, val) indices into the training file: per class the first n_k, then the next up to 20."""
     per_class = torch.bincount(labels, minlength=num_classes)
-    available = int(per_class.min())
-    if counts_kind == "ewb":
-        train_counts = lt_counts(available - VAL_PER_CLASS, imbalance_factor, num_classes, "round")
-    else:
-        train_counts = lt_counts(available, imbalance_factor, num_classes, "floor")
+    train_counts = cifar_train_counts(int(per_class.min()), num_classes, imbalance_factor, counts_kind)
     train_parts, val_parts = [], []
     for label, n_train in enumerate(train_counts):
         members = torch.nonzero(labels == label).flatten()  # file order, as the authors take them

@@ -13,14 +13,11 @@ import torch
 
 from trainers.augment import AugmentSpec
 from trainers.config import DataConfig
-from trainers.data.images import channel_mean_std, crop_padding_for, resize_split
-from trainers.data.profiles import VAL_PER_CLASS, lt_counts
+from trainers.data.images import channel_mean_std, resize_split
 from trainers.data.types import ImageSplit, LTDataset
+from trainers.dataset_facts import VAL_PER_CLASS, data_defaults, digits_train_counts
 
-DIGITS_N_MAX = 100
-DIGITS_DEFAULT_IMBALANCE = 20.0
 DIGITS_TEST_PER_CLASS = 50
-DIGITS_NATIVE_SIZE = 8
 _GRAY_LEVELS = 16  # load_digits pixels run 0..16
 
 
@@ -31,16 +28,13 @@ def load_digits_lt(cfg: DataConfig) -> LTDataset:
     images = torch.from_numpy(np.rint(digits.images * (255 / _GRAY_LEVELS)).astype(np.uint8)).unsqueeze(1)
     labels = torch.from_numpy(digits.target.astype(np.int64))
     num_classes = int(labels.max()) + 1
-    imbalance = cfg.imbalance_factor or DIGITS_DEFAULT_IMBALANCE
-    counts = lt_counts(DIGITS_N_MAX, imbalance, num_classes, "round")
-    train, val, test = digits_split_indices(labels, counts, cfg.split_seed)
-    size = cfg.image_size or DIGITS_NATIVE_SIZE
+    train, val, test = digits_split_indices(labels, digits_train_counts(cfg.imbalance_factor), cfg.split_seed)
+    size = cfg.image_size or data_defaults(cfg.name).image_size
     splits = [resize_split(ImageSplit(images[index], labels[index]), size) for index in (train, val, test)]
     mean, std = channel_mean_std(splits[0].images)
     return LTDataset(name=cfg.name, train=splits[0], val=splits[1], test=splits[2],
                      class_names=[str(digit) for digit in range(num_classes)], mean=mean, std=std,
-                     # a flipped digit is a different or no digit
-                     augment=AugmentSpec(crop_padding=crop_padding_for(size), horizontal_flip=False))
+                     augment=AugmentSpec.configured(cfg, size))
 
 
 def digits_split_indices(labels: torch.Tensor, train_counts: list[int],

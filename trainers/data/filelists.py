@@ -2,7 +2,8 @@
 
 - imagenet-lt: ImageNet_LT_train.txt, ImageNet_LT_val.txt (20 per class), ImageNet_LT_test.txt (OLTR's lists).
 - inat2018: iNaturalist18_train.txt and iNaturalist18_val.txt; the official val list serves as the test set
-  and a balanced val split (min(20, n_k // 5) per class, seeded by split_seed) is carved from train.
+  and a balanced val split (min(20, n_k // 5) per class, seeded by split_seed) is carved from train. Many /
+  Medium / Few still count the full train list (the papers' groups: a class of 110 images keeping 90 is Many).
 Images are seen as the papers' code sees them: image_size 224 by default, RandomResizedCrop + flip for training,
 shorter side resized to 256/224 of image_size then the centre crop for evaluation; decoded once into memory when
 the splits fit, else per batch (trainers/data/streaming.py). Class counts are the lists' own; class k is label k;
@@ -12,21 +13,21 @@ train folders), or names a file outside the root, is refused.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import torch
 
-from trainers.augment import AugmentSpec
 from trainers.config import DataConfig
 from trainers.data.profiles import FileEntries, carve_val_files
 from trainers.data.streaming import file_dataset
 from trainers.data.types import ImageView, LTDataset
+from trainers.dataset_facts import data_defaults
 from trainers.errors import UserInputError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-LIST_DEFAULT_SIZE = 224  # the papers' crop
 EVAL_RESIZE_RATIO = 256 / 224  # the papers' evaluation: resize to 256, centre crop 224
 
 IMAGENET_LT_LISTS = ("ImageNet_LT_train.txt", "ImageNet_LT_val.txt", "ImageNet_LT_test.txt")
@@ -44,8 +45,10 @@ def load_inat2018(cfg: DataConfig) -> LTDataset:
     root = _list_root(cfg, INAT2018_LISTS)
     full_train, test = (read_list(root, name) for name in INAT2018_LISTS)
     _check_class_folders(root, INAT2018_LISTS, full_train, test)
-    train, val = carve_val_files(full_train, int(full_train[1].max()) + 1, cfg.split_seed)
-    return _list_dataset(cfg, train, val, test)
+    num_classes = int(full_train[1].max()) + 1
+    train, val = carve_val_files(full_train, num_classes, cfg.split_seed)
+    data = _list_dataset(cfg, train, val, test)
+    return dataclasses.replace(data, full_train_counts=torch.bincount(full_train[1], minlength=num_classes).tolist())
 
 
 def read_list(root: Path, list_name: str) -> FileEntries:
@@ -103,11 +106,10 @@ def _check_class_folders(root: Path, list_names: tuple[str, ...], train: FileEnt
 def _list_dataset(cfg: DataConfig, train: FileEntries, val: FileEntries, test: FileEntries) -> LTDataset:
     num_classes = int(train[1].max()) + 1
     _check_labels(cfg, num_classes, train[1], val[1], test[1])
-    size = cfg.image_size or LIST_DEFAULT_SIZE
+    size = cfg.image_size or data_defaults(cfg.name).image_size
     view = ImageView(size=size, resize=round(size * EVAL_RESIZE_RATIO), channels=3)
     return file_dataset(cfg, (train, val, test), class_names=[str(label) for label in range(num_classes)],
-                        view=view, mean_std=(IMAGENET_MEAN, IMAGENET_STD),
-                        augment=AugmentSpec(crop_padding=0, horizontal_flip=True, random_resized_crop=True))
+                        view=view, mean_std=(IMAGENET_MEAN, IMAGENET_STD))
 
 
 def _check_labels(cfg: DataConfig, num_classes: int, train: torch.Tensor, *others: torch.Tensor) -> None:

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import torch
 
-from trainers.augment import AugmentSpec
 from trainers.config import FOLDER_PREFIX, DataConfig
-from trainers.data.images import all_grayscale, crop_padding_for, is_image_file
+from trainers.data.images import all_grayscale, is_image_file
 from trainers.data.profiles import FileEntries, carve_val_files
 from trainers.data.streaming import file_dataset
 from trainers.data.types import ImageView, LTDataset
@@ -41,8 +40,7 @@ def load_folder(cfg: DataConfig) -> LTDataset:
         train, val = carve_val_files(train, len(class_names), cfg.split_seed)
     channels = 1 if all_grayscale(train[0] + val[0] + test[0]) else 3
     view = ImageView(size=cfg.image_size, resize=cfg.image_size, channels=channels)
-    return file_dataset(cfg, (train, val, test), class_names=class_names, view=view, mean_std=None,
-                        augment=AugmentSpec(crop_padding=crop_padding_for(cfg.image_size), horizontal_flip=False))
+    return file_dataset(cfg, (train, val, test), class_names=class_names, view=view, mean_std=None)
 
 
 def folder_path(cfg: DataConfig) -> Path:

@@ -58,11 +58,6 @@ def channel_mean_std(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[flo
     return tuple(mean.tolist()), tuple(std.tolist())
 
 
-def crop_padding_for(size: int) -> int:
-    """Random-crop padding scaled with the image: CIFAR's 4 pixels at 32, 1 pixel at 8."""
-    return max(1, size // 8)
-
-
 def _open(path: Path) -> Image.Image:
     try:
         return Image.open(path)

@@ -1,43 +1,16 @@
-"""Long-tailed class-count profiles and balanced validation carving (ALGORITHMS.md, "Data").
-
-The authors' profile: class k keeps n_k = n_max * (1/IF)^(k/(K-1)) images, class 0 the head. WB truncates with
-int() (floor), EWB rounds; for CIFAR-100 IF 100 that gives 10,847 (n_max 500, floor) and 10,457 (n_max 480,
-round) training images.
-"""
+"""Balanced validation carving (ALGORITHMS.md, "Data"); the long-tailed profiles are in trainers/dataset_facts.py."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Literal
 
 import torch
 
-from trainers.errors import UserInputError
+from trainers.dataset_facts import VAL_PER_CLASS
 
-Rounding = Literal["floor", "round"]
 FileEntries = tuple[list[Path], torch.Tensor]  # image files and their int64 labels
 
-VAL_PER_CLASS = 20  # EWB's balanced validation split: 20 images per class
 CARVE_FRACTION = 5  # carving takes at most n_k // 5 images of a class, so small classes keep most of theirs
-
-
-def lt_counts(n_max: int, imbalance_factor: float, num_classes: int, rounding: Rounding) -> list[int]:
-    """Per-class training counts of the exponential long-tailed profile, head first.
-
-    Computed with the authors' float expression so the counts match theirs to the image.
-    """
-    if num_classes < 2:
-        raise UserInputError(f"a long-tailed profile needs at least 2 classes, got {num_classes}")
-    to_int = math.floor if rounding == "floor" else round
-    counts = [int(to_int(n_max * (1 / imbalance_factor) ** (k / (num_classes - 1))))
-              for k in range(num_classes)]
-    if counts[-1] < 1:
-        # floor() needs n_max / IF >= 1; round() (half to even) needs n_max / IF > 0.5
-        limit = f"at most {n_max}" if rounding == "floor" else f"below {2 * n_max}"
-        raise UserInputError(f"imbalance factor {imbalance_factor:g} would leave the rarest class with 0 "
-                             f"training images (n_max {n_max}); use an imbalance factor {limit}")
-    return counts
 
 
 def carve_balanced_val(labels: torch.Tensor, num_classes: int,

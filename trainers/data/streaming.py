@@ -91,8 +91,7 @@ def estimated_decoded_bytes(splits: Sequence[FileEntries], view: ImageView) -> i
 
 
 def file_dataset(cfg: DataConfig, splits: tuple[FileEntries, FileEntries, FileEntries], *, class_names: list[str],
-                 view: ImageView, mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None,
-                 augment: AugmentSpec) -> LTDataset:
+                 view: ImageView, mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None) -> LTDataset:
     """The in-memory or streaming LTDataset of three (files, labels) splits, chosen by cfg.pipeline and the
     decoded size; mean_std None: measured on a sample of train images."""
     estimate = estimated_decoded_bytes(splits, view)
@@ -103,7 +102,7 @@ def file_dataset(cfg: DataConfig, splits: tuple[FileEntries, FileEntries, FileEn
         train, val, test = (ImageSplit(read_views(paths, view), labels) for paths, labels in splits)
     mean, std = mean_std or _sample_mean_std(train, view)
     return LTDataset(name=cfg.name, train=train, val=val, test=test, class_names=class_names, mean=mean, std=std,
-                     augment=augment, view=view, estimated_decoded_bytes=estimate)
+                     augment=AugmentSpec.configured(cfg, view.size), view=view, estimated_decoded_bytes=estimate)
 
 
 def _sample_mean_std(train: ImageSplit | FileSplit,

@@ -10,6 +10,8 @@ from typing import Literal
 import torch
 
 from trainers.augment import AugmentSpec
+from trainers.results import SplitCoverage, SplitRule
+from trainers.splits import split_coverage, split_rule
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,9 @@ class LTDataset:
     augment: AugmentSpec
     view: ImageView | None = None  # set for data sets read from image files
     estimated_decoded_bytes: int | None = None  # of all three splits as uint8 at the view's size
+    # The data set's own per-class train counts where val was carved from them (inat2018): Many / Medium / Few
+    # are the papers' groups only when counted on these, not on what each class kept.
+    full_train_counts: list[int] | None = None
 
     @property
     def pipeline(self) -> Literal["in-memory", "streaming"]:
@@ -76,6 +81,12 @@ class LTDataset:
     @property
     def class_counts(self) -> list[int]:
         return torch.bincount(self.train.labels, minlength=self.num_classes).tolist()
+
+    def split_rule(self) -> SplitRule:
+        return split_rule(self.full_train_counts or self.class_counts, self.name)
+
+    def val_coverage(self) -> SplitCoverage:
+        return split_coverage(torch.bincount(self.val.labels, minlength=self.num_classes).tolist(), self.split_rule())
 
     @property
     def channels(self) -> int:

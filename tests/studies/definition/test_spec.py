@@ -69,3 +69,22 @@ def test_a_space_leaving_out_the_recipe_has_no_recipe_and_derived_params_invert(
     assert spec.recipe_params() is None  # the default loss is cb
     for derived in DERIVED_PARAMS.values():
         assert derived.to_field(derived.from_field(0.98)) == pytest.approx(0.98)
+
+
+@pytest.mark.parametrize(("dataset", "imbalance_factor", "objective"), [
+    ("cifar10-lt", None, "few"),  # 4980 .. 50 train images: no class under 20
+    ("cifar100-lt", 10, "few"),  # 480 .. 48
+])
+def test_an_objective_on_a_split_the_data_leaves_empty_is_refused_naming_it(
+        dataset: str, imbalance_factor: float | None, objective: str) -> None:
+    with pytest.raises(UserInputError, match=f"objective {objective}: .*Many > 100, Few < 20"):
+        _spec(dataset=dataset, imbalance_factor=imbalance_factor, objectives=["all", objective])
+    assert _spec(dataset=dataset, imbalance_factor=imbalance_factor, objectives=["many"]).objectives == ["many"]
+
+
+def test_the_recipe_resolves_the_data_sets_augmentation_defaults() -> None:
+    space = {"data.flip": {"type": "categorical", "choices": [True, False]},
+             "data.crop_padding": {"type": "categorical", "choices": [0, 1, 4]}}
+    for dataset, expected in (("digits-lt", (False, 1)), ("cifar100-lt", (True, 4))):  # 8 px // 8; CIFAR's 4
+        recipe = _spec(dataset=dataset, search_space=space).recipe_params()
+        assert recipe is not None and (recipe["data.flip"], recipe["data.crop_padding"]) == expected

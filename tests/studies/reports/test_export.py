@@ -20,8 +20,8 @@ from tests.model_files import predicted_per_class_accuracy, run_folder_study, wr
 from trainers.classifier import evaluated_classifier
 from trainers.exported import ModelInput, TrialModelParts
 from trainers.heads import Head
-from trainers.metrics import split_rule
 from trainers.presets import PRESETS
+from trainers.splits import split_rule
 
 # (method, fixed fields): flip TTA with WB (whose trials 1-2 train in one batched pass) and with EWB's logit
 # adjustment; LOS with BN statistics updating in stage 2, so its stored output carries its own backbone.
@@ -68,15 +68,16 @@ def test_the_exported_model_gives_each_trials_per_class_test_accuracy(case: str,
 SPLIT = {"all": 50.0, "many": 70.0, "medium": 50.0, "few": 30.0}
 
 
-def _card_of_a_paper_study(db: Database, baseline: dict | None = None) -> dict:
-    record = registry.create_study(db, spec=parse_spec({"name": "paper", "method": "wb", "n_trials": 1,
+def _card_of_a_paper_study(db: Database, baseline: dict | None = None, name: str = "paper",
+                           params: dict | None = None) -> dict:
+    record = registry.create_study(db, spec=parse_spec({"name": name, "method": "wb", "n_trials": 1,
                                                         "preset": "wb-cifar100-if100", "dataset": "cifar100-lt"}))
     if baseline is not None:
         baselines.store_baseline(db, study_id=record.id, baseline=baseline)
         record = registry.get_study(db, study_id=record.id)
     trial = optuna.trial.create_trial(
         params={}, distributions={}, value=50.0,
-        user_attrs={"config": record.spec.base_config().model_dump(mode="json"), "val": SPLIT, "test": SPLIT,
+        user_attrs={"config": record.spec.config_for(params or {}).model_dump(mode="json"), "val": SPLIT, "test": SPLIT,
                     "stage1_val": SPLIT, "stage1_test": SPLIT, "stage1_key": "k", "stage2_file": "stage2/k/f.pt"})
     parts = TrialModelParts(
         classifier=evaluated_classifier(Head(torch.zeros(2, 4), torch.zeros(2)), torch.full((2,), 0.5),
@@ -95,6 +96,10 @@ def test_the_card_of_a_preset_study_carries_the_papers_numbers(tmp_path: Path) -
     assert "## Recipe: wb-cifar100-if100" in markdown and "stage2.all 53.35" in markdown
     assert "flip TTA on" in markdown and "| test | 50.00 | 70.00 | 50.00 | 30.00 |" in markdown
     assert "Baseline: none (not fitted: no worker has fitted it yet)." in markdown
+
+    searched = _card_of_a_paper_study(db, name="searched", params={"stage2.weight_decay": 0.3})
+    assert searched["recipe"]["differs_in"] == ["stage2.weight_decay"] and searched["recipe"]["reported_test"] is None
+    assert "53.35" not in card_as_markdown(searched)
     db.dispose()
 
 

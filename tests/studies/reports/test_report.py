@@ -313,3 +313,6 @@ def test_report_of_a_real_tiny_digits_study(url: str, db: Database, tmp_path: Pa
     objective = best_so_far(finished_study(study))[0]
     assert objective.values[-1] == study.best_value
     assert len(get_all_artifact_meta(study)) == len(files.pngs)
+    page = files.html.read_text()  # digits-lt: 20 val images of every class
+    assert "every class has val images; val All / Many / Medium / Few average over 10 / " in page
+    assert "rule: paper: Many &gt; 100" not in page and "log-scaled" in page

@@ -80,3 +80,23 @@ def test_a_preset_study_runs_its_recipe_as_trial_0_with_every_preset_field(sqlit
     assert (config["stage2"]["weight_decay"], config["stage2"]["maxnorm_thresh"]) == (0.1, 0.1)
     assert config["stage1"]["weight_decay"] == 5e-3 and config["eval"] == preset.eval.model_dump(mode="json")
     assert config["stage2"]["bn_mode"] == "train" and config["stage2"]["maxnorm_every"] == "epoch"
+
+
+def test_a_study_searching_flip_runs_the_recipe_with_the_data_sets_flip_and_shows_recipe_vs_best(
+        sqlite_url: str, tmp_path: Path) -> None:
+    """digits-lt's flip default is off (None in the config): the recipe is trial 0 with data.flip False."""
+    db = Database.connect(sqlite_url)
+    spec = parse_spec({"name": "flip", "method": "wb", "n_trials": 2, "sampler": "random",
+                       "search_space": {"data.flip": {"type": "categorical", "choices": [True, False]}},
+                       "fixed": {"stage1.epochs": 1, "stage2.epochs": 1}})
+    assert spec.recipe_params() is not None and spec.recipe_params()["data.flip"] is False
+    registry.create_study(db, spec=spec)
+    run_worker(db, study_names=["flip"], settings=WorkerSettings(device="cpu", handle_signals=False),
+               artifact_dir=tmp_path / "artifacts")
+    study = optuna.load_study(study_name="flip", storage=sqlite_url)
+    db.dispose()
+    recipe = study.trials[0]
+    assert recipe.state == optuna.trial.TrialState.COMPLETE and recipe.user_attrs[registry.RECIPE_ATTR]
+    assert recipe.params["data.flip"] is False and recipe.user_attrs["data"]["flip"] is False
+    rows = recipe_vs_best_rows(finished_study(study))
+    assert rows is not None and rows[-1][0] == "best - recipe"

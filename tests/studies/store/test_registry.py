@@ -133,6 +133,13 @@ def test_bad_spec_from_the_cli_writes_nothing(storage_url: str) -> None:
     db.dispose()
 
 
+def test_an_objective_on_a_split_empty_for_the_data_exits_2_naming_it(sqlite_url: str) -> None:
+    result = CliRunner().invoke(study_command.app, ["create", "few", "--n-trials", "4", "--storage", sqlite_url,
+                                                    "--dataset", "cifar10-lt", "--objective", "few"])
+    assert result.exit_code == 2, result.output
+    assert "objective few" in result.output and "Few < 20" in result.output and "Traceback" not in result.output
+
+
 def test_bad_spec_is_refused_before_the_registry_is_called() -> None:
     with pytest.raises(UserInputError, match="n_trials"):
         parse_spec({"name": "x", "n_trials": 0})
