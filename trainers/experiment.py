@@ -177,7 +177,7 @@ def _retrain_end_to_end(backbone: Backbone, stage2: RetrainConfig, config: Exper
     for param in trained:
         param.requires_grad_(True)
     weight = model.classifier.weight
-    radius = _maxnorm_radius(stage2, backbone.head.weight)
+    radius = maxnorm_radius(stage2, backbone.head.weight)
     project = (lambda: project_rows_(weight.data, radius)) if radius is not None else None
     class_loss = make_loss(stage2.loss, backbone.data.class_counts, stage2.cb_beta, stage2.over_smoothing)
     fit(model, trained, backbone.data, lambda logits, _features, labels: class_loss(logits, labels),
@@ -192,7 +192,7 @@ def _retrain_end_to_end(backbone: Backbone, stage2: RetrainConfig, config: Exper
     return _evaluated(bank, head, backbone.rule, config, started, backbone_state=backbone_state)
 
 
-def _maxnorm_radius(stage2: RetrainConfig, stage1_weight: torch.Tensor) -> float | None:
+def maxnorm_radius(stage2: RetrainConfig, stage1_weight: torch.Tensor) -> float | None:
     if stage2.maxnorm == "relative":
         return float(relative_radius(row_norms(stage1_weight), stage2.maxnorm_thresh))
     return stage2.maxnorm_radius if stage2.maxnorm == "absolute" else None

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
+import torch.nn.functional as F
 
-from trainers.config import ExperimentConfig, RetrainConfig, RunOptions, with_fields
+from trainers.config import ExperimentConfig, RunOptions, with_fields
 from trainers.data.cifar import cifar_lt_indices
 from trainers.device import resolve_runtime
+from trainers.experiment import build_backbone_model, maxnorm_radius, stage1_loss
+from trainers.losses import ClassLoss, make_loss
 from trainers.presets import PRESETS, paper_comparison, preset_differences
 from trainers.splits import split_rule
 
@@ -16,8 +21,8 @@ from trainers.splits import split_rule
 ALGORITHMS_MD_FIGURES = {
     "wb-cifar100-if100": {"stage1.all": 46.08, "stage2.all": 53.35, "stage2.many": 72.60, "stage2.medium": 51.86,
                           "stage2.few": 32.63},
-    "wb-cifar100-if50": {"stage2.all": 57.71},
-    "wb-cifar100-if10": {"stage2.all": 68.67},
+    "wb-cifar100-if50": {"stage1.all": 52.71, "stage2.all": 57.71},  # WB Table 2, "WD" and "+ WD & Max"
+    "wb-cifar100-if10": {"stage1.all": 66.03, "stage2.all": 68.67},
     # Not in ALGORITHMS.md: the WB paper's Table 1 ("WD tuned" and "+ tau-norm" rows, Many/Medium/Few/All) and
     # Table 2 (IF 50 / 10 columns of "WD" and "+ tau-norm").
     "wb-taunorm-cifar100-if100": {"stage1.all": 46.08, "stage1.many": 76.94, "stage1.medium": 44.28,
@@ -29,13 +34,16 @@ ALGORITHMS_MD_FIGURES = {
     "los-cifar100-if50": {"stage2.all": 58.8},
     "los-cifar100-if10": {"stage2.all": 69.7},
     "ewb-cifar100-if100": {"stage2.all": 53.0},
-    # WB Table 3, the LOS paper and EWB: ImageNet-LT (ResNeXt-50) and iNaturalist 2018 (ResNet-50).
-    "imagenet-lt-resnext50-wb": {"stage1.all": 48.6, "stage2.all": 53.9},
+    # WB Table 3 ("WD" and "+ WD & Max" rows, Many/Med/Few/All), the LOS paper's table and EWB: ImageNet-LT
+    # (ResNeXt-50) and iNaturalist 2018 (ResNet-50).
+    "imagenet-lt-resnext50-wb": {"stage1.all": 48.6, "stage1.many": 68.5, "stage1.medium": 42.4, "stage1.few": 14.2,
+                                 "stage2.all": 53.9, "stage2.many": 62.5, "stage2.medium": 50.4, "stage2.few": 41.5},
     "imagenet-lt-resnext50-los": {"stage2.all": 54.4, "stage2.many": 63.2, "stage2.medium": 50.7,
                                   "stage2.few": 42.3},
     "imagenet-lt-resnext50-ewb": {"stage2.all": 53.2},
-    "inat2018-resnet50-wb": {"stage1.all": 65.4, "stage2.all": 70.2},
-    "inat2018-resnet50-los": {"stage2.all": 70.8},
+    "inat2018-resnet50-wb": {"stage1.all": 65.4, "stage1.many": 74.5, "stage1.medium": 66.5, "stage1.few": 61.5,
+                             "stage2.all": 70.2, "stage2.many": 71.2, "stage2.medium": 70.4, "stage2.few": 69.7},
+    "inat2018-resnet50-los": {"stage2.all": 70.8, "stage2.many": 69.2, "stage2.medium": 70.7, "stage2.few": 71.3},
     "inat2018-resnet50-ewb": {},
 }
 # ALGORITHMS.md, "Data": CIFAR-100-LT IF100 training images and Many/Medium/Few classes of each paper's code.
@@ -76,34 +84,58 @@ def test_ewb_preset_trains_on_the_ewb_codes_counts() -> None:
     assert (sum(counts), counts[0], counts[-1]) == (EWB_COUNTS_IF100, 480, 5)
 
 
-@pytest.mark.parametrize("name", ["wb-cifar100-if100", "wb-cifar100-if50", "wb-cifar100-if10"])
-def test_wb_presets_are_the_wb_code(name: str) -> None:
+def _stage2_loss(name: str) -> ClassLoss:
+    """The stage-2 loss a preset's config builds, on the counts its loader takes."""
     config = PRESETS[name].config
-    assert config.model.arch == "resnet34-cifar" and config.eval.flip_tta
-    stage1 = config.stage1
-    assert (stage1.epochs, stage1.lr, stage1.momentum, stage1.batch_size, stage1.weight_decay) == (
-        320, 0.01, 0.9, 64, 5e-3)
-    assert config.stage2 == RetrainConfig(loss="cb-bce", cb_beta=0.9999, weight_decay=0.1, maxnorm="relative",
-                                          maxnorm_thresh=0.1, maxnorm_every="epoch", epochs=10, lr=0.01,
-                                          momentum=0.9, batch_size=64, layers="classifier", bn_mode="train")
+    return make_loss(config.stage2.loss, _train_counts(config), config.stage2.cb_beta, config.stage2.over_smoothing)
+
+
+def _batch(classes: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(16, classes, generator=generator) * 3, torch.randint(0, classes, (16,), generator=generator)
+
+
+@pytest.mark.parametrize("name", ["wb-cifar100-if100", "wb-cifar100-if50", "wb-cifar100-if10"])
+def test_wb_presets_build_the_wb_codes_bce_on_softmax_cb_loss(name: str) -> None:
+    """ALGORITHMS.md's formula, written out: Cui et al.'s weights (beta 0.9999, summing to K) on the preset's
+    counts, BCE on the softmax probabilities, mean over B*K entries."""
+    counts = torch.tensor(_train_counts(PRESETS[name].config), dtype=torch.float64)
+    raw = (1 - 0.9999) / (1 - 0.9999 ** counts)
+    weights = raw / raw.sum() * 100
+    logits, labels = _batch()
+    probs, one_hot = logits.double().softmax(-1), F.one_hot(labels, 100).double()
+    bce = -(one_hot * probs.log() + (1 - one_hot) * (1 - probs).log())
+    expected = (weights[labels][:, None] * bce).mean()
+    assert _stage2_loss(name)(logits, labels).item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_wb_preset_projects_rows_to_the_relative_radius_of_its_stage1_norms() -> None:
+    """t = 0.1: delta = min r_k + 0.1 (max r_k - min r_k) of the stage-1 classifier's row norms."""
+    stage1_weight = torch.diag(torch.tensor([1.0, 2.0, 11.0]))
+    radius = maxnorm_radius(PRESETS["wb-cifar100-if100"].config.stage2, stage1_weight)
+    assert radius == pytest.approx(2.0)
 
 
 @pytest.mark.parametrize("name", ["los-cifar100-if100", "los-cifar100-if50", "los-cifar100-if10"])
-def test_los_presets_are_the_los_code(name: str) -> None:
-    config = PRESETS[name].config
-    assert config.stage1.epochs == 200 and config.stage1.weight_decay == 5e-3 and config.eval.flip_tta
-    stage2 = config.stage2
-    assert (stage2.loss, stage2.over_smoothing, stage2.lr, stage2.weight_decay, stage2.epochs, stage2.maxnorm,
-            stage2.bn_mode, stage2.batch_size) == ("los", 0.98, 5e-4, 0.0, 20, "none", "train", 64)
+def test_los_presets_build_the_los_codes_label_smoothing_loss(name: str) -> None:
+    """LOS code: cross_entropy(..., label_smoothing=0.98), the README's delta."""
+    logits, labels = _batch()
+    expected = F.cross_entropy(logits, labels, label_smoothing=0.98)
+    assert _stage2_loss(name)(logits, labels).item() == pytest.approx(expected.item(), rel=1e-6)
 
 
-def test_ewb_and_tau_norm_presets_are_their_code() -> None:
-    ewb = PRESETS["ewb-cifar100-if100"].config
-    assert (ewb.stage1.epochs, ewb.stage1.weight_decay, ewb.stage1.feature_reg, ewb.stage1.classifier) == (
-        320, 5e-3, 1e-2, "etf")
-    assert (ewb.stage2.tau, ewb.stage2.form, ewb.eval.flip_tta) == (0.65, "multiplicative", False)
-    tau_norm = PRESETS["wb-taunorm-cifar100-if100"].config
-    assert tau_norm.stage2.tau == 1.9 and tau_norm.stage1.weight_decay == 5e-3 and tau_norm.eval.flip_tta
+def test_ewb_preset_trains_a_fixed_etf_with_feature_regularisation() -> None:
+    config = with_fields(PRESETS["ewb-cifar100-if100"].config, {"model.arch": "small-cnn", "data.image_size": 8})
+    data = SimpleNamespace(num_classes=100, channels=3, image_size=8, name="cifar100-lt")
+    model = build_backbone_model(config, data, resolve_runtime(RunOptions(device="cpu")))
+    weight = model.classifier.weight
+    cosines = weight @ weight.T
+    assert not weight.requires_grad and torch.allclose(weight.norm(dim=1), torch.ones(100), atol=1e-5)
+    assert torch.allclose(cosines[~torch.eye(100, dtype=torch.bool)], torch.full((9900,), -1 / 99), atol=1e-5)
+    logits, labels = _batch()
+    features = torch.randn(16, 512)
+    expected = F.cross_entropy(logits, labels) + 1e-2 * features.pow(2).sum(-1).mean() / 2  # lambda_fr 1e-2
+    assert stage1_loss(config)(logits, features, labels).item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_runs_are_fp32_unless_amp_is_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
