@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -11,13 +12,15 @@ from tests.trainers.fake_data import write_fake_inat2018
 from trainers.augment import hflip
 from trainers.backbone import build_backbone_model
 from trainers.config import RunOptions, with_fields
-from trainers.data.types import ImageSplit
+from trainers.data.types import ImageSplit, LTDataset
 from trainers.device import resolve_runtime
 from trainers.errors import TrainingDivergedError
-from trainers.experiment import run_experiment, run_stage2, train_backbone
+from trainers.experiment import run_experiment, run_stage2, stage2_output, train_backbone
 from trainers.features import extract_feature_bank
 from trainers.loop import predict
-from trainers.posthoc import etf_classifier_weight
+from trainers.metrics import per_class_accuracy
+from trainers.models import LTModel
+from trainers.posthoc import etf_classifier_weight, tau_normalize
 from trainers.presets import method_defaults
 
 CPU = resolve_runtime(RunOptions(device="cpu"))
@@ -36,11 +39,14 @@ def test_wb_stage2_improves_few_split_over_stage1() -> None:
 def test_every_method_trains_and_reports_all_splits(method: str) -> None:
     config = with_fields(method_defaults(method), {"stage1.epochs": 8})
     result = run_experiment(config, CPU)
+    rule = result.split_rule
     for stage in (result.stage1, result.stage2):
-        for split in (stage.val, stage.test):
-            assert 0 <= split.all <= 100
-            assert None not in (split.many, split.medium, split.few)
-    assert len(result.stage2.per_class_test) == 10
+        for split, per_class in ((stage.val, stage.per_class_val), (stage.test, stage.per_class_test)):
+            # each split's accuracy is the mean of its classes' accuracies
+            for value, classes in ((split.all, range(10)), (split.many, rule.many_classes),
+                                   (split.medium, rule.medium_classes), (split.few, rule.few_classes)):
+                assert classes and value == pytest.approx(sum(per_class[k] for k in classes) / len(classes))
+    assert result.stage1.test.all > 30, "8 epochs learn digits well above chance (10 %)"
     assert result.stage2.diagnostics.fdr_test is not None
 
 
@@ -74,6 +80,44 @@ def test_end_to_end_retraining_path_runs_with_bn_in_train_mode() -> None:
     radius = min(backbone.stage1.diagnostics.weight_norms) + 0.1 * (
         max(backbone.stage1.diagnostics.weight_norms) - min(backbone.stage1.diagnostics.weight_norms))
     assert max(result.diagnostics.weight_norms) <= radius + 1e-4
+
+
+
+def test_retraining_with_bn_in_train_mode_updates_the_running_statistics_it_evaluates_with() -> None:
+    """The authors' stage 2 leaves the model in train mode: the frozen backbone's BN statistics move, and the
+    result is measured with them (forcing eval mode would leave them at stage 1's)."""
+    config = with_fields(method_defaults("wb"), {"stage1.epochs": 2, "stage2.bn_mode": "train", "stage2.epochs": 1})
+    backbone = train_backbone(config, CPU)
+    stage1_state = {name: tensor.clone() for name, tensor in backbone.model.state_dict().items()}
+    output = stage2_output(backbone, config, CPU)
+    state = output.classifier.backbone_state
+    assert state is not None
+    statistics = [name for name in state if name.endswith(("running_mean", "running_var"))]
+    assert statistics and all(not torch.equal(state[name], stage1_state[name]) for name in statistics)
+    assert all(torch.equal(backbone.model.state_dict()[name], stage1_state[name]) for name in statistics), \
+        "the cached stage-1 backbone must stay as it was"
+    model = copy.deepcopy(backbone.model)
+    model.load_state_dict(state)
+    logits = output.classifier.logits(*_test_features(model, backbone.data))
+    assert per_class_accuracy(logits, backbone.data.test.labels, 10).tolist() == pytest.approx(
+        [value for value in output.result.per_class_test])
+
+
+def _test_features(model: LTModel, data: LTDataset) -> tuple[torch.Tensor, torch.Tensor | None]:
+    bank = extract_feature_bank(model, data, CPU, views=0, flips=False, seed=0)
+    return bank.test, None
+
+
+def test_flip_tta_averages_the_logits_of_the_image_and_its_mirror() -> None:
+    config = with_fields(method_defaults("tau-norm"), {"stage1.epochs": 20, "eval.flip_tta": True})
+    backbone = train_backbone(config, CPU)
+    bank, head = backbone.features, backbone.head
+    output = stage2_output(backbone, config, CPU)
+    weight = tau_normalize(head.weight, config.stage2.tau)
+    plain, mirrored = bank.test @ weight.T + head.bias, bank.test_flipped @ weight.T + head.bias
+    averaged = per_class_accuracy((plain + mirrored) / 2, bank.test_labels, 10).tolist()
+    assert averaged != per_class_accuracy(plain, bank.test_labels, 10).tolist(), "the views must disagree here"
+    assert output.result.per_class_test == pytest.approx(averaged)
 
 
 def test_nan_loss_stops_with_a_message_naming_the_fix() -> None:

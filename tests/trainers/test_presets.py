@@ -8,10 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from trainers.backbone import build_backbone_model, stage1_loss
 from trainers.config import ExperimentConfig, RunOptions, with_fields
 from trainers.data.cifar import cifar_lt_indices
 from trainers.device import resolve_runtime
-from trainers.experiment import build_backbone_model, maxnorm_radius, stage1_loss
+from trainers.experiment import maxnorm_radius
 from trainers.losses import ClassLoss, make_loss
 from trainers.presets import PRESETS, paper_comparison, preset_differences
 from trainers.splits import split_rule
