@@ -20,7 +20,7 @@ import torch
 from pydantic import BaseModel, Field
 
 from trainers.data.types import ImageSplit, LTDataset
-from trainers.metrics import per_class_accuracy, split_accuracy, split_rule
+from trainers.metrics import per_class_accuracy, split_accuracy
 from trainers.results import SplitAccuracy
 
 # Where a linear fit on raw pixels stays quick on a CPU (seconds to a minute): at most this many train images,
@@ -69,7 +69,7 @@ def fit_linear_baseline(data: LTDataset) -> BaselineResult:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarning: see MAX_ITERATIONS
         classifier.fit(scaler.transform(_pixels(data.train)), data.train.labels.numpy())
-    rule = split_rule(data.class_counts, data.name)
+    rule = data.split_rule()
 
     def evaluate(split: ImageSplit) -> SplitAccuracy:
         predicted = torch.from_numpy(classifier.predict(scaler.transform(_pixels(split)))).long()
