@@ -8,10 +8,13 @@ from studies.definition.space import ParamValue
 
 
 class StudyLinks(BaseModel):
+    """Relative, or under the configured TAILTUNE_API_PUBLIC_URL."""
+
     self: str
     trials: str
     report: str
-    dashboard: str = Field(description="the command that opens optuna-dashboard on this database")
+    dashboard: str | None = Field(None, description="the configured optuna-dashboard address "
+                                  "(TAILTUNE_API_DASHBOARD_URL); absent when none is configured")
 
 
 class StudyCreated(BaseModel):

@@ -42,6 +42,11 @@ class ApiSettings(BaseModel):
     open: bool = Field(False, description="serve without any token: anyone who reaches the port may do anything "
                        "(`tailtune serve --open`, for a laptop; never the default)")
     url: str | None = Field(None, description="a tailtune API the CLI's study commands use instead of a database")
+    public_url: str | None = Field(None, description="the API's address as clients reach it (e.g. behind a proxy): "
+                                   "links in responses start with it; unset: links are relative (never built from "
+                                   "a request's Host header)")
+    dashboard_url: str | None = Field(None, description="optuna-dashboard's address for clients, given back as a "
+                                      "study's dashboard link; unset: no link (the database URL is never sent)")
     report_builds: int = Field(2, ge=1, le=32, description="report pages built at once, each drawing in a thread "
                                "and reading over one pooled connection")
     report_waiting: int = Field(8, ge=0, le=1000, description="report requests that may wait for a build slot; "

@@ -49,19 +49,20 @@ def store_trial_model(artifact_dir: Path, cached: CachedBackbone, config: Experi
 
 def load_trial_model(artifact_dir: Path, relative: str) -> TrialModelParts:
     """The stored stage-2 output; FileNotFoundError when it is absent, ModelFilesMissingError naming the file
-    when it cannot be read or has another format."""
+    when it cannot be read or has another format. Messages name the file under the artifact directory, never
+    the directory itself: the API sends them to clients."""
     path = artifact_dir / relative
     if not path.is_file():
-        raise FileNotFoundError(f"no stored stage-2 result at '{path}'")
+        raise FileNotFoundError(f"no stored stage-2 result '{relative}' in the artifact directory")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises RuntimeError, UnpicklingError, EOFError... for a damaged file
-        raise ModelFilesMissingError(f"stored stage-2 result '{path}' is not readable ({type(error).__name__}); "
+        raise ModelFilesMissingError(f"stored stage-2 result '{relative}' is not readable ({type(error).__name__}); "
                                      "run the trial's params again in a new trial") from None
     if not isinstance(payload, dict) or (payload.get("format"), payload.get("format_version")) != (
             _FORMAT, _FORMAT_VERSION):
         found = payload.get("format_version") if isinstance(payload, dict) else None
-        raise ModelFilesMissingError(f"stored stage-2 result '{path}' has format {found}, this tailtune reads "
+        raise ModelFilesMissingError(f"stored stage-2 result '{relative}' has format {found}, this tailtune reads "
                                      f"{_FORMAT_VERSION}; export it with the tailtune that ran the trial, or run "
                                      "its params again")
     return TrialModelParts.from_payload(payload)

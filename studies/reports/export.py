@@ -95,7 +95,9 @@ def _stored_parts(record: StudyRecord, trial: FrozenTrial, artifact_dir: Path) -
 def _stage1_state(record: StudyRecord, trial: FrozenTrial, artifact_dir: Path) -> dict[str, torch.Tensor]:
     path = stage1_weights_path(artifact_dir, trial.user_attrs["stage1_key"])
     if not path.is_file():
-        raise ModelFilesMissingError(f"no cached stage-1 weights at '{path}' for trial {trial.number} of study "
+        # Named under the artifact directory: the API sends this message to clients.
+        raise ModelFilesMissingError(f"no cached stage-1 weights '{path.relative_to(artifact_dir)}' in the artifact "
+                                     f"directory for trial {trial.number} of study "
                                      f"{record.name!r}; pass the --artifact-dir (TAILTUNE_ARTIFACT_DIR) of the "
                                      "worker that ran it")
     return torch.load(path, map_location="cpu", weights_only=True)

@@ -14,10 +14,41 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from service.core.config import Settings
 from service.main import create_app
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """What no response may name: the database URL and its parts, and paths into the artifact directory (the
+    directory itself may be the test's tmp_path, under which a test also keeps the data it names)."""
+    url = sa.make_url(settings.database.url)
+    artifacts = settings.artifact.dir.resolve()
+    parts = [url.render_as_string(hide_password=False), url.render_as_string(hide_password=True), url.database,
+             str(artifacts / "stage1"), str(artifacts / "stage2")]
+    if url.host is not None:
+        parts += [url.username, url.host, f":{url.port or 5432}", url.password]
+    return [part for part in parts if part]
+
+
+@pytest.fixture(autouse=True)
+def responses_name_no_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every response an in-process API test receives is scanned for the app's secrets (issue 21)."""
+    request = TestClient.request
+
+    def scanned(client: TestClient, *args: object, **kwargs: object) -> httpx.Response:
+        response = request(client, *args, **kwargs)
+        settings = getattr(getattr(client.app, "state", None), "settings", None)
+        if isinstance(settings, Settings):
+            body = response.text if not response.headers.get("content-type", "").startswith(
+                "application/octet-stream") else ""
+            leaked = [secret for secret in secrets_of(settings) if secret in body]
+            assert not leaked, f"{response.request.method} {response.request.url.path} names {leaked}: {body[:500]}"
+        return response
+
+    monkeypatch.setattr(TestClient, "request", scanned)
 
 
 @pytest.fixture

@@ -48,6 +48,13 @@ def test_the_model_route_returns_the_trials_model_and_refuses_unfinished_trials(
         assert unfinished.status_code == 409 and "RUNNING, not COMPLETE" in unfinished.json()["detail"]
         assert client.get(f"/studies/{study_id}/model", params={"trial": 99}).status_code == 404
         assert client.get(f"/studies/{study_id + 1}/model").status_code == 404
+        # Files gone (another artifact dir, a cleanup): a 404 that names no server path, stage 1's, then stage 2's.
+        for stage in ("stage1", "stage2"):
+            for stored in (tmp_path / "artifacts" / stage).glob("**/*.pt"):
+                stored.unlink()
+            missing = client.get(f"/studies/{study_id}/model", params={"trial": trial.number})
+            assert missing.status_code == 404, missing.text
+            assert str(tmp_path) not in missing.text and "--artifact-dir" in missing.text
     app.state.database.dispose()
 
 

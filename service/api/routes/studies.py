@@ -8,13 +8,13 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import HTMLResponse, StreamingResponse
 
 from service.api.deps import DatabaseDep, SettingsDep
+from service.core.config import Settings
 from service.data_paths import check_data_paths
 from service.schemas import BudgetUpdate, Message, StudyCreated, StudyLinks, TrialRequest, ValidationErrors
 from studies.definition.records import Page, StudyRecord, StudyState, StudySummary, TrialRecord
 from studies.definition.spec import MAX_SEARCHED_PARAMS, NAME_PATTERN, StudySpec
 from studies.reports.trials_csv import trials_csv
 from studies.store import lifecycle, registry
-from studies.store.db import Database, redacted
 
 router = APIRouter(prefix="/studies", tags=["studies"])
 
@@ -36,10 +36,10 @@ BAD_BODY = {400: {"model": Message, "description": "the body is not UTF-8 JSON"}
                                              f"fields of the method, at most {MAX_SEARCHED_PARAMS} parameters are "
                                              "searched, the grid sampler needs every searched parameter as "
                                              "categorical choices"}})
-def create_study(spec: StudySpec, db: DatabaseDep, settings: SettingsDep, request: Request) -> StudyCreated:
+def create_study(spec: StudySpec, db: DatabaseDep, settings: SettingsDep) -> StudyCreated:
     check_data_paths(spec, settings.data.roots)
     record = registry.create_study(db, spec=spec)
-    return StudyCreated(id=record.id, name=record.name, urls=_links(request, record.id, db))
+    return StudyCreated(id=record.id, name=record.name, urls=_links(settings, record.id))
 
 
 @router.get("", response_model=Page[StudySummary])
@@ -139,7 +139,8 @@ def trial_model(study_id: StudyId, db: DatabaseDep, settings: SettingsDep,
                     headers={"Content-Disposition": f'attachment; filename="{exported.file_name}"'})
 
 
-def _links(request: Request, study_id: int, db: Database) -> StudyLinks:
-    base = str(request.url_for("get_study", study_id=study_id))
+def _links(settings: Settings, study_id: int) -> StudyLinks:
+    # Never from the request's Host header, which the client chooses; never the database URL.
+    base = f"{(settings.api.public_url or '').rstrip('/')}/studies/{study_id}"
     return StudyLinks(self=base, trials=f"{base}/trials", report=f"{base}/report",
-                      dashboard=f"optuna-dashboard {redacted(db.url)}")
+                      dashboard=settings.api.dashboard_url)
