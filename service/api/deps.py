@@ -58,7 +58,7 @@ def _scope(settings: Settings, db: Database, given: str | None) -> Scope | Liter
     # compare_digest: the time taken does not reveal how much of a guessed token was right.
     if admin is not None and hmac.compare_digest(given.encode(), admin.encode()):
         return "admin"
-    return tokens.scope_of(db, given)
+    return tokens.scope_of(db, secret=given)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

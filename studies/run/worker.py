@@ -362,7 +362,7 @@ class _Worker:
 
     def _hand_back(self, claimed: claims.ClaimedTrial, reason: str) -> None:
         log.warning("trial %d interrupted (%s); queued for retry", claimed.number, reason)
-        if claims.release_for_retry(self.db, self.studies, claimed):
+        if claims.release_for_retry(self.db, studies=self.studies, claimed=claimed):
             self.summary.interrupted += 1
 
     def _count_failure(self, claimed: claims.ClaimedTrial, message: str) -> None:
@@ -387,7 +387,7 @@ class _Worker:
             told = None  # reaped between Optuna's read and its write, or the study was deleted meanwhile
         except ValueError:  # "Cannot tell a FAIL trial": reaped before Optuna's read (or a retried tell's
             # first attempt had committed); any other ValueError is a real error
-            if not claims.is_finished(self.db, claimed.trial_id):
+            if not claims.is_finished(self.db, trial_id=claimed.trial_id):
                 raise
             told = None
         if told is None:

@@ -27,11 +27,11 @@ def claim_baseline(db: Database, *, study_id: int, worker_id: str) -> bool:
         with locked_study(db, study_id=study_id) as (connection, row):
             if row is None:
                 return False
-            current = read_study_user_attr(connection, [study_id], BASELINE_ATTR).get(study_id)
+            current = read_study_user_attr(connection, study_ids=[study_id], key=BASELINE_ATTR).get(study_id)
             if current is not None and not _expired(current):
                 return False
-            write_study_user_attr(connection, study_id, BASELINE_ATTR,
-                                  {"state": "fitting", "worker": worker_id, "claimed_at": time.time()})
+            write_study_user_attr(connection, study_id=study_id, key=BASELINE_ATTR,
+                                  value={"state": "fitting", "worker": worker_id, "claimed_at": time.time()})
             return True
 
     return retry_transient(claim, what="claim the study's baseline")
@@ -41,7 +41,7 @@ def store_baseline(db: Database, *, study_id: int, baseline: dict[str, Any]) -> 
     """Stores the fitted (or skipped, or failed) baseline; `baseline` carries its `state`."""
     def store() -> None:
         with db.engine.begin() as connection:
-            write_study_user_attr(connection, study_id, BASELINE_ATTR, baseline)
+            write_study_user_attr(connection, study_id=study_id, key=BASELINE_ATTR, value=baseline)
 
     retry_transient(store, what="store the study's baseline")
 

@@ -161,7 +161,7 @@ def _claim(db: Database, *, study_id: int, studies: LoadedStudies, worker_id: st
                 return study, spec, earlier
             if studies.reap_due(study_id):
                 storage.fail_and_retry(connection, study=study, trial_ids=storage.stale_trial_ids(study=study))
-            counts = trial_counts(connection, [study_id])[study_id]
+            counts = trial_counts(connection, study_ids=[study_id])[study_id]
             allowed = min(count, row.n_trials - counts.finished - counts.running)
             if allowed <= 0:
                 mark_done_if_finished(connection, study_id=study_id)
@@ -200,7 +200,7 @@ def _record_claim(connection: sa.Connection, *, trial_ids: list[int], worker_id:
 
 
 # ---------------------------------------------------------------------------------------------- outcomes
-def is_finished(db: Database, trial_id: int) -> bool:
+def is_finished(db: Database, *, trial_id: int) -> bool:
     """Whether the trial left RUNNING (told, reaped, or deleted with its study): one column of one row."""
     with db.engine.connect() as connection:
         trials = storage.trials
@@ -208,7 +208,7 @@ def is_finished(db: Database, trial_id: int) -> bool:
     return state is None or state.is_finished()
 
 
-def release_for_retry(db: Database, studies: LoadedStudies, claimed: ClaimedTrial) -> bool:
+def release_for_retry(db: Database, *, studies: LoadedStudies, claimed: ClaimedTrial) -> bool:
     """Fails an interrupted trial and queues a WAITING clone with its params, in one transaction under the study's
     lock (a claimer never sees the slot free without the clone); False if it had left RUNNING meanwhile (reaped).
     A retry after a lost commit reply finds it FAIL and returns False: the hand-back happened, uncounted."""

@@ -69,7 +69,7 @@ def set_budget(db: Database, *, study_id: int, n_trials: int) -> StudyRecord:
     with locked_study(db, study_id=study_id) as (connection, row):
         if row is None:
             raise StudyNotFoundError.of_id(study_id)
-        finished = trial_counts(connection, [study_id])[study_id].finished
+        finished = trial_counts(connection, study_ids=[study_id])[study_id].finished
         if n_trials < finished:
             raise BudgetConflictError(f"n_trials {n_trials} is below the {finished} trials study {row.name!r} "
                                       f"has already finished; give at least {finished}")
@@ -99,7 +99,7 @@ def queue_trial(db: Database, *, study_id: int, params: dict[str, ParamValue]) -
         earlier = _queued_number(connection, study_id, key)
         if earlier is not None:
             return QueuedTrial(number=earlier, params=checked, created=False)
-        counts = trial_counts(connection, [study_id])[study_id]
+        counts = trial_counts(connection, study_ids=[study_id])[study_id]
         taken = counts.finished + counts.running + counts.waiting
         if taken >= row.n_trials:
             raise BudgetConflictError(

@@ -166,7 +166,7 @@ def open_study_ids(db: Database, *, among: Sequence[int] | None) -> list[int]:
     def read() -> list[int]:
         with db.engine.connect() as connection:
             rows = connection.execute(query.order_by(study_table.c.id)).all()
-            counts = trial_counts(connection, [row.id for row in rows])
+            counts = trial_counts(connection, study_ids=[row.id for row in rows])
         return [row.id for row in rows if counts[row.id].finished < row.n_trials]
 
     return retry_transient(read, what="list open studies")
@@ -190,7 +190,7 @@ def delete_study(db: Database, *, study_id: int, force: bool = False) -> None:
     with locked_study(db, study_id=study_id) as (connection, row):
         if row is None:
             raise StudyNotFoundError.of_id(study_id)
-        running = trial_counts(connection, [study_id])[study_id].running
+        running = trial_counts(connection, study_ids=[study_id])[study_id].running
         if running and not force:
             raise StudyBusyError(f"study {row.name!r} has {running} running trial(s); stop it "
                                  f"(tailtune study stop {row.name}), wait for them, or delete with force")
@@ -219,7 +219,7 @@ def locked_study(db: Database, *, study_id: int,
         yield connection, connection.execute(query.with_for_update()).first()
 
 
-def trial_counts(connection: sa.Connection, study_ids: Sequence[int]) -> dict[int, TrialCounts]:
+def trial_counts(connection: sa.Connection, *, study_ids: Sequence[int]) -> dict[int, TrialCounts]:
     query = (sa.select(trials.c.study_id, trials.c.state, sa.func.count())
              .where(trials.c.study_id.in_(study_ids)).group_by(trials.c.study_id, trials.c.state))
     found: dict[int, dict[str, int]] = defaultdict(dict)
@@ -252,10 +252,10 @@ def _study_records(db: Database, where: sa.ColumnElement[bool], *, offset: int, 
                                       .select_from(_joined_studies()).where(where)
                                       .order_by(study_table.c.id).offset(offset).limit(limit)).all()
             ids = [row.id for row in rows]
-            counts = trial_counts(connection, ids)
+            counts = trial_counts(connection, study_ids=ids)
             best, recipe = _best_trials(connection, ids), _recipe_trials(connection, ids)
             details = _TrialDetails.read(connection, [trial_id for trial_id, _ in [*best.values(), *recipe.values()]])
-            baselines = read_study_user_attr(connection, ids, BASELINE_ATTR)
+            baselines = read_study_user_attr(connection, study_ids=ids, key=BASELINE_ATTR)
         return [_study_record(row, counts[row.id], best.get(row.id), recipe.get(row.id), details, with_spec,
                               baselines.get(row.id)) for row in rows]
 

@@ -158,14 +158,14 @@ def retry_callback(max_retry: int | None) -> RetryHeartbeatStaleTrialCallback:
         return RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
 
 
-def read_study_user_attr(connection: sa.Connection, study_ids: Sequence[int], key: str) -> dict[int, Any]:
+def read_study_user_attr(connection: sa.Connection, *, study_ids: Sequence[int], key: str) -> dict[int, Any]:
     """study id -> the value of its user attr `key`, for the studies that have it."""
     rows = connection.execute(sa.select(study_user_attrs.c.study_id, study_user_attrs.c.value_json)
                               .where(study_user_attrs.c.study_id.in_(study_ids), study_user_attrs.c.key == key))
     return {row.study_id: json.loads(row.value_json) for row in rows}
 
 
-def write_study_user_attr(connection: sa.Connection, study_id: int, key: str, value: Any) -> None:
+def write_study_user_attr(connection: sa.Connection, *, study_id: int, key: str, value: Any) -> None:
     """`study.set_user_attr` in the caller's transaction (Optuna's own call commits a session of its own)."""
     insert = _UPSERTS[connection.dialect.name](study_user_attrs).values(study_id=study_id, key=key,
                                                                          value_json=json.dumps(value))

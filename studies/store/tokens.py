@@ -84,7 +84,7 @@ def revoke_token(db: Database, *, name: str) -> TokenRecord:
     return _record(db, name)
 
 
-def scope_of(db: Database, secret: str) -> Scope | None:
+def scope_of(db: Database, *, secret: str) -> Scope | None:
     """The scope of an unrevoked, unexpired token, or None; records its use. The lookup is by digest, so its
     timing tells nothing of the secret; the final comparison is constant-time as well."""
     digest = _digest(secret)

@@ -70,7 +70,7 @@ def test_an_interrupted_trial_comes_back_with_its_params_while_the_budget_is_ful
     sampled_value(first.trial, first.spec)
     complete(second)
 
-    assert claims.release_for_retry(database, studies, first)
+    assert claims.release_for_retry(database, studies=studies, claimed=first)
     retry = claim(database, study_id, studies)
     assert retry is not None and retry.trial.params == first.trial.params
     complete(retry)
