@@ -9,6 +9,10 @@ order.
   none there. Tuning never sees the test set either way.
 n_max comes from the file's images per class, which gives the authors' numbers on the real files and a
 proportionally smaller profile on small test fixtures. Test: the whole balanced test file.
+
+The files are pickles, and a pickle may name any function to call; they are read by an unpickler that admits
+only what the format holds (dicts, lists, bytes, str, numbers and numpy arrays), so a crafted file under a data
+root is refused, naming itself, instead of running code on the worker.
 """
 
 from __future__ import annotations
@@ -118,8 +122,27 @@ def _unpickle(path: Path) -> dict[str, Any]:
                              f"into '{path.parent}'")
     with path.open("rb") as file:
         # The files were pickled by Python 2: keys come back as bytes with encoding="bytes".
-        content = pickle.load(file, encoding="bytes")
+        try:
+            content = _ArraysOnly(file, encoding="bytes").load()
+        except pickle.UnpicklingError as error:
+            raise UserInputError(f"CIFAR file '{path}' is not a CIFAR batch: {error}; extract the archive from "
+                                 "https://www.cs.toronto.edu/~kriz/cifar.html again") from None
+    if not isinstance(content, dict):
+        raise UserInputError(f"CIFAR file '{path}' holds a {type(content).__name__}, not a CIFAR batch dict")
     return {key.decode() if isinstance(key, bytes) else key: value for key, value in content.items()}
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Admits the globals a CIFAR batch (numpy 1 or 2, pickled by Python 2 or 3) needs to rebuild its arrays."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}  # encode: protocol-2 bytes
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which a CIFAR batch never holds")
+        return super().find_class(module, name)
 
 
 def _text(name: bytes | str) -> str:
