@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.trainers.fake_data import write_fake_cifar
 from trainers.config import DataConfig
 from trainers.data import load_dataset
 from trainers.errors import UserInputError
-from tests.trainers.fake_data import write_fake_cifar
 
 PACKAGES = ("trainers", "studies", "service", "tailtune")
 
