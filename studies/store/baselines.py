@@ -28,7 +28,8 @@ def claim_baseline(db: Database, *, study_id: int, worker_id: str) -> bool:
             if row is None:
                 return False
             current = read_study_user_attr(connection, study_ids=[study_id], key=BASELINE_ATTR).get(study_id)
-            if current is not None and not _expired(current):
+            # This worker's own claim is a retry's first attempt, committed before its reply was lost.
+            if current is not None and not _expired(current) and current.get("worker") != worker_id:
                 return False
             write_study_user_attr(connection, study_id=study_id, key=BASELINE_ATTR,
                                   value={"state": "fitting", "worker": worker_id, "claimed_at": time.time()})

@@ -4,6 +4,7 @@ reply finds its own trials, and every change to a study waits for the study's lo
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from studies.definition.spec import parse_spec
-from studies.store import claims, lifecycle, registry
+from studies.store import baselines, claims, lifecycle, registry
 from studies.store.db import Database
 from studies.store.storage import TransactionAbortedError, trial_heartbeats
 from studies.store.tables import study_table
@@ -97,13 +98,9 @@ def test_the_reaper_meeting_a_late_tell_keeps_the_result_and_the_claim(
     assert retries == [] and registry.get_study(database, study_id=study_id).best_values == [1.0]
 
 
-@pytest.mark.postgres
-def test_a_claim_retried_after_its_commit_reply_was_lost_returns_its_own_trials(postgres_database: Database) -> None:
-    """The claim commits, then the connection drops before the reply: the retry must find the trials it had
-    claimed, not claim more (duplicates) and leave the first ones running with no worker (orphans)."""
-    db = postgres_database
-    study_id = create(db, 2)
-    studies = loaded(db)
+@contextlib.contextmanager
+def commit_reply_lost(db: Database) -> Iterator[list[bool]]:
+    """The next commit reaches the server, then the connection drops before the client hears back."""
     lose_next_reply = [True]
 
     def commit_then_drop(connection: sa.Connection) -> None:
@@ -113,13 +110,37 @@ def test_a_claim_retried_after_its_commit_reply_was_lost_returns_its_own_trials(
             dbapi_connection.close()  # ...and the client's own COMMIT meets a dead connection
 
     sa.event.listen(db.engine, "commit", commit_then_drop)
-    claimed = claim(db, study_id, studies)
-    sa.event.remove(db.engine, "commit", commit_then_drop)
-    assert not lose_next_reply, "the claim's commit never ran"
+    try:
+        yield lose_next_reply
+    finally:
+        sa.event.remove(db.engine, "commit", commit_then_drop)
+    assert not lose_next_reply, "no commit ran"
+
+
+@pytest.mark.postgres
+def test_a_claim_retried_after_its_commit_reply_was_lost_returns_its_own_trials(postgres_database: Database) -> None:
+    """The claim commits, then the connection drops before the reply: the retry must find the trials it had
+    claimed, not claim more (duplicates) and leave the first ones running with no worker (orphans)."""
+    db = postgres_database
+    study_id = create(db, 2)
+    studies = loaded(db)
+    with commit_reply_lost(db):
+        claimed = claim(db, study_id, studies)
     assert claimed is not None and claimed.number == 0
     assert trial_states(db, study_id) == [(0, "running")]
     claimed.study.tell(claimed.trial, 1.0)
     assert trial_states(db, study_id) == [(0, "complete")]
+
+
+@pytest.mark.postgres
+def test_a_baseline_claim_retried_after_its_commit_reply_was_lost_stays_this_workers(
+        postgres_database: Database) -> None:
+    """Else no worker fits the baseline until the claim expires: the one that claimed it thinks another did."""
+    db = postgres_database
+    study_id = create(db, 2)
+    with commit_reply_lost(db):
+        assert baselines.claim_baseline(db, study_id=study_id, worker_id="first")
+    assert not baselines.claim_baseline(db, study_id=study_id, worker_id="second")
 
 
 def test_resume_waits_for_the_studys_lock(database: Database, second_database: Database) -> None:
