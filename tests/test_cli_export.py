@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import stat
 from pathlib import Path
 
 import optuna
@@ -21,6 +23,29 @@ from trainers.heads import Head
 from trainers.models import build_model
 
 runner = CliRunner()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "card-fifo"])
+def test_export_onto_anything_but_a_regular_file_is_exit_2_and_leaves_it_as_it_was(tmp_path: Path,
+                                                                                   kind: str) -> None:
+    out = tmp_path / "model.pt"
+    target = out.with_suffix(".card.json") if kind == "card-fifo" else out
+    os.mkfifo(target) if kind.endswith("fifo") else target.mkdir()
+    result = runner.invoke(app, ["export", "any", "--storage", f"sqlite:///{tmp_path / 'studies.db'}", "--out",
+                                 str(out), "--force"])
+    assert result.exit_code == 2, result.output
+    assert str(target) in result.output.replace("\n", "") and "not a regular file" in result.output
+    assert stat.S_ISFIFO(target.lstat().st_mode) if kind.endswith("fifo") else target.is_dir()
+    assert sorted(path.name for path in tmp_path.iterdir()) == [target.name]  # no card written beside it
+
+
+def test_export_onto_an_existing_file_needs_force(tmp_path: Path) -> None:
+    out = tmp_path / "model.pt"
+    out.write_bytes(b"keep me")
+    out.chmod(0o444)
+    result = runner.invoke(app, ["export", "any", "--storage", f"sqlite:///{tmp_path / 'studies.db'}", "--out",
+                                 str(out)])
+    assert result.exit_code == 2 and "--force" in result.output and out.read_bytes() == b"keep me"
 
 
 def test_export_then_predict_gives_the_trials_test_accuracy(tmp_path: Path) -> None:
@@ -67,7 +92,7 @@ def test_export_then_predict_gives_the_trials_test_accuracy(tmp_path: Path) -> N
     unreadable = runner.invoke(app, ["export", "cli", "--storage", url, "--artifact-dir", str(artifacts),
                                      "--out", str(tmp_path / "x.pt")])
     assert unreadable.exit_code == 2 and "is not readable" in unreadable.output
-    assert str(damaged) in unreadable.output.replace("\n", "")
+    assert best.user_attrs["stage2_file"] in unreadable.output.replace("\n", "")
     db.dispose()
 
 

@@ -24,6 +24,7 @@ from studies.definition.records import StudyRecord, best_minus
 from studies.store import registry
 from studies.store.db import Database
 from trainers.config import ExperimentConfig
+from trainers.errors import UserInputError
 from trainers.exported import TrialModelParts, model_file_payload, serialized, write_atomically
 from trainers.presets import PRESETS, paper_comparison, preset_differences
 from trainers.provenance import git_revision, tailtune_version
@@ -58,9 +59,23 @@ def export_trial(db: Database, *, study_id: int, trial_number: int | None, artif
                          content=serialized(model_file_payload(parts, stage1_state, card)), card=card)
 
 
-def write_export(exported: ExportedTrial, out: Path) -> list[Path]:
-    """The model file at `out`, its card beside it as OUT.card.json and OUT.card.md; returns the three paths."""
-    card_json, card_markdown = out.with_suffix(".card.json"), out.with_suffix(".card.md")
+def export_targets(out: Path, *, force: bool) -> list[Path]:
+    """The model file and its two card files; a UserInputError for one that exists as anything but a regular
+    file (a folder, FIFO, socket or device is never replaced) or, without `force`, as a regular file."""
+    targets = [out, out.with_suffix(".card.json"), out.with_suffix(".card.md")]
+    for target in targets:
+        if target.exists() and not target.is_file():
+            raise UserInputError(f"'{target}' exists and is not a regular file; export writes only regular files: "
+                                 "choose another --out")
+        if target.exists() and not force:
+            raise UserInputError(f"'{target}' exists; pass --force to replace it, or choose another --out")
+    return targets
+
+
+def write_export(exported: ExportedTrial, out: Path, *, force: bool = False) -> list[Path]:
+    """The model file at `out`, its card beside it as OUT.card.json and OUT.card.md; returns the three paths.
+    Checked just before writing (export_targets), so nothing but a regular file is ever replaced."""
+    out, card_json, card_markdown = export_targets(out, force=force)
     write_atomically(exported.content, out)
     write_atomically(json.dumps(exported.card, indent=2).encode(), card_json)
     write_atomically(card_as_markdown(exported.card).encode(), card_markdown)

@@ -29,17 +29,20 @@ def export(
     artifact_dir: ArtifactDirOption = None,
     trial: Annotated[int | None, typer.Option(help="trial number; default: the best trial by the study's "
                                                    "(first) objective")] = None,
+    force: Annotated[bool, typer.Option(help="replace OUT and its card files when they exist (regular files "
+                                             "only: a folder, FIFO or device is never replaced)")] = False,
 ) -> None:
     """Write a finished trial's model (backbone + its evaluated classifier + input rules + card) to one file."""
-    from studies.reports.export import export_trial, write_export
+    from studies.reports.export import export_targets, export_trial, write_export
     from studies.store import registry
 
     with user_errors():
+        export_targets(out, force=force)  # before any work: a wrong --out fails at once
         settings = load_settings(database={"url": storage}, artifact={"dir": artifact_dir})
         db = connect(settings)
         record = registry.get_study_by_name(db, name=name)
         exported = export_trial(db, study_id=record.id, trial_number=trial, artifact_dir=settings.artifact.dir)
-        written = write_export(exported, out)
+        written = write_export(exported, out, force=force)
     test_all = (exported.card["results"]["test"] or {}).get("all")
     typer.echo(f"trial {exported.trial_number} of {name} (test All {test_all:.2f} %) -> "
                + ", ".join(str(path) for path in written))
