@@ -104,7 +104,7 @@ def run_worker(db: Database, *, study_names: list[str] | None, settings: WorkerS
     stopped; raises StudyNotFoundError for an unknown name before it claims anything. `artifact_dir` holds the
     stage-1 cache the workers of one machine share."""
     worker = _Worker(db, settings, artifact_dir, runner or objective_runner)
-    study_ids = None if study_names is None else [registry.get_study_by_name(db, name=name).id
+    study_ids = None if study_names is None else [registry.study_id_by_name(db, name=name)
                                                   for name in study_names]
     with worker.registered(), worker.signals_handled():
         worker.run(study_ids)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import time
 import uuid
 from collections.abc import Sequence
@@ -38,16 +39,22 @@ from typing import Any
 import optuna
 import sqlalchemy as sa
 from optuna.trial import TrialState
+from pydantic import ValidationError
 
 from studies.definition.samplers import build_pruner, build_sampler
 from studies.definition.spec import StudySpec
 from studies.store import storage
-from studies.store.db import Database, retry_transient
-from studies.store.registry import locked_study, mark_done_if_finished, trial_counts
+from studies.store.db import Database, describe, is_transient, retry_transient
+from studies.store.registry import locked_study, mark_done_if_finished, mark_stopped, trial_counts
 from studies.store.storage import WORKER_ATTR, trial_heartbeats, trial_system_attrs, trials
 from studies.store.tables import study_table
 
 CLAIM_ATTR = "tailtune_claim"  # trial system attr: the token of the claim that started the trial
+log = logging.getLogger(__name__)
+
+
+class StudyUnloadableError(Exception):
+    """A study's stored spec no longer validates or builds (written by an older tailtune, or by hand)."""
 
 
 @dataclass(frozen=True)
@@ -84,13 +91,19 @@ class LoadedStudies:
         self._studies: dict[tuple[int, str], tuple[optuna.Study, StudySpec]] = {}
 
     def get(self, row: Any) -> tuple[optuna.Study, StudySpec]:
+        """The study and its spec; StudyUnloadableError when its stored spec no longer loads or builds."""
         # Keyed by name too: SQLite hands a deleted study's id to the next study created.
         key = (row.id, row.name)
         if key not in self._studies:
-            spec = StudySpec.model_validate_json(row.spec_json)
-            sampler = self._samplers.setdefault(key, build_sampler(spec, self._seed_offset))
-            study = optuna.load_study(study_name=row.name, storage=self.storage, sampler=sampler,
-                                      pruner=build_pruner(spec))
+            try:
+                spec = StudySpec.model_validate_json(row.spec_json)
+                sampler = self._samplers.setdefault(key, build_sampler(spec, self._seed_offset))
+                study = optuna.load_study(study_name=row.name, storage=self.storage, sampler=sampler,
+                                          pruner=build_pruner(spec))
+            except Exception as error:
+                if is_transient(error):  # the database, not the study: retried like any other claim
+                    raise
+                raise StudyUnloadableError(f"a worker cannot load study {row.name!r}: {_reason(error)}") from error
             self._studies[key] = (study, spec)
         return self._studies[key]
 
@@ -109,11 +122,24 @@ class LoadedStudies:
         return True
 
 
+def _reason(error: Exception) -> str:
+    if isinstance(error, ValidationError):  # its first line says only "1 validation error for StudySpec"
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'spec'}: {e['msg']}" for e in error.errors())[:1000]
+    return describe(error)
+
+
 def claim_next_trial(db: Database, *, study_ids: Sequence[int], studies: LoadedStudies,
                      worker_id: str) -> ClaimedTrial | None:
-    """A RUNNING trial of the first study (in the order given) whose budget allows one more; None if none."""
+    """A RUNNING trial of the first study (in the order given) whose budget allows one more; None if none.
+    A study that cannot be loaded is stopped with the reason, and the next one is tried: one bad spec must not
+    stop every worker that serves it."""
     for study_id in study_ids:
-        claimed = claim_trials(db, study_id=study_id, studies=studies, worker_id=worker_id, count=1)
+        try:
+            claimed = claim_trials(db, study_id=study_id, studies=studies, worker_id=worker_id, count=1)
+        except StudyUnloadableError as error:
+            log.error("study %d stopped: %s", study_id, error)
+            mark_stopped(db, study_id=study_id, reason=str(error))
+            continue
         if claimed:
             return claimed[0]
     return None

@@ -130,6 +130,15 @@ def get_study_by_name(db: Database, *, name: str) -> StudyRecord:
     return records[0]
 
 
+def study_id_by_name(db: Database, *, name: str) -> int:
+    """The id alone, without reading the spec: a worker must find a study whose spec no longer loads, to stop it."""
+    with db.engine.connect() as connection:
+        found = connection.execute(sa.select(study_table.c.id).where(study_table.c.name == name)).scalar()
+    if found is None:
+        raise StudyNotFoundError(f"no study named {name!r}; create it: tailtune study create {name} ...")
+    return found
+
+
 def list_studies(db: Database, *, state: str | None = None, name: str | None = None, offset: int = 0,
                  limit: int = 50) -> Page[StudySummary]:
     """One page of studies without their specs (a spec can be large; get_study has it)."""
@@ -174,15 +183,19 @@ def open_study_ids(db: Database, *, among: Sequence[int] | None) -> list[int]:
 
 def stop_study(db: Database, *, study_id: int) -> StudyRecord:
     """No new trials are claimed; trials already running finish and are counted."""
+    if not mark_stopped(db, study_id=study_id, reason="stopped on request"):
+        raise StudyNotFoundError.of_id(study_id)
+    return get_study(db, study_id=study_id)
+
+
+def mark_stopped(db: Database, *, study_id: int, reason: str) -> bool:
+    """Stops an active study with `reason` as its stop_reason; False when there is no such study."""
     with db.engine.begin() as connection:
         found = connection.execute(sa.select(study_table.c.id).where(study_table.c.id == study_id)).first()
         connection.execute(study_table.update()
                            .where(study_table.c.id == study_id, study_table.c.state == "active")
-                           .values(state="stopped", stop_reason="stopped on request",
-                                   updated_at=sa.func.now()))
-    if found is None:
-        raise StudyNotFoundError.of_id(study_id)
-    return get_study(db, study_id=study_id)
+                           .values(state="stopped", stop_reason=reason, updated_at=sa.func.now()))
+    return found is not None
 
 
 def delete_study(db: Database, *, study_id: int, force: bool = False) -> None:
