@@ -341,8 +341,7 @@ class _Worker:
         if told in (TrialState.COMPLETE, TrialState.PRUNED):
             self.summary.completed += told == TrialState.COMPLETE
             self.summary.pruned += told == TrialState.PRUNED
-            retry_transient(lambda: claims.record_success(self.db, study_id=claimed.study_id),
-                            what="record a finished trial")
+            claims.record_success(self.db, study_id=claimed.study_id)
         elif told == TrialState.FAIL:  # values Optuna cannot store (NaN): the trial's own failure
             self._count_failure(claimed, f"trial {claimed.number} returned values Optuna rejects: {values}")
 
@@ -368,8 +367,8 @@ class _Worker:
     def _count_failure(self, claimed: claims.ClaimedTrial, message: str) -> None:
         self.summary.failed += 1
         limit = self.settings.max_consecutive_failures
-        if retry_transient(lambda: claims.record_failure(self.db, study_id=claimed.study_id, error=message,
-                                                         limit=limit), what="record a failed trial"):
+        if claims.record_failure(self.db, study_id=claimed.study_id, trial_id=claimed.trial_id, error=message,
+                                 limit=limit):
             log.error("study %d stopped: %d trials failed in a row; last: %s", claimed.study_id, limit,
                       message)
 

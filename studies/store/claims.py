@@ -50,6 +50,8 @@ from studies.store.storage import WORKER_ATTR, trial_heartbeats, trial_system_at
 from studies.store.tables import study_table
 
 CLAIM_ATTR = "tailtune_claim"  # trial system attr: the token of the claim that started the trial
+FAILURE_ATTR = "tailtune_failure_counted"  # trial system attr: its failure is in the study's failures in a row
+
 log = logging.getLogger(__name__)
 
 
@@ -245,25 +247,47 @@ def release_for_retry(db: Database, *, studies: LoadedStudies, claimed: ClaimedT
     return retry_transient(release, what=f"release trial {claimed.number} for retry")
 
 
-def record_failure(db: Database, *, study_id: int, error: str, limit: int) -> bool:
-    """Counts a trial that failed by exception; stops the study after `limit` in a row. True if it stopped."""
-    with db.engine.begin() as connection:
-        failures = connection.execute(
-            study_table.update().where(study_table.c.id == study_id)
-            .values(consecutive_failures=study_table.c.consecutive_failures + 1, updated_at=sa.func.now())
-            .returning(study_table.c.consecutive_failures)).scalar_one_or_none()
-        if failures is None or failures < limit:
-            return False
-        reason = f"stopped after {failures} trials in a row failed; last error: {error[:500]}"
-        stopped = connection.execute(study_table.update()
-                                     .where(study_table.c.id == study_id, study_table.c.state == "active")
-                                     .values(state="stopped", stop_reason=reason))
+def record_failure(db: Database, *, study_id: int, trial_id: int, error: str, limit: int) -> bool:
+    """Counts a trial that failed by exception; stops the study after `limit` in a row. True if this stopped it.
+
+    Retried on transient errors. The trial is marked counted in the same transaction, so a retry whose first
+    attempt committed (its reply lost with the connection) counts nothing twice.
+    """
+    def record() -> bool:
+        with db.engine.begin() as connection:
+            counted = connection.execute(sa.select(trial_system_attrs.c.trial_id).where(
+                trial_system_attrs.c.trial_id == trial_id, trial_system_attrs.c.key == FAILURE_ATTR)).first()
+            if counted is None:
+                connection.execute(trial_system_attrs.insert().values(trial_id=trial_id, key=FAILURE_ATTR,
+                                                                      value_json=json.dumps(True)))
+                connection.execute(study_table.update().where(study_table.c.id == study_id).values(
+                    consecutive_failures=study_table.c.consecutive_failures + 1, updated_at=sa.func.now()))
+            return _stop_after_failures(connection, study_id=study_id, error=error, limit=limit)
+
+    return retry_transient(record, what=f"record a failed trial of study {study_id}")
+
+
+def _stop_after_failures(connection: sa.Connection, *, study_id: int, error: str, limit: int) -> bool:
+    """Stops an active study with `limit` or more failures in a row; True if this call stopped it."""
+    failures = connection.execute(sa.select(study_table.c.consecutive_failures)
+                                  .where(study_table.c.id == study_id)).scalar()
+    if failures is None or failures < limit:
+        return False
+    reason = f"stopped after {failures} trials in a row failed; last error: {error[:500]}"
+    stopped = connection.execute(study_table.update()
+                                 .where(study_table.c.id == study_id, study_table.c.state == "active")
+                                 .values(state="stopped", stop_reason=reason))
     return stopped.rowcount > 0
 
 
 def record_success(db: Database, *, study_id: int) -> None:
-    with db.engine.begin() as connection:
-        connection.execute(study_table.update()
-                           .where(study_table.c.id == study_id, study_table.c.consecutive_failures > 0)
-                           .values(consecutive_failures=0))
-        mark_done_if_finished(connection, study_id=study_id)
+    """Starts the study's count of failures in a row over, and marks it done if its budget is met (idempotent,
+    so retried on transient errors)."""
+    def record() -> None:
+        with db.engine.begin() as connection:
+            connection.execute(study_table.update()
+                               .where(study_table.c.id == study_id, study_table.c.consecutive_failures > 0)
+                               .values(consecutive_failures=0))
+            mark_done_if_finished(connection, study_id=study_id)
+
+    retry_transient(record, what=f"record a finished trial of study {study_id}")

@@ -12,6 +12,7 @@ from datetime import datetime
 
 import pytest
 import sqlalchemy as sa
+from optuna.trial import TrialState
 
 from studies.definition.spec import parse_spec
 from studies.store import baselines, claims, lifecycle, registry
@@ -141,6 +142,18 @@ def test_a_baseline_claim_retried_after_its_commit_reply_was_lost_stays_this_wor
     with commit_reply_lost(db):
         assert baselines.claim_baseline(db, study_id=study_id, worker_id="first")
     assert not baselines.claim_baseline(db, study_id=study_id, worker_id="second")
+
+
+@pytest.mark.postgres
+def test_a_failure_recorded_again_after_its_commit_reply_was_lost_counts_once(postgres_database: Database) -> None:
+    """Counted twice, one failure stops a study whose limit is two failures in a row."""
+    db = postgres_database
+    study_id = create(db, 5)
+    failed = claim(db, study_id, loaded(db))
+    failed.study.tell(failed.trial, state=TrialState.FAIL)
+    with commit_reply_lost(db):
+        stopped = claims.record_failure(db, study_id=study_id, trial_id=failed.trial_id, error="boom", limit=2)
+    assert not stopped and registry.get_study(db, study_id=study_id).state == "active"
 
 
 def test_resume_waits_for_the_studys_lock(database: Database, second_database: Database) -> None:
