@@ -240,7 +240,8 @@ def retry_transient(call: Callable[[], T], *, deadline_s: float = 60.0, what: st
     """Calls `call` until it succeeds, retrying transient errors with jittered backoff for up to `deadline_s`.
 
     Only idempotent calls, or calls that detect their own earlier success, may be passed here: a lost commit
-    reply is not a failed commit (a second tell of a finished trial is skipped; a retried claim finds its token).
+    reply is not a failed commit (a second tell of a finished trial is skipped, a retried claim finds its token,
+    a failure recorded again finds its trial marked counted).
     """
     started, delay = time.monotonic(), 0.05
     while True:

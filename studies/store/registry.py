@@ -220,7 +220,8 @@ def locked_study(db: Database, *, study_id: int,
     PostgreSQL: `SELECT ... FOR UPDATE` on our study row, so claimers, stop and delete queue on it and each
     sees what the previous holder committed (READ COMMITTED re-reads after the wait). SQLite: a file lock, which
     serialises the holders before their transactions start. Optuna's calls on `storage` (default: the plain one)
-    made in the block join its transaction, on its one connection.
+    made in the block join its transaction, on its one connection; a rollback of theirs aborts the whole block
+    (`Storage.one_transaction`).
     """
     query = sa.select(study_table).where(study_table.c.id == study_id)
     storage = storage or db.optuna_storage()
