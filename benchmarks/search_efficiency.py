@@ -73,7 +73,7 @@ def stage2_spec(dataset: str, image_size: int | None, stage1_epochs: int, sample
     the sampler's seed varies between searches, so a search can reach exactly the grid's numbers."""
     return parse_spec({"name": "search", "method": "wb", "dataset": dataset, "image_size": image_size,
                        "sampler": sampler, "seed": 0, "n_trials": len(WEIGHT_DECAYS) * len(THRESHOLDS) * 2,
-                       "fixed": {"stage1.weight_decay": 5e-3, "stage1.epochs": stage1_epochs}})
+                       "fixed": {"stage1.weight_decay": 5e-3, "stage1.lr": 0.01, "stage1.epochs": stage1_epochs}})
 
 
 def grid_values(backbone: Backbone, spec: StudySpec) -> list[float]:

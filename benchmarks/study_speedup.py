@@ -73,7 +73,7 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     runtime = resolve_runtime(RunOptions(device="auto"))
     spec = parse_spec({"name": "speedup", "method": "wb", "n_trials": args.trials, "seed": 0, "sampler": "tpe",
-                       "fixed": {"stage1.epochs": args.stage1_epochs},
+                       "fixed": {"stage1.epochs": args.stage1_epochs, "stage1.lr": 0.01}, "pruner": "none",
                        "search_space": {"stage1.weight_decay": {"type": "categorical",
                                                                 "choices": LAMBDA_1_VALUES}}})
     load_dataset(spec.data_config())  # warm-up: the first load pays scikit-learn's import

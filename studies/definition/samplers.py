@@ -23,11 +23,20 @@ def build_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.Base
     return optuna.samplers.GridSampler(grid, seed=seed)
 
 
+# Successive halving over stage-1 epochs: a trial is first judged after 10 epochs (earlier, val accuracy says more
+# about the lr than about where a run ends), then at 30 and 90; at each rung it goes on only within the top third
+# of the trials that reached it (reduction factor 3, the Hyperband paper's eta).
+HALVING_MIN_EPOCHS = 10
+HALVING_REDUCTION = 3
+
+
 def build_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
-    if spec.pruner == "median":
+    pruner = spec.resolved_pruner
+    if pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
-    if spec.pruner == "successive-halving":
-        return optuna.pruners.SuccessiveHalvingPruner()
-    if spec.pruner == "hyperband":
+    if pruner == "successive-halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=HALVING_MIN_EPOCHS,
+                                                      reduction_factor=HALVING_REDUCTION)
+    if pruner == "hyperband":
         return optuna.pruners.HyperbandPruner()
     return optuna.pruners.NopPruner()

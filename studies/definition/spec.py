@@ -65,7 +65,9 @@ class StudySpec(BaseModel):
     n_trials: int = Field(gt=0, le=100_000)
     sampler: Literal["tpe", "gp", "random", "grid"] = Field(
         "tpe", description="grid needs every searched parameter given as categorical choices")
-    pruner: Literal["none", "median", "successive-halving", "hyperband"] = "none"
+    pruner: Literal["auto", "none", "median", "successive-halving", "hyperband"] = Field(
+        "auto", description="auto: successive-halving when stage 1 is searched and there is one objective, "
+        "else none (studies/definition/samplers.py)")
     objectives: list[SplitName] = Field(default_factory=lambda: ["all"], min_length=1, max_length=4,
                                         json_schema_extra={"uniqueItems": True},
                                         description="val balanced accuracy of these splits, all maximised")
@@ -142,8 +144,9 @@ class StudySpec(BaseModel):
             if unknown:
                 shown = ", ".join(repr(name[:100]) for name in unknown[:_NAMES_SHOWN])
                 more = f" and {len(unknown) - _NAMES_SHOWN} more" if len(unknown) > _NAMES_SHOWN else ""
+                examples = ", ".join(sorted(default_space(self.method, self.preset))[:3])
                 raise ValueError(f"unknown {kind} names {shown}{more}: name config fields of method "
-                                 f"{self.method!r}, e.g. {', '.join(sorted(default_space(self.method))[:3])}")
+                                 f"{self.method!r}, e.g. {examples}")
         if len(self.resolved_space()) > MAX_SEARCHED_PARAMS:
             raise ValueError(f"{len(self.resolved_space())} parameters searched; at most {MAX_SEARCHED_PARAMS}")
 
@@ -162,11 +165,20 @@ class StudySpec(BaseModel):
         return PRESETS[self.preset].config if self.preset else method_defaults(self.method)
 
     @property
+    def resolved_pruner(self) -> Literal["none", "median", "successive-halving", "hyperband"]:
+        """The pruner a study uses: `auto` prunes over stage-1 epochs when stage 1 is searched (multi-fidelity,
+        so a wide stage-1 space costs less than its trials' full training); Optuna prunes one objective only."""
+        if self.pruner != "auto":
+            return self.pruner
+        searches_stage1 = any(name.startswith("stage1.") for name in self.resolved_space())
+        return "successive-halving" if searches_stage1 and len(self.objectives) == 1 else "none"
+
+    @property
     def directions(self) -> list[str]:
         return ["maximize"] * len(self.objectives)
 
     def resolved_space(self) -> dict[str, FloatRange | Choices]:
-        space = {**default_space(self.method), **self.search_space}
+        space = {**default_space(self.method, self.preset), **self.search_space}
         return {name: spec for name, spec in space.items() if name not in self.fixed}
 
     def base_config(self) -> ExperimentConfig:

@@ -93,7 +93,7 @@ def study_baseline(spec: StudySpec) -> dict[str, Any]:
 def _run_sampled(trial: optuna.Trial, spec: StudySpec, config: ExperimentConfig,
                  context: TrialContext) -> list[float]:
     started = time.perf_counter()
-    on_epoch = _epoch_callback(trial, context, prune=len(spec.objectives) == 1 and spec.pruner != "none")
+    on_epoch = _epoch_callback(trial, context, prune=spec.resolved_pruner != "none")
     cached = context.cache.backbone_for(config, on_epoch)
     stage2 = stage2_output(cached.backbone, config, context.cache.runtime, on_epoch)
     return _record(trial, spec, config, cached, stage2, context, trained_here=cached.trained_here,

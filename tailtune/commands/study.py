@@ -44,7 +44,8 @@ def create(
                                                      "[default: digits-lt, or the preset's]")] = None,
     method: Annotated[str, typer.Option(help="wb | tau-norm | los | ewb")] = "wb",
     sampler: Annotated[str, typer.Option(help="tpe | gp | random | grid")] = "tpe",
-    pruner: Annotated[str, typer.Option(help="none | median | successive-halving | hyperband")] = "none",
+    pruner: Annotated[str | None, typer.Option(help="auto | none | median | successive-halving | hyperband "
+                                               "[default: auto: successive halving when stage 1 is searched]")] = None,
     objective: Annotated[list[str] | None, typer.Option(help="val split to maximise (repeatable): "
                                                              "all | many | medium | few")] = None,
     seed: Annotated[int, typer.Option()] = 0,
@@ -63,7 +64,7 @@ def create(
     with user_errors():
         payload: dict[str, Any] = {
             "name": name, "dataset": dataset, "method": method, "sampler": sampler,
-            "pruner": pruner, "seed": seed, "preset": preset, "image_size": image_size,
+            "seed": seed, "preset": preset, "image_size": image_size,
             "data_root": str(data_root) if data_root else None, "imbalance_factor": imbalance_factor,
             "fixed": {key: parse_scalar(value) for key, value in parse_assignments(fix or []).items()},
             "search_space": parse_space(space or []),
@@ -72,6 +73,8 @@ def create(
             payload["n_trials"] = n_trials
         if objective:
             payload["objectives"] = objective
+        if pruner is not None:
+            payload["pruner"] = pruner
         spec = parse_spec(payload)
         studies = open_studies(storage, api)
         record = studies.get_study(studies.create_study(spec).id)

@@ -14,7 +14,8 @@ SCRIPTS = {"trainer_throughput": "speedup_vs_reference", "stage2_cost": "stage2_
            "batched_heads": "batched_speedup", "study_speedup": "study_speedup_vs_naive",
            "search_efficiency": "bayes_over_grid_trials", "service_overhead": "overhead_ratio",
            "claim_throughput": "claims_per_s_16", "loss_gradient_ratio": "grad_ratio_cb_over_cb_bce",
-           "image_pipeline": "decode_speedup_vs_reference", "stage1_speed": "stage1_images_per_s"}
+           "image_pipeline": "decode_speedup_vs_reference", "stage1_speed": "stage1_images_per_s",
+           "new_data": "min_margin_over_baseline", "default_space_cost": "default_space_cost_ratio"}
 
 
 def _run(script: str, *args: str, cwd: Path) -> str:
@@ -39,3 +40,11 @@ def test_batched_heads_at_a_tiny_size_prints_its_table_and_metric(tmp_path: Path
     lines = output.strip().splitlines()
     assert re.fullmatch(r"batched_speedup: \d+\.\d\d", lines[-1])
     assert any(line.startswith("digits-lt-like") for line in lines)
+
+
+@pytest.mark.slow
+def test_new_data_at_a_tiny_size_runs_the_panel_and_prints_the_margin(tmp_path: Path) -> None:
+    lines = _run("new_data", "--tiny", "--threads", "1", cwd=tmp_path).strip().splitlines()
+    assert re.fullmatch(r"min_margin_over_baseline: -?\d+\.\d\d", lines[-1])
+    assert [line.split()[0] for line in lines if line.split()[0] in ("digits16", "glyphs", "textures")] == [
+        "digits16", "glyphs", "textures"]

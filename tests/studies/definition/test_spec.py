@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from studies.definition.space import DERIVED_PARAMS, default_space
+from studies.definition.space import DERIVED_PARAMS, Choices, default_space
 from studies.definition.spec import StudySpec, parse_spec
 from trainers.config import with_fields
 from trainers.errors import UserInputError
@@ -45,7 +45,7 @@ def test_every_default_space_holds_the_presets_setting_and_the_recipe_is_exactly
     spec = _spec(preset=name, method=config.method)
     recipe = spec.recipe_params()
     assert recipe is not None, f"the {config.method} space leaves out a value of {name}"
-    assert set(recipe) == set(default_space(config.method))
+    assert set(recipe) == set(default_space(config.method, name))
     assert spec.config_for(recipe) == spec.base_config() == config
 
 
@@ -54,6 +54,23 @@ def test_every_default_space_holds_the_tailtune_defaults(method: str) -> None:
     spec = _spec(method=method)
     recipe = spec.recipe_params()
     assert recipe is not None and spec.config_for(recipe) == method_defaults(method)
+
+
+@pytest.mark.parametrize("method", ["wb", "tau-norm", "los", "ewb"])
+def test_new_data_search_stage1_on_log_grids_and_are_pruned_over_its_epochs(method: str) -> None:
+    space = _spec(method=method).resolved_space()
+    assert {"stage1.lr", "stage1.weight_decay", "stage1.epochs"} <= set(space)
+    assert all(isinstance(space[name], Choices) for name in ("stage1.lr", "stage1.epochs"))
+    assert _spec(method=method).resolved_pruner == "successive-halving"
+    preset = next(name for name, p in PRESETS.items() if p.config.method == method)
+    assert "stage1.lr" not in _spec(method=method, preset=preset).resolved_space()  # the paper's recipe holds
+
+
+def test_the_auto_pruner_is_none_when_stage1_is_fixed_or_objectives_are_several() -> None:
+    fixed = {"stage1.lr": 0.01, "stage1.weight_decay": 5e-3, "stage1.epochs": 100}
+    assert _spec(method="tau-norm", fixed=fixed).resolved_pruner == "none"
+    assert _spec(method="wb", objectives=["all", "few"]).resolved_pruner == "none"
+    assert _spec(method="wb", pruner="median", fixed=fixed).resolved_pruner == "median"
 
 
 def test_wb_space_searches_the_wb_loss_form_and_lambda2_for_both_loss_scales() -> None:

@@ -44,8 +44,8 @@ def test_a_linear_range_widens_by_its_width_and_stops_at_the_fields_limit() -> N
 
 
 def test_ordered_choices_continue_their_grid_and_unordered_ones_have_no_edge() -> None:
-    assert _walls({}, {"stage1.weight_decay": 5e-4, "stage2.loss": "ce"}) == [
-        ("stage1.weight_decay", "low", "--space stage1.weight_decay=0.000125,0.0005,0.002,0.005,0.01")]
+    assert _walls({}, {"stage1.weight_decay": 1e-4, "stage2.loss": "ce", "stage1.lr": 0.03}) == [
+        ("stage1.weight_decay", "low", "--space stage1.weight_decay=2e-05,0.0001,0.0005,0.002,0.005,0.01,0.02")]
     epochs = {"stage1.epochs": Choices(choices=[50, 100, 200])}
     assert _walls(epochs, {"stage1.epochs": 200})[0][2] == "--space stage1.epochs=50,100,200,400"
     # LOS's re-training weight decay starts at 0: nothing lies below it.
