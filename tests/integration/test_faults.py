@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.multiprocess, pytest.mark.restar
 N_TRIALS, WORKERS, KILLS = 6, 2, 2
 # One epoch of each stage on digits-lt and one cached view: a trial is well under a second once its backbone is
 # cached; two stage-1 weight decays make two cache entries, written while workers die and the server restarts.
-TINY = {"stage1.epochs": 1, "stage2.epochs": 1, "stage2.feature_views": 1}
+TINY = {"stage1.epochs": 1, "stage1.lr": 0.01, "stage2.epochs": 1, "stage2.feature_views": 1}
 SPACE = {"stage1.weight_decay": {"type": "categorical", "choices": [5e-4, 5e-3]}}
 # No worker may log a trial that failed by itself (studies.run.worker._handle_failure): the cache's errors would.
 TRIAL_FAILED = re.compile(r"trial \d+ of study \d+ failed")

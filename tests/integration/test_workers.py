@@ -84,7 +84,8 @@ def test_four_processes_of_instant_trials_finish_exactly_the_budget(db: Database
 def test_three_workers_run_real_digits_trials_and_train_one_shared_backbone(db: Database, postgres_url: str,
                                                                             tmp_path: Path) -> None:
     # Stage 1 fixed, so every trial shares one backbone: the workers must train it once between them.
-    fixed = {"stage1.epochs": 1, "stage1.weight_decay": 5e-3, "stage2.epochs": 1, "stage2.feature_views": 1}
+    fixed = {"stage1.epochs": 1, "stage1.lr": 0.01, "stage1.weight_decay": 5e-3, "stage2.epochs": 1,
+             "stage2.feature_views": 1}
     study_id = create_study(db, "digits", 3, dataset="digits-lt", method="wb", fixed=fixed)
     artifacts = tmp_path / "artifacts"
     workers = start_workers(postgres_url, "digits", None, tmp_path, 3, "--device", "cpu",

@@ -193,9 +193,10 @@ def test_several_objectives_plot_each_splits_running_maximum(url: str) -> None:
 def test_param_points_follow_the_distributions(url: str) -> None:
     finished = finished_study(make_study(url, "los-params", method="los", n_trials=8))
     points = {name: param_points(finished, name, d) for name, d in searched_params(finished).items()}
-    assert set(points) == {"stage1.weight_decay", "stage2.over_smoothing_gap", "stage2.weight_decay", "stage2.lr"}
+    assert set(points) == {"stage1.lr", "stage1.weight_decay", "stage1.epochs", "stage2.over_smoothing_gap",
+                           "stage2.weight_decay", "stage2.lr"}
     assert points["stage2.over_smoothing_gap"].log and points["stage2.over_smoothing_gap"].categories is None
-    assert points["stage1.weight_decay"].categories == ["0.0005", "0.002", "0.005", "0.01"]
+    assert points["stage1.weight_decay"].categories == ["0.0001", "0.0005", "0.002", "0.005", "0.01", "0.02"]
     gap = points["stage2.over_smoothing_gap"]
     assert gap.x == [t.params["stage2.over_smoothing_gap"] for t in finished.trials]
     assert gap.y["few"] == [t.user_attrs["val"]["few"] for t in finished.trials]

@@ -29,7 +29,7 @@ def test_batched_trials_get_the_results_each_gets_alone(storage_url: str, tmp_pa
     # Two lambda_1 values: companions sampled with the other one form their own group on their own backbone.
     spec = parse_spec({"name": "batched", "method": "wb", "n_trials": 14, "sampler": "random",
                        "search_space": {"stage1.weight_decay": {"type": "categorical", "choices": [5e-4, 5e-3]}},
-                       "fixed": {"stage1.epochs": 2}})
+                       "fixed": {"stage1.epochs": 2, "stage1.lr": 0.01}})
     registry.create_study(db, spec=spec)
     settings = WorkerSettings(heartbeat_interval=1, grace_period=3, device="cpu", handle_signals=False,
                               batch_trials=4)
