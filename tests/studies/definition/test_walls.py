@@ -61,7 +61,8 @@ def test_study_best_and_the_record_name_the_parameter_and_the_side(sqlite_url: s
     study = optuna.load_study(study_name="narrow", storage=sqlite_url)
     for weight_decay in (0.0102, 0.03, 0.045):
         study.enqueue_trial({"stage1.weight_decay": weight_decay, "stage2.weight_decay": 0.1,
-                             "stage2.maxnorm_thresh": 0.5, "stage2.loss": "cb"})
+                             "stage2.maxnorm_thresh": 0.5, "stage2.loss": "cb", "stage1.lr": 0.01,
+                             "stage1.epochs": 100})
     for _ in range(3):  # val All falls with weight decay, as on digits-lt: the best sits at the low end
         trial = study.ask()
         params = sample_params(trial, spec.resolved_space())
