@@ -180,6 +180,9 @@ class RunOptions(_Frozen):
         "(a whole batch at once on the run's device: nvJPEG on CUDA); auto: device on CUDA, workers on the CPU")
     stage1_processes: int = Field(1, ge=1, description="processes training stage 1 data-parallel (DDP), one per "
                                   "GPU on CUDA; 1: in this process")
+    data_roots: tuple[Path, ...] | None = Field(None, description="a worker's TAILTUNE_DATA_ROOTS: every data "
+                                                "folder and file read must lie under one (trainers/data_paths.py); "
+                                                "None: any path")
 
 
 class ExperimentConfig(_Frozen):

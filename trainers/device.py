@@ -6,6 +6,7 @@ import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -23,6 +24,7 @@ class Runtime:
     loader_timeout_s: float = 300.0  # a worker silent this long fails the run instead of hanging it
     decode_on_device: bool = False  # streamed JPEGs decoded batched on `device` (nvJPEG on CUDA), not in workers
     stage1_processes: int = 1  # >1: stage 1 trained data-parallel (trainers/distributed.py)
+    data_roots: tuple[Path, ...] | None = None  # every data folder and file read must lie under one (None: any)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:
@@ -46,7 +48,7 @@ def resolve_runtime(options: RunOptions) -> Runtime:
                    channels_last=options.channels_last, loader_workers=workers,
                    loader_timeout_s=options.loader_timeout_s,
                    decode_on_device={"auto": use_cuda, "workers": False, "device": True}[options.decode],
-                   stage1_processes=options.stage1_processes)
+                   stage1_processes=options.stage1_processes, data_roots=options.data_roots)
 
 
 def seeded_generator(seed: int, device: torch.device) -> torch.Generator:

@@ -89,7 +89,7 @@ def feature_views(config: ExperimentConfig) -> int:
 def train_backbone(config: ExperimentConfig, runtime: Runtime,
                    on_epoch: EpochCallback | None = None) -> Backbone:
     started = time.perf_counter()
-    data = load_dataset(config.data)
+    data = load_dataset(config.data, runtime.data_roots)
     torch.manual_seed(config.seed)
     model = build_backbone_model(config, data, runtime)
     stage1 = config.stage1

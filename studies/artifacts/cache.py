@@ -165,7 +165,7 @@ class Stage1Cache:
 
     def _load(self, entry: Path, config: ExperimentConfig) -> Backbone:
         device = self.runtime.device
-        data = load_dataset(config.data)
+        data = load_dataset(config.data, self.runtime.data_roots)
         model = build_backbone_model(config, data, self.runtime)
         model.load_state_dict(torch.load(entry / "model.pt", map_location=device, weights_only=True))
         model.eval()

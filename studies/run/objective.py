@@ -7,7 +7,8 @@ stored beside them for reporting. Every trial records what produced its numbers 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import optuna
@@ -57,7 +58,7 @@ def run_trials(trial: optuna.Trial, spec: StudySpec, context: TrialContext) -> l
     share; companions whose sampled stage 1 differs form their own groups. The first worker of a study fits
     the study's baseline before its first trial.
     """
-    context.fit_baseline_once(lambda: study_baseline(spec))
+    context.fit_baseline_once(lambda: study_baseline(spec, context.cache.runtime.data_roots))
     config = _sampled_config(trial, spec)
     if context.batch_limit < 2 or not runs_on_cached_features(config) or not context.cache.has(config):
         return [_run_sampled(trial, spec, config, context)]
@@ -81,10 +82,10 @@ def run_trials(trial: optuna.Trial, spec: StudySpec, context: TrialContext) -> l
     return [outcomes[index] for index in range(len(trials))]
 
 
-def study_baseline(spec: StudySpec) -> dict[str, Any]:
+def study_baseline(spec: StudySpec, data_roots: Sequence[Path] | None = None) -> dict[str, Any]:
     """The simple baseline (trainers/baseline.py) on the splits of the study's base configuration, as the store
     keeps it (studies/store/baselines.py); searched augmentation does not matter to it."""
-    result = fit_linear_baseline(load_dataset(spec.base_config().data))
+    result = fit_linear_baseline(load_dataset(spec.base_config().data, data_roots))
     if result.skipped is not None:
         return {"state": "skipped", "model": result.model, "reason": result.skipped}
     return {"state": "done", **result.model_dump(mode="json", exclude={"skipped"})}

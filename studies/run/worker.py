@@ -99,11 +99,13 @@ def objective_runner(trial: optuna.Trial, spec: StudySpec, context: RunContext) 
 
 
 def run_worker(db: Database, *, study_names: list[str] | None, settings: WorkerSettings, artifact_dir: Path,
-               runner: BatchRunner | None = None) -> WorkerSummary:
+               runner: BatchRunner | None = None, data_roots: Sequence[Path] | None = None) -> WorkerSummary:
     """Runs trials of the named studies (all active ones when None) until their budgets are met or it is
     stopped; raises StudyNotFoundError for an unknown name before it claims anything. `artifact_dir` holds the
-    stage-1 cache the workers of one machine share."""
-    worker = _Worker(db, settings, artifact_dir, runner or objective_runner)
+    stage-1 cache the workers of one machine share. With `data_roots` (the worker's TAILTUNE_DATA_ROOTS), every
+    data folder and file a trial reads must lie under one of them, whatever the API checked at creation."""
+    worker = _Worker(db, settings, artifact_dir, runner or objective_runner,
+                     tuple(data_roots) if data_roots is not None else None)
     study_ids = None if study_names is None else [registry.study_id_by_name(db, name=name)
                                                   for name in study_names]
     with worker.registered(), worker.signals_handled():
@@ -176,8 +178,10 @@ class _Heartbeat(threading.Thread):
 
 
 class _Worker:
-    def __init__(self, db: Database, settings: WorkerSettings, artifact_dir: Path, runner: BatchRunner) -> None:
+    def __init__(self, db: Database, settings: WorkerSettings, artifact_dir: Path, runner: BatchRunner,
+                 data_roots: tuple[Path, ...] | None) -> None:
         self.db, self.settings, self.artifact_dir, self.runner = db, settings, artifact_dir, runner
+        self.data_roots = data_roots
         self.worker_id = uuid.uuid4().hex
         self.summary = WorkerSummary(worker_id=self.worker_id)
         self.stop = _StopFlag(settings.stop_timeout_s)
@@ -420,7 +424,7 @@ class _Worker:
         from trainers.device import resolve_runtime
 
         if self._cache is None:
-            runtime = resolve_runtime(RunOptions(device=self.settings.device,
+            runtime = resolve_runtime(RunOptions(device=self.settings.device, data_roots=self.data_roots,
                                                  stage1_processes=self.settings.stage1_processes))
             self._cache = Stage1Cache(self.artifact_dir, self.db.named_lock, runtime)
         return self._cache

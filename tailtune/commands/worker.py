@@ -44,8 +44,10 @@ def worker(
             worker={"heartbeat_interval": heartbeat_interval, "grace_period": grace_period, "device": device,
                     "stop_timeout_s": stop_timeout, "batch_trials": batch_trials, "wait_for_studies": wait,
                     "stage1_processes": stage1_processes})
+        # TAILTUNE_DATA_ROOTS unset: a worker reads any path (the API still refuses studies outside its roots).
         summary = run_worker(connect(settings), study_names=study or None, settings=settings.worker,
-                             artifact_dir=settings.artifact.dir, runner=load_runner(trial_runner))
+                             artifact_dir=settings.artifact.dir, runner=load_runner(trial_runner),
+                             data_roots=settings.data.roots or None)
     typer.echo(summary_line(summary))
 
 

@@ -18,6 +18,7 @@ root is refused, naming itself, instead of running code on the worker.
 from __future__ import annotations
 
 import pickle
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +30,7 @@ from trainers.augment import AugmentSpec
 from trainers.config import DataConfig
 from trainers.data.images import resize_split
 from trainers.data.types import ImageSplit, LTDataset
+from trainers.data_paths import checked_path, inside_roots
 from trainers.dataset_facts import CIFAR_DEFAULT_IMBALANCE, VAL_PER_CLASS, cifar_train_counts, data_defaults
 from trainers.errors import UserInputError
 
@@ -57,11 +59,12 @@ CIFAR100 = CifarLayout("CIFAR-100", "cifar-100-python", ("train",), "test", "met
                        "fine_label_names", "cifar-100-python.tar.gz")
 
 
-def load_cifar_lt(cfg: DataConfig, layout: CifarLayout) -> LTDataset:
-    folder = _cifar_folder(cfg, layout)
-    train_images, train_labels = _read_batches(folder, layout.train_files, layout.label_key)
-    test_images, test_labels = _read_batches(folder, (layout.test_file,), layout.label_key)
-    class_names = [_text(name) for name in _unpickle(folder / layout.meta_file)[layout.names_key]]
+def load_cifar_lt(cfg: DataConfig, layout: CifarLayout, roots: Sequence[Path] | None = None) -> LTDataset:
+    """With `roots`, the folder and every batch file must lie under one of them (trainers/data_paths.py)."""
+    folder = _cifar_folder(cfg, layout, roots)
+    train_images, train_labels = _read_batches(folder, layout.train_files, layout.label_key, roots)
+    test_images, test_labels = _read_batches(folder, (layout.test_file,), layout.label_key, roots)
+    class_names = [_text(name) for name in _unpickle(folder / layout.meta_file, roots)[layout.names_key]]
     train_index, val_index = cifar_lt_indices(train_labels, len(class_names), cfg.imbalance_factor
                                               or CIFAR_DEFAULT_IMBALANCE, cfg.cifar_counts)
     size = cfg.image_size or data_defaults(cfg.name).image_size
@@ -87,10 +90,10 @@ def cifar_lt_indices(labels: torch.Tensor, num_classes: int, imbalance_factor: f
     return torch.cat(train_parts).sort().values, torch.cat(val_parts).sort().values
 
 
-def _cifar_folder(cfg: DataConfig, layout: CifarLayout) -> Path:
+def _cifar_folder(cfg: DataConfig, layout: CifarLayout, roots: Sequence[Path] | None) -> Path:
     if cfg.root is None:
         raise UserInputError(f"{cfg.name} needs --data-root (the folder that holds {layout.folder}/)")
-    folder = cfg.root / layout.folder
+    folder = inside_roots(checked_path(cfg.root, roots) / layout.folder, roots)
     if not folder.is_dir() and cfg.download:
         _download(cfg.root, layout)
     if not folder.is_dir():
@@ -108,15 +111,17 @@ def _download(root: Path, layout: CifarLayout) -> None:
     dataset_class(str(root), train=True, download=True)  # fetches, checks the MD5 and extracts both splits
 
 
-def _read_batches(folder: Path, files: tuple[str, ...], label_key: str) -> tuple[torch.Tensor, torch.Tensor]:
-    batches = [_unpickle(folder / name) for name in files]
+def _read_batches(folder: Path, files: tuple[str, ...], label_key: str,
+                  roots: Sequence[Path] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    batches = [_unpickle(folder / name, roots) for name in files]
     pixels = np.concatenate([np.asarray(batch["data"], dtype=np.uint8) for batch in batches])
     labels = np.concatenate([np.asarray(batch[label_key], dtype=np.int64) for batch in batches])
     images = torch.from_numpy(pixels.reshape(-1, 3, CIFAR_SIZE, CIFAR_SIZE))  # rows are R, G, B planes
     return images, torch.from_numpy(labels)
 
 
-def _unpickle(path: Path) -> dict[str, Any]:
+def _unpickle(path: Path, roots: Sequence[Path] | None) -> dict[str, Any]:
+    inside_roots(path, roots)
     if not path.is_file():
         raise UserInputError(f"CIFAR file '{path}' is missing; extract the complete archive "
                              f"into '{path.parent}'")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -23,6 +24,7 @@ from trainers.config import DataConfig
 from trainers.data.profiles import FileEntries, carve_val_files
 from trainers.data.streaming import file_dataset
 from trainers.data.types import ImageView, LTDataset
+from trainers.data_paths import checked_path, inside_roots
 from trainers.dataset_facts import data_defaults
 from trainers.errors import UserInputError
 
@@ -34,16 +36,16 @@ IMAGENET_LT_LISTS = ("ImageNet_LT_train.txt", "ImageNet_LT_val.txt", "ImageNet_L
 INAT2018_LISTS = ("iNaturalist18_train.txt", "iNaturalist18_val.txt")
 
 
-def load_imagenet_lt(cfg: DataConfig) -> LTDataset:
-    root = _list_root(cfg, IMAGENET_LT_LISTS)
-    train, val, test = (read_list(root, name) for name in IMAGENET_LT_LISTS)
+def load_imagenet_lt(cfg: DataConfig, roots: Sequence[Path] | None = None) -> LTDataset:
+    root = _list_root(cfg, IMAGENET_LT_LISTS, roots)
+    train, val, test = (read_list(root, name, roots) for name in IMAGENET_LT_LISTS)
     _check_class_folders(root, IMAGENET_LT_LISTS, train, val, test)
     return _list_dataset(cfg, train, val, test)
 
 
-def load_inat2018(cfg: DataConfig) -> LTDataset:
-    root = _list_root(cfg, INAT2018_LISTS)
-    full_train, test = (read_list(root, name) for name in INAT2018_LISTS)
+def load_inat2018(cfg: DataConfig, roots: Sequence[Path] | None = None) -> LTDataset:
+    root = _list_root(cfg, INAT2018_LISTS, roots)
+    full_train, test = (read_list(root, name, roots) for name in INAT2018_LISTS)
     _check_class_folders(root, INAT2018_LISTS, full_train, test)
     num_classes = int(full_train[1].max()) + 1
     train, val = carve_val_files(full_train, num_classes, cfg.split_seed)
@@ -51,9 +53,10 @@ def load_inat2018(cfg: DataConfig) -> LTDataset:
     return dataclasses.replace(data, full_train_counts=torch.bincount(full_train[1], minlength=num_classes).tolist())
 
 
-def read_list(root: Path, list_name: str) -> FileEntries:
-    """Image paths (resolved under root) and int64 labels of one list file."""
-    list_path = root / list_name
+def read_list(root: Path, list_name: str, roots: Sequence[Path] | None = None) -> FileEntries:
+    """Image paths (resolved under root) and int64 labels of one list file; with `roots`, the list and every
+    image must lie under one of them once symlinks are resolved."""
+    list_path = inside_roots(root / list_name, roots)
     paths, labels = [], []
     for number, line in enumerate(list_path.read_text().splitlines(), start=1):
         if not line.strip():
@@ -65,16 +68,17 @@ def read_list(root: Path, list_name: str) -> FileEntries:
         if os.path.isabs(relative) or os.path.normpath(relative).split(os.sep)[0] == os.pardir:
             raise UserInputError(f"{list_path}:{number}: {relative!r} is outside the data root '{root}'; "
                                  "list paths must be relative to the folder holding the list files")
-        paths.append(root / relative)
+        paths.append(inside_roots(root / relative, roots))
         labels.append(int(label))
     if not paths:
         raise UserInputError(f"list file '{list_path}' names no images")
     return paths, torch.tensor(labels, dtype=torch.int64)
 
 
-def _list_root(cfg: DataConfig, list_names: tuple[str, ...]) -> Path:
+def _list_root(cfg: DataConfig, list_names: tuple[str, ...], roots: Sequence[Path] | None) -> Path:
     if cfg.root is None:
         raise UserInputError(f"{cfg.name} needs --data-root (the folder holding {', '.join(list_names)})")
+    checked_path(cfg.root, roots)
     for name in list_names:
         if not (cfg.root / name).is_file():
             raise UserInputError(f"dataset root '{cfg.root}' has no {name}; put the list files "
