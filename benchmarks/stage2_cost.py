@@ -43,7 +43,8 @@ def one_round(config: ExperimentConfig, trials: int, runtime: Runtime) -> dict[s
     with_bank = time.perf_counter() - started
     bank_s = timed(lambda: extract_feature_bank(backbone.model, backbone.data, runtime,
                                                 views=config.stage2.feature_views,
-                                                flips=config.eval.flip_tta, seed=config.seed))
+                                                flips=config.eval.flip_tta, seed=config.seed,
+                                                precision=config.eval.feature_precision))
     stage2_s = statistics.median(timed(lambda trial=trial: stage2_trial(backbone, config, trial, runtime))
                                  for trial in range(trials))
     batch = [lambda_2_trial(config, trial) for trial in range(BATCH)]

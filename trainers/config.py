@@ -155,8 +155,15 @@ class LogitAdjustConfig(_Frozen):
 Stage2Config = Annotated[RetrainConfig | TauNormConfig | LogitAdjustConfig, Field(discriminator="kind")]
 
 
+FeaturePrecision = Literal["float16", "float32"]
+
+
 class EvalConfig(_Frozen):
     flip_tta: bool = Field(False, description="average logits over the image and its horizontal flip (WB preset)")
+    # benchmarks/feature_precision.py: FEATURE_PRECISION_NOTE
+    feature_precision: FeaturePrecision = Field(
+        "float16", description="dtype of a streamed data set's on-disk feature bank, which stage 2 trains and "
+        "evaluates on (in-memory banks are float32 always); float16 takes half the disk and page cache")
 
 
 class RunOptions(_Frozen):
@@ -183,6 +190,8 @@ class RunOptions(_Frozen):
     data_roots: tuple[Path, ...] | None = Field(None, description="a worker's TAILTUNE_DATA_ROOTS: every data "
                                                 "folder and file read must lie under one (trainers/data_paths.py); "
                                                 "None: any path")
+    tf32: bool = Field(False, description="let CUDA matmuls and cuDNN convolutions use TF32 (10-bit mantissa); off: "
+                       "true fp32, the papers' precision, whatever PyTorch's own default (cuDNN's is on)")
 
 
 class ExperimentConfig(_Frozen):

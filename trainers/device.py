@@ -25,6 +25,7 @@ class Runtime:
     decode_on_device: bool = False  # streamed JPEGs decoded batched on `device` (nvJPEG on CUDA), not in workers
     stage1_processes: int = 1  # >1: stage 1 trained data-parallel (trainers/distributed.py)
     data_roots: tuple[Path, ...] | None = None  # every data folder and file read must lie under one (None: any)
+    tf32: bool = False  # TF32 matmuls / convolutions on CUDA (set process-wide by resolve_runtime)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:
@@ -44,11 +45,15 @@ def resolve_runtime(options: RunOptions) -> Runtime:
     autocast = {"auto": torch.bfloat16 if use_cuda else None, "off": None, "bf16": torch.bfloat16}[options.amp]
     compile_model = {"auto": use_cuda, "off": False, "on": True}[options.compile]
     workers = options.loader_workers if options.loader_workers is not None else min(8, os.cpu_count() or 1)
+    # PyTorch's defaults differ (matmul off, cuDNN on): both follow the option, so "fp32" means fp32 everywhere.
+    torch.backends.cuda.matmul.allow_tf32 = options.tf32
+    torch.backends.cudnn.allow_tf32 = options.tf32
     return Runtime(device=device, autocast_dtype=autocast, compile=compile_model,
                    channels_last=options.channels_last, loader_workers=workers,
                    loader_timeout_s=options.loader_timeout_s,
                    decode_on_device={"auto": use_cuda, "workers": False, "device": True}[options.decode],
-                   stage1_processes=options.stage1_processes, data_roots=options.data_roots)
+                   stage1_processes=options.stage1_processes, data_roots=options.data_roots,
+                   tf32=options.tf32)
 
 
 def seeded_generator(seed: int, device: torch.device) -> torch.Generator:

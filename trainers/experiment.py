@@ -66,19 +66,21 @@ def run_experiment(config: ExperimentConfig, runtime: Runtime, on_epoch: EpochCa
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         torch.save(backbone.model.state_dict(), checkpoint_dir / "stage1.pt")
         (checkpoint_dir / "config.json").write_text(config.model_dump_json(indent=2))
-    return ExperimentResult(config=config, data=data_summary(backbone.data), class_counts=backbone.data.class_counts,
-                            class_names=backbone.data.class_names, split_rule=backbone.rule,
+    data = backbone.data
+    return ExperimentResult(config=config, data=data_summary(data, config), class_counts=data.class_counts,
+                            class_names=data.class_names, split_rule=backbone.rule,
                             val_coverage=backbone.data.val_coverage(),
-                            stage1=backbone.stage1, stage2=stage2, provenance=provenance(runtime.device))
+                            stage1=backbone.stage1, stage2=stage2, provenance=provenance(runtime))
 
 
-def data_summary(data: LTDataset) -> DataSummary:
+def data_summary(data: LTDataset, config: ExperimentConfig) -> DataSummary:
     estimate = data.estimated_decoded_bytes
     return DataSummary(image_size=data.image_size, channels=data.channels, pipeline=data.pipeline,
                        estimated_decoded_gb=round(estimate / 1e9, 3) if estimate is not None else None,
                        eval_resize=data.view.resize if data.view else None, flip=data.augment.horizontal_flip,
                        crop_padding=data.augment.crop_padding, random_resized_crop=data.augment.random_resized_crop,
-                       train_images=len(data.train), val_images=len(data.val), test_images=len(data.test))
+                       train_images=len(data.train), val_images=len(data.val), test_images=len(data.test),
+                       feature_precision=config.eval.feature_precision if data.pipeline == "streaming" else "float32")
 
 
 def feature_views(config: ExperimentConfig) -> int:
@@ -103,7 +105,7 @@ def train_backbone(config: ExperimentConfig, runtime: Runtime,
                                                                    stage1.weight_decay, stage1.batch_size),
             runtime, seed=config.seed, stage="stage 1", on_epoch=on_epoch)
     bank = extract_feature_bank(model, data, runtime, views=feature_views(config), flips=config.eval.flip_tta,
-                                seed=config.seed)
+                                seed=config.seed, precision=config.eval.feature_precision)
     rule = data.split_rule()
     head = Head(model.classifier.weight.detach(), model.classifier.bias.detach())
     result = evaluate_head(bank, head, rule, config, elapsed=time.perf_counter() - started)
@@ -186,7 +188,7 @@ def _retrain_end_to_end(backbone: Backbone, stage2: RetrainConfig, config: Exper
         after_step=project if stage2.maxnorm_every == "step" else None,
         after_epoch=project if stage2.maxnorm_every == "epoch" else None, on_epoch=on_epoch)
     bank = extract_feature_bank(model, backbone.data, runtime, views=0, flips=config.eval.flip_tta,
-                                seed=config.seed)
+                                seed=config.seed, precision=config.eval.feature_precision)
     head = Head(model.classifier.weight.detach(), model.classifier.bias.detach())
     backbone_state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
     return _evaluated(bank, head, backbone.rule, config, started, backbone_state=backbone_state)

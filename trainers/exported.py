@@ -24,6 +24,7 @@ import torch
 
 from trainers.augment import hflip, normalize
 from trainers.classifier import EvaluatedClassifier
+from trainers.config import FeaturePrecision
 from trainers.data.streaming import read_views
 from trainers.data.types import ImageView, LTDataset
 from trainers.errors import UserInputError
@@ -52,11 +53,11 @@ class ModelInput:
     features_float16: bool = False
 
     @classmethod
-    def of(cls, data: LTDataset, *, channels_last: bool) -> ModelInput:
+    def of(cls, data: LTDataset, *, channels_last: bool, precision: FeaturePrecision) -> ModelInput:
         resize = data.view.resize if data.view is not None else data.image_size
         return cls(image_size=data.image_size, resize=resize, channels=data.channels,
                    mean=tuple(data.mean), std=tuple(data.std), channels_last=channels_last,
-                   features_float16=data.pipeline == "streaming")
+                   features_float16=data.pipeline == "streaming" and precision == "float16")
 
     @classmethod
     def from_dict(cls, stored: dict[str, Any]) -> ModelInput:

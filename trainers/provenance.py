@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from trainers.device import Runtime
 from trainers.results import Provenance
 
 
@@ -40,7 +41,8 @@ def tailtune_version() -> str:
         return "unknown"
 
 
-def provenance(device: torch.device) -> Provenance:
+def provenance(runtime: Runtime) -> Provenance:
+    device = runtime.device
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     return Provenance(device=name, torch_version=torch.__version__, cuda_version=torch.version.cuda,
-                      git_revision=git_revision(), tailtune_version=tailtune_version())
+                      git_revision=git_revision(), tailtune_version=tailtune_version(), tf32=runtime.tf32)

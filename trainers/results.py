@@ -73,6 +73,7 @@ class Provenance(BaseModel):
     cuda_version: str | None
     git_revision: str | None
     tailtune_version: str
+    tf32: bool = Field(False, description="CUDA matmuls and cuDNN convolutions allowed TF32 (RunOptions.tf32)")
 
 
 class DataSummary(BaseModel):
@@ -91,6 +92,8 @@ class DataSummary(BaseModel):
     train_images: int
     val_images: int
     test_images: int
+    feature_precision: Literal["float16", "float32"] = Field(
+        "float32", description="dtype of the feature bank stage 2 trained and evaluated on")
 
 
 class ExperimentResult(BaseModel):

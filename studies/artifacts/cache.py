@@ -54,6 +54,7 @@ def stage1_key(config: ExperimentConfig) -> str:
         "data": config.data.model_dump(mode="json"), "model": config.model.model_dump(mode="json"),
         "stage1": config.stage1.model_dump(mode="json"), "seed": config.seed,
         "feature_views": feature_views(config), "flip_features": config.eval.flip_tta,
+        "feature_precision": config.eval.feature_precision,
         "code": trainer_code_version(),
     }
     return hashlib.sha256(json.dumps(determined_by, sort_keys=True).encode()).hexdigest()[:24]

@@ -38,7 +38,8 @@ def store_trial_model(artifact_dir: Path, cached: CachedBackbone, config: Experi
     data = cached.backbone.data
     parts = TrialModelParts(classifier=output.classifier,
                             arch=resolve_arch(config.model.arch, data.name, data.image_size),
-                            input=ModelInput.of(data, channels_last=runtime.channels_last),
+                            input=ModelInput.of(data, channels_last=runtime.channels_last,
+                                                precision=config.eval.feature_precision),
                             class_names=list(data.class_names), split_rule=cached.backbone.rule.model_dump())
     content = serialized({"format": _FORMAT, "format_version": _FORMAT_VERSION, **parts.to_payload()})
     relative = f"stage2/{cached.key}/{hashlib.sha256(content).hexdigest()[:32]}.pt"

@@ -131,8 +131,8 @@ def _record(trial: optuna.Trial, spec: StudySpec, config: ExperimentConfig, cach
                    "split_rule": cached.backbone.rule.model_dump(),
                    "val_coverage": cached.backbone.data.val_coverage().model_dump(),
                    "stage1_trained": trained_here, "batch_size": batch_size, "wall_time_s": wall_time_s,
-                   "data": data_summary(cached.backbone.data).model_dump(),
-                   "provenance": provenance(runtime.device).model_dump()}
+                   "data": data_summary(cached.backbone.data, config).model_dump(),
+                   "provenance": provenance(runtime).model_dump()}
     attributes |= store_trial_model(context.cache.artifact_dir, cached, config, output, runtime)
     set_trial_user_attrs(trial, attributes)
     return objective_values(stage2, spec.objectives, cached.backbone.rule)

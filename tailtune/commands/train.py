@@ -40,13 +40,14 @@ def train(
     checkpoint_dir: Annotated[Path | None, typer.Option(help="write stage-1 and stage-2 weights here")] = None,
     stage1_processes: Annotated[int, typer.Option(
         help="processes (one per GPU) training stage 1 data-parallel with DDP; 1: this process")] = 1,
+    tf32: Annotated[bool, typer.Option(help="allow TF32 in CUDA matmuls and convolutions (off: true fp32)")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as one JSON object")] = False,
 ) -> None:
     """Train one configuration: stage 1, then stage 2 (or the one-stage method), then a per-split table."""
     with user_errors():
         config = _config(dataset, method, preset, data_root, imbalance_factor, image_size, download, epochs, seed,
                          set_ or [])
-        options = _run_options(device, amp, checkpoint_dir, stage1_processes, progress=not as_json)
+        options = _run_options(device, amp, checkpoint_dir, stage1_processes, tf32, progress=not as_json)
         result = _run(config, options)
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
@@ -80,11 +81,11 @@ def _config(dataset: str | None, method: str | None, preset: str | None, data_ro
         raise UserInputError(str(error)) from None
 
 
-def _run_options(device: str, amp: str, checkpoint_dir: Path | None, stage1_processes: int,
+def _run_options(device: str, amp: str, checkpoint_dir: Path | None, stage1_processes: int, tf32: bool,
                  progress: bool) -> RunOptions:
     try:
         return RunOptions(device=device, amp=amp, checkpoint_dir=checkpoint_dir, stage1_processes=stage1_processes,
-                          progress=progress)
+                          tf32=tf32, progress=progress)
     except ValueError:
         raise UserInputError(f"--device must be auto, cpu or cuda, --amp off, auto or bf16 and --stage1-processes "
                              f"at least 1; got --device {device!r}, --amp {amp!r}, --stage1-processes "
@@ -133,7 +134,7 @@ def data_line(result: ExperimentResult) -> str:
     estimate = f", {data.estimated_decoded_gb:g} GB decoded" if data.estimated_decoded_gb is not None else ""
     return (f"data: {data.train_images} train images at {size}, {data.pipeline}{estimate}; augmentation: "
             f"random-resized crop {_on(data.random_resized_crop)}, crop padding {data.crop_padding}, "
-            f"flip {_on(data.flip)}")
+            f"flip {_on(data.flip)}; features {data.feature_precision}; TF32 {_on(result.provenance.tf32)}")
 
 
 def _on(value: bool) -> str:

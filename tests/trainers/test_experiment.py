@@ -65,7 +65,7 @@ def test_flipped_features_are_extracted_only_for_flip_tta_and_are_the_flipped_im
     with pytest.raises(ValueError, match="flips=True"):
         run_stage2(backbone, with_fields(plain, {"eval.flip_tta": True}), CPU)
     data = backbone.data
-    bank = extract_feature_bank(backbone.model, data, CPU, views=0, flips=True, seed=0)
+    bank = extract_feature_bank(backbone.model, data, CPU, views=0, flips=True, seed=0, precision="float16")
     assert bank.train_views.shape[0] == 0
     flipped_test = ImageSplit(hflip(data.test.images), data.test.labels)
     torch.testing.assert_close(bank.test_flipped, predict(backbone.model, flipped_test, data, CPU)[0])
@@ -104,7 +104,7 @@ def test_retraining_with_bn_in_train_mode_updates_the_running_statistics_it_eval
 
 
 def _test_features(model: LTModel, data: LTDataset) -> tuple[torch.Tensor, torch.Tensor | None]:
-    bank = extract_feature_bank(model, data, CPU, views=0, flips=False, seed=0)
+    bank = extract_feature_bank(model, data, CPU, views=0, flips=False, seed=0, precision="float16")
     return bank.test, None
 
 

@@ -15,6 +15,7 @@ from trainers.device import resolve_runtime
 from trainers.experiment import maxnorm_radius
 from trainers.losses import ClassLoss, make_loss
 from trainers.presets import PRESETS, paper_comparison, preset_differences
+from trainers.provenance import provenance
 from trainers.splits import split_rule
 
 # Transcribed from /work/shared/ALGORITHMS.md: WB Table 1 (IF100 "WD tuned" stage 1, "+CB&WD&Max" with
@@ -146,6 +147,21 @@ def test_runs_are_fp32_unless_amp_is_asked_for(monkeypatch: pytest.MonkeyPatch) 
     assert resolve_runtime(RunOptions()).autocast_dtype is None
     assert resolve_runtime(RunOptions(amp="auto")).autocast_dtype == torch.bfloat16
     assert resolve_runtime(RunOptions(device="cpu", amp="bf16")).autocast_dtype == torch.bfloat16
+
+
+def test_tf32_is_off_unless_asked_for_and_results_state_it() -> None:
+    """PyTorch leaves cuDNN's TF32 on by default; tailtune's fp32 means fp32 in convolutions too."""
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    try:
+        torch.backends.cudnn.allow_tf32 = True
+        default = resolve_runtime(RunOptions(device="cpu"))
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (False, False)
+        assert provenance(default).tf32 is False
+        asked = resolve_runtime(RunOptions(device="cpu", tf32=True))
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (True, True)
+        assert provenance(asked).tf32 is True
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 @pytest.mark.parametrize(("prefix", "data_set", "arch", "batch_size"), [
