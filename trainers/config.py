@@ -160,7 +160,9 @@ FeaturePrecision = Literal["float16", "float32"]
 
 class EvalConfig(_Frozen):
     flip_tta: bool = Field(False, description="average logits over the image and its horizontal flip (WB preset)")
-    # benchmarks/feature_precision.py: FEATURE_PRECISION_NOTE
+    # float16 by measurement (benchmarks/feature_precision.py --seeds 2 --stage1-epochs 30, a streamed generated
+    # folder, fp16 and fp32 banks of the same backbones): stage-1 and WB stage-2 val/test accuracy identical in
+    # every split and seed (max |difference| 0.00 points), at half the bytes.
     feature_precision: FeaturePrecision = Field(
         "float16", description="dtype of a streamed data set's on-disk feature bank, which stage 2 trains and "
         "evaluates on (in-memory banks are float32 always); float16 takes half the disk and page cache")

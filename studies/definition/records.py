@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from studies.definition.spec import StudySpec
 from studies.definition.walls import RangeWall
+from trainers.results import SplitCoverage
 
 T = TypeVar("T")
 
@@ -95,6 +96,8 @@ class StudySummary(BaseModel):
     best_params: dict[str, Any] | None = None
     best_val: SplitValues | None = None
     best_test: SplitValues | None = None
+    best_val_coverage: SplitCoverage | None = Field(None, description="which classes the best trial's val "
+                                                    "means are over (classes without val images are left out)")
     recipe: RecipeComparison | None = Field(None, description="recipe vs best; None until the recipe trial "
                                             "completes, or when the search space leaves the recipe out")
     baseline: BaselineComparison | None = Field(None, description="simple baseline vs best; None until a worker "

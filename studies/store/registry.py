@@ -56,7 +56,7 @@ SPEC_ATTR = "tailtune_spec"  # study user attr: the spec, for anyone reading the
 RECIPE_ATTR = "recipe"
 # Study user attr: the study's simple baseline, fitted once by the first worker (studies/store/baselines.py).
 BASELINE_ATTR = "tailtune_baseline"
-SPLIT_ATTRS = ("val", "test", "diagnostics")
+SPLIT_ATTRS = ("val", "test", "diagnostics", "val_coverage")
 
 
 class StudyExistsError(UserInputError):
@@ -287,7 +287,8 @@ def _study_record(row: Any, counts: TrialCounts, best: tuple[int, int] | None, r
         fields |= {"best_trial_number": number, "best_values": details.values.get(trial_id),
                    "best_params": details.params.get(trial_id, {}),
                    "best_val": details.user_attrs[trial_id].get("val"),
-                   "best_test": details.user_attrs[trial_id].get("test")}
+                   "best_test": details.user_attrs[trial_id].get("test"),
+                   "best_val_coverage": details.user_attrs[trial_id].get("val_coverage")}
     if recipe is not None and "val" in details.user_attrs[recipe[0]]:
         attrs = details.user_attrs[recipe[0]]
         fields["recipe"] = RecipeComparison(

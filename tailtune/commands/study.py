@@ -290,6 +290,8 @@ def split_table(record: StudyRecord) -> Table:
     recipe, baseline = record.recipe, record.baseline
     captions = [] if recipe is None else [f"recipe: trial #{recipe.trial_number} (the preset's values, else "
                                           "tailtune's defaults); best - recipe in points"]
+    if record.best_val_coverage is not None:
+        captions.append(record.best_val_coverage.text("val"))
     if baseline is not None:
         captions.append(f"baseline: {baseline.model}" if baseline.state == "done"
                         else f"baseline {baseline.state}" + (f": {baseline.reason}" if baseline.reason else ""))

@@ -90,11 +90,17 @@ def test_a_study_searching_flip_runs_the_recipe_with_the_data_sets_flip_and_show
                        "search_space": {"data.flip": {"type": "categorical", "choices": [True, False]}},
                        "fixed": {"stage1.epochs": 1, "stage2.epochs": 1}})
     assert spec.recipe_params() is not None and spec.recipe_params()["data.flip"] is False
-    registry.create_study(db, spec=spec)
+    created = registry.create_study(db, spec=spec)
     run_worker(db, study_names=["flip"], settings=WorkerSettings(device="cpu", handle_signals=False),
                artifact_dir=tmp_path / "artifacts")
     study = optuna.load_study(study_name="flip", storage=sqlite_url)
+    record = registry.get_study(db, study_id=created.id)
     db.dispose()
+    assert record.best_val_coverage is not None and record.best_val_coverage.missing_classes == []
+    console = Console(record=True, width=160)
+    console.print(split_table(record))
+    shown = " ".join(console.export_text().split())  # the caption wraps at the table's width
+    assert "every class has val images; val All / Many / Medium / Few average over 10 /" in shown
     recipe = study.trials[0]
     assert recipe.state == optuna.trial.TrialState.COMPLETE and recipe.user_attrs[registry.RECIPE_ATTR]
     assert recipe.params["data.flip"] is False and recipe.user_attrs["data"]["flip"] is False
