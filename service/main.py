@@ -11,7 +11,7 @@ from optuna.exceptions import StorageInternalError
 from sqlalchemy.exc import DBAPIError
 
 from service.api.deps import TokenDep
-from service.api.limits import BodySizeLimit, bounded_validation_errors
+from service.api.limits import BodySizeLimit, WriteRateLimit, WritesBusyError, bounded_validation_errors
 from service.api.options import SchemaOptions
 from service.api.routes import health, studies, workers
 from service.core.config import Settings
@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.database = Database.connect(settings.database.url, pool_size=settings.database.pool_size)
     app.state.reports = ReportPages(builds=settings.api.report_builds, waiting=settings.api.report_waiting)
+    app.state.write_limit = WriteRateLimit(settings.api.writes_per_minute)
     app.include_router(health.router)
     for router in (studies.router, workers.router):
         app.include_router(router, dependencies=[TokenDep], responses=_PROTECTED_RESPONSES)
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(UserInputError, _user_error)
     app.add_exception_handler(DatabaseUnavailableError, _unavailable)
     app.add_exception_handler(ReportsBusyError, _busy)
+    app.add_exception_handler(WritesBusyError, _writes_busy)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(StorageInternalError, _database_error)
     return app
@@ -85,6 +87,12 @@ def _unavailable(request: Request, error: Exception) -> JSONResponse:
 def _busy(_request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(error)}, status_code=status.HTTP_429_TOO_MANY_REQUESTS,
                         headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+def _writes_busy(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, WritesBusyError)
+    return JSONResponse({"detail": str(error)}, status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+                        headers={"Retry-After": str(error.retry_after_s)})
 
 
 def _database_error(request: Request, error: Exception) -> JSONResponse:

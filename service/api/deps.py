@@ -61,6 +61,13 @@ def _scope(settings: Settings, db: Database, given: str | None) -> Scope | Liter
     return tokens.scope_of(db, secret=given)
 
 
+def limit_writes(request: Request,
+                 credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
+    """Counts a study creation or queued trial against its token's per-minute limit (429 beyond it)."""
+    request.app.state.write_limit.admit(credentials.credentials if credentials is not None else None)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 DatabaseDep = Annotated[Database, Depends(get_reachable_database)]
 TokenDep = Depends(require_token)
+WriteLimitDep = Depends(limit_writes)

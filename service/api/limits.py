@@ -1,8 +1,14 @@
-"""Bounds on what one request can cost: its body's size, and the size of the 422 that answers a bad one."""
+"""Bounds on what one request can cost: its body's size, the size of the 422 that answers a bad one, and how
+many studies and queued trials one token may ask for per minute."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import threading
+import time
+from collections import deque
 from typing import Any
 
 from fastapi import Request, status
@@ -90,3 +96,38 @@ def _bounded(entry: dict[str, Any]) -> dict[str, Any]:
 
 def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+class WritesBusyError(Exception):
+    """A token sent more writes than its per-minute limit; `retry_after_s` says when the next one fits."""
+
+    def __init__(self, limit: int, retry_after_s: int) -> None:
+        super().__init__(f"this token sent {limit} study creations or queued trials in the last minute; retry in "
+                         f"{retry_after_s} s (the server's limit is TAILTUNE_API_WRITES_PER_MINUTE)")
+        self.retry_after_s = retry_after_s
+
+
+class WriteRateLimit:
+    """A sliding window of one minute per token, in this process's memory (each API replica counts its own)."""
+
+    WINDOW_S = 60.0
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._sent: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def admit(self, credential: str | None) -> None:
+        """Counts one write of the token; WritesBusyError when the window is full (the write is not counted)."""
+        if self.per_minute == 0:
+            return
+        # A digest, so this process's memory never holds the tokens it has seen.
+        key = hashlib.sha256((credential or "").encode()).hexdigest()
+        now = time.monotonic()
+        with self._lock:
+            sent = self._sent.setdefault(key, deque())
+            while sent and now - sent[0] >= self.WINDOW_S:
+                sent.popleft()
+            if len(sent) >= self.per_minute:
+                raise WritesBusyError(self.per_minute, max(1, math.ceil(self.WINDOW_S - (now - sent[0]))))
+            sent.append(now)

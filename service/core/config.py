@@ -51,6 +51,9 @@ class ApiSettings(BaseModel):
                                "and reading over one pooled connection")
     report_waiting: int = Field(8, ge=0, le=1000, description="report requests that may wait for a build slot; "
                                 "beyond them the API answers 429")
+    writes_per_minute: int = Field(120, ge=0, le=100_000, description="study creations and queued trials one "
+                                   "token may send per minute (per API process); beyond it 429 with Retry-After; "
+                                   "0: no limit")
     max_request_bytes: int = Field(1_048_576, ge=1024, description="largest request body the API accepts (1 MiB); "
                                    "a larger one is answered 413 unread")
 

@@ -40,7 +40,9 @@ AUTHORIZED = {"Authorization": f"Bearer {TOKEN}"}
 @pytest.fixture
 def app_with_a_finished_study(sqlite_url: str, tmp_path: Path) -> Iterator[object]:
     """Study 1 has a real finished trial, so generated ids reach the trials, report and stop paths."""
-    app = create_app(Settings(database={"url": sqlite_url}, artifact={"dir": tmp_path}, api={"token": TOKEN}))
+    # No write limit: the fuzzer sends hundreds of creations a minute and should reach their logic.
+    app = create_app(Settings(database={"url": sqlite_url}, artifact={"dir": tmp_path},
+                              api={"token": TOKEN, "writes_per_minute": 0}))
     with TestClient(app, headers=AUTHORIZED) as client:
         body = {"name": "seeded", "dataset": "digits-lt", "n_trials": 1, "fixed": {"stage1.epochs": 1}}
         assert client.post("/studies", json=body).json()["id"] == 1

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import HTMLResponse, StreamingResponse
 
-from service.api.deps import DatabaseDep, SettingsDep
+from service.api.deps import DatabaseDep, SettingsDep, WriteLimitDep
 from service.core.config import Settings
 from service.data_paths import check_data_paths
 from service.schemas import BudgetUpdate, Message, StudyCreated, StudyLinks, TrialRequest, ValidationErrors
@@ -24,12 +24,14 @@ Offset = Annotated[int, Query(ge=0, le=2**31 - 1, description="items to skip")]
 Limit = Annotated[int, Query(ge=1, le=500, description="items per page (at most 500)")]
 NOT_FOUND = {404: {"model": Message}}
 CONFLICT = {409: {"model": Message, "description": "the budget cannot take it"}}
+# Study creation and trial queueing count against the token's TAILTUNE_API_WRITES_PER_MINUTE.
+TOO_MANY = {429: {"model": Message, "description": "over this token's writes per minute; see Retry-After"}}
 BAD_BODY = {400: {"model": Message, "description": "the body is not UTF-8 JSON"},
             413: {"model": Message, "description": "the body is over TAILTUNE_API_MAX_REQUEST_BYTES"}}
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=StudyCreated,
-             responses={**BAD_BODY, 409: {"model": Message, "description": "a study of that name exists"},
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=StudyCreated, dependencies=[WriteLimitDep],
+             responses={**BAD_BODY, **TOO_MANY, 409: {"model": Message, "description": "a study of that name exists"},
                         422: {"model": ValidationErrors | Message,
                               "description": "a message per bad field, or one naming a data path outside the "
                                              "allowed roots; among the rules: search_space and fixed name config "
@@ -81,12 +83,13 @@ def update_budget(study_id: StudyId, update: BudgetUpdate, db: DatabaseDep) -> S
 
 
 @router.post("/{study_id}/trials", status_code=status.HTTP_201_CREATED, response_model=lifecycle.QueuedTrial,
-             responses={200: {"model": lifecycle.QueuedTrial, "description": "the same params were queued "
-                                                                            "before: that trial"},
-                        **BAD_BODY, **NOT_FOUND, 409: {"model": Message, "description": "the budget has no "
-                                                       "room, or a parameter is not in the study's search space "
-                                                       "or range (named)"},
-                        422: {"model": ValidationErrors, "description": "a value that is no parameter value"}})
+             dependencies=[WriteLimitDep], responses={
+                 200: {"model": lifecycle.QueuedTrial, "description": "the same params were queued before: that "
+                                                                      "trial"},
+                 **BAD_BODY, **NOT_FOUND, **TOO_MANY,
+                 409: {"model": Message, "description": "the budget has no room, or a parameter is not in the "
+                                                        "study's search space or range (named)"},
+                 422: {"model": ValidationErrors, "description": "a value that is no parameter value"}})
 def queue_trial(study_id: StudyId, request: TrialRequest, db: DatabaseDep,
                 response: Response) -> lifecycle.QueuedTrial:
     """Queue a configuration; workers run queued trials before sampling new ones."""
