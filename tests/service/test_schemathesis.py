@@ -86,3 +86,33 @@ def _check_operation(operation: schemathesis.APIOperation, mode: GenerationMode,
 
     conforms()
 
+
+
+STATEFUL_EXAMPLES = 30  # sequences of up to 6 calls, each along a link of the schema
+
+
+def test_stateful_sequences_never_error_and_conform(app_with_a_finished_study: object) -> None:
+    """Sequences along the links schemathesis infers (a created study's id into its other operations)."""
+    from studies.store import registry
+
+    api_schema = schemathesis.openapi.from_asgi("/openapi.json", app_with_a_finished_study)
+    database = app_with_a_finished_study.state.database
+    steps: Counter[str] = Counter()
+
+    class Authorized(api_schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: schemathesis.Case) -> dict:
+            return {"headers": AUTHORIZED}
+
+        def validate_response(self, response: object, case: schemathesis.Case, **kwargs: object) -> None:
+            steps[f"{case.operation.label} {response.status_code}"] += 1
+            case.validate_response(response, checks=CHECKS)
+
+        def teardown(self) -> None:
+            # Each sequence starts from the seeded study alone, so a replayed sequence meets the same answers.
+            for summary in registry.list_studies(database, limit=500).items:
+                if summary.name != "seeded":
+                    registry.delete_study(database, study_id=summary.id, force=True)
+
+    Authorized.run(settings=settings(max_examples=STATEFUL_EXAMPLES, deadline=None, database=None,
+                                     suppress_health_check=list(HealthCheck), stateful_step_count=6))
+    assert steps["POST /studies 201"] > 0 and len(steps) > 5, steps
