@@ -53,6 +53,17 @@ def add_stage1_epochs_flag(parser: argparse.ArgumentParser) -> None:
                         help="stage-1 epochs (default: tailtune's; the papers' presets have 200-320)")
 
 
+def seeded_benchmark_args(doc: str, seeds: int) -> argparse.Namespace:
+    """--seeds, --stage1-epochs and --threads (applied), for a benchmark that repeats itself over seeds."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=seeds)
+    add_stage1_epochs_flag(parser)
+    add_threads_flag(parser)
+    args = parser.parse_args()
+    apply_threads(args.threads)
+    return args
+
+
 def add_threads_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's own choice, one per core)")

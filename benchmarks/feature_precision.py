@@ -13,7 +13,6 @@ difference in any split, stage and seed, in accuracy points.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import statistics
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/<name>.py` from any directory
 
-from benchmarks._common import add_stage1_epochs_flag, add_threads_flag, apply_threads, table
+from benchmarks._common import seeded_benchmark_args, table
 from benchmarks._gratings import GRATINGS_SIZE, write_gratings_folder
 from trainers.config import RunOptions, with_fields
 from trainers.device import resolve_runtime
@@ -62,12 +61,7 @@ def measure(folder: Path, seed: int, epochs: int) -> dict[str, dict[str, float |
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3)
-    add_stage1_epochs_flag(parser)
-    add_threads_flag(parser)
-    args = parser.parse_args()
-    apply_threads(args.threads)
+    args = seeded_benchmark_args(__doc__, seeds=3)
     with tempfile.TemporaryDirectory() as scratch:
         folder = write_gratings_folder(Path(scratch) / "gratings")
         runs = [measure(folder, seed, args.stage1_epochs) for seed in range(args.seeds)]

@@ -17,7 +17,6 @@ Ends with `best_default_by_val_all: <variant>`.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/<name>.py` from any directory
 
 
-from benchmarks._common import add_stage1_epochs_flag, add_threads_flag, apply_threads, table
+from benchmarks._common import seeded_benchmark_args, table
 from benchmarks._gratings import GRATINGS_SIZE, write_gratings_folder
 from benchmarks.loss_gradient_ratio import LOGIT_SCALES, gradient_ratio
 from trainers.config import ExperimentConfig, RunOptions, with_fields
@@ -70,12 +69,7 @@ def _mean(rows: list[dict[str, float | None]], key: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3)
-    add_stage1_epochs_flag(parser)
-    add_threads_flag(parser)
-    args = parser.parse_args()
-    apply_threads(args.threads)
+    args = seeded_benchmark_args(__doc__, seeds=3)
     val_all: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         folder = write_gratings_folder(Path(scratch) / "gratings")

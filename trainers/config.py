@@ -217,6 +217,14 @@ class ExperimentConfig(_Frozen):
         return self
 
 
+def leaf_values(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A config dump's leaves by dotted name: `stage2.weight_decay`, `seed`."""
+    leaves: dict[str, Any] = {}
+    for key, value in tree.items():
+        leaves |= leaf_values(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value}
+    return leaves
+
+
 def with_fields(base: ExperimentConfig, values: dict[str, Any]) -> ExperimentConfig:
     """A copy of `base` with dotted fields (`stage2.weight_decay`) set, re-validated as a whole."""
     tree = base.model_dump()

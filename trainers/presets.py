@@ -13,7 +13,7 @@ factor, and add one `Preset` per setting the paper reports numbers for.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from trainers.config import (
     Arch,
@@ -26,6 +26,7 @@ from trainers.config import (
     RetrainConfig,
     Stage1Config,
     TauNormConfig,
+    leaf_values,
 )
 
 
@@ -209,7 +210,7 @@ _NOT_DETERMINING = frozenset({"data.root", "data.download", "data.pipeline", "se
 
 def preset_differences(name: str, config: ExperimentConfig) -> list[str]:
     """Dotted config fields where `config` is not the preset `name` (those that determine its numbers)."""
-    preset, run = _leaves(PRESETS[name].config.model_dump(mode="json")), _leaves(config.model_dump(mode="json"))
+    preset, run = leaf_values(PRESETS[name].config.model_dump(mode="json")), leaf_values(config.model_dump(mode="json"))
     return sorted(field for field in preset.keys() | run.keys()
                   if field not in _NOT_DETERMINING and preset.get(field) != run.get(field))
 
@@ -226,9 +227,3 @@ def paper_comparison(name: str, config: ExperimentConfig) -> str:
     reported = ", ".join(f"{key} {value:.2f}" for key, value in preset.reported.items())
     return f"paper preset {name}: {preset.paper} reports test {reported} (evaluation: {preset.evaluation})"
 
-
-def _leaves(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    leaves: dict[str, Any] = {}
-    for key, value in tree.items():
-        leaves |= _leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value}
-    return leaves

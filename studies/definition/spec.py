@@ -24,7 +24,7 @@ from studies.definition.space import (
     default_space,
     param_value,
 )
-from trainers.config import MAX_SEED, ExperimentConfig, Method, with_fields
+from trainers.config import MAX_SEED, ExperimentConfig, Method, leaf_values, with_fields
 from trainers.dataset_facts import generated_counts, resolved_augmentation
 from trainers.errors import UserInputError
 from trainers.presets import PRESETS, method_defaults
@@ -138,7 +138,7 @@ class StudySpec(BaseModel):
 
     def _known_names(self) -> None:
         """Every search_space and fixed name is a field of this method's config (or a derived parameter)."""
-        fields = _leaf_fields(self._preset_or_defaults().model_dump())
+        fields = set(leaf_values(self._preset_or_defaults().model_dump()))
         for kind, names in (("search_space", self.search_space), ("fixed", self.fixed)):
             unknown = [name for name in names if DERIVED_PARAMS.get(name, (name,))[0] not in fields]
             if unknown:
@@ -210,14 +210,6 @@ class StudySpec(BaseModel):
 # The config's augmentation fields (None: the data set's default) and their resolved names.
 _AUGMENTATION_FIELDS = {"data.flip": "flip", "data.crop_padding": "crop_padding",
                         "data.random_resized_crop": "random_resized_crop"}
-
-
-def _leaf_fields(tree: dict[str, Any], prefix: str = "") -> set[str]:
-    """Dotted names of a config dump's leaves: `stage2.weight_decay`, `seed`."""
-    names: set[str] = set()
-    for key, value in tree.items():
-        names |= _leaf_fields(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}"}
-    return names
 
 
 def parse_spec(payload: dict[str, Any]) -> StudySpec:

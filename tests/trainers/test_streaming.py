@@ -14,7 +14,15 @@ import torch
 from tests.trainers.fake_data import write_imagenet_lt_photos
 from trainers.backbone import build_backbone_model
 from trainers.batches import eval_batches, train_batches
-from trainers.config import DataConfig, ExperimentConfig, ModelConfig, RetrainConfig, RunOptions, Stage1Config
+from trainers.config import (
+    DataConfig,
+    ExperimentConfig,
+    FeaturePrecision,
+    ModelConfig,
+    RetrainConfig,
+    RunOptions,
+    Stage1Config,
+)
 from trainers.data import load_dataset
 from trainers.data.streaming import LoaderStalledError
 from trainers.device import Runtime, resolve_runtime
@@ -161,18 +169,22 @@ def test_batched_decoding_in_the_training_process_matches_the_workers(tree: Path
     assert images.shape == (16, 3, SIZE, SIZE) and labels.shape == (16,)
 
 
-def test_a_streamed_data_sets_bank_is_float16_on_disk_and_stage2_reads_it(tree: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("precision", "tolerance"), [("float16", 1e-3), ("float32", 1e-5)])
+def test_a_streamed_data_sets_bank_stays_on_disk_at_its_precision_and_stage2_reads_it(
+        tree: Path, tmp_path: Path, precision: FeaturePrecision, tolerance: float) -> None:
     in_memory = load_dataset(data_config(tree, "in-memory"))
     streamed = load_dataset(data_config(tree, "streaming"))
     torch.manual_seed(0)
     model = build_backbone_model(ExperimentConfig(data=data_config(tree, "auto"),
                                                   model=ModelConfig(arch="small-cnn")), in_memory, runtime())
-    dense = extract_feature_bank(model, in_memory, runtime(), views=1, flips=True, seed=0, precision="float16")
+    dense = extract_feature_bank(model, in_memory, runtime(), views=1, flips=True, seed=0, precision=precision)
     on_disk = extract_feature_bank(model, streamed, runtime(workers=0), views=1, flips=True, seed=0,
-                                   precision="float16")
-    assert not dense.on_disk and on_disk.on_disk and on_disk.train_views.shape == dense.train_views.shape
-    # the same images through the same weights, stored at half precision
-    torch.testing.assert_close(on_disk.test.float(), dense.test, rtol=1e-3, atol=1e-3)
+                                   precision=precision)
+    assert not dense.on_disk and dense.test.dtype == torch.float32  # in-memory banks are float32 always
+    assert on_disk.on_disk and on_disk.test.dtype == getattr(torch, precision)
+    assert on_disk.train_views.shape == dense.train_views.shape
+    # the same images through the same weights, stored at the bank's precision
+    torch.testing.assert_close(on_disk.test.float(), dense.test, rtol=tolerance, atol=tolerance)
     on_disk.save(tmp_path / "features.pt")
     loaded = FeatureBank.load(tmp_path / "features.pt", torch.device("cpu"))
     assert loaded.on_disk and torch.equal(loaded.test, on_disk.test) and torch.equal(loaded.val_flipped,
@@ -181,21 +193,3 @@ def test_a_streamed_data_sets_bank_is_float16_on_disk_and_stage2_reads_it(tree: 
     torch.testing.assert_close(head.logits(loaded.test), head.logits(dense.test), rtol=1e-2, atol=1e-2)
     [trained] = train_heads(loaded, head, [RetrainConfig(epochs=1, batch_size=16)], in_memory.class_counts, seed=0)
     assert torch.isfinite(trained.weight).all() and not torch.equal(trained.weight, head.weight)
-
-
-
-def test_a_float32_bank_of_a_streamed_data_set_stays_on_disk_and_equals_the_in_memory_features(
-        tree: Path, tmp_path: Path) -> None:
-    in_memory = load_dataset(data_config(tree, "in-memory"))
-    streamed = load_dataset(data_config(tree, "streaming"))
-    torch.manual_seed(0)
-    model = build_backbone_model(ExperimentConfig(data=data_config(tree, "auto"),
-                                                  model=ModelConfig(arch="small-cnn")), in_memory, runtime())
-    dense = extract_feature_bank(model, in_memory, runtime(), views=1, flips=False, seed=0, precision="float32")
-    on_disk = extract_feature_bank(model, streamed, runtime(workers=0), views=1, flips=False, seed=0,
-                                   precision="float32")
-    assert on_disk.on_disk and on_disk.test.dtype == torch.float32
-    torch.testing.assert_close(on_disk.test, dense.test, rtol=1e-5, atol=1e-5)
-    on_disk.save(tmp_path / "features.pt")
-    loaded = FeatureBank.load(tmp_path / "features.pt", torch.device("cpu"))
-    assert loaded.on_disk and torch.equal(loaded.test, on_disk.test)
