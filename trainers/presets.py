@@ -204,8 +204,9 @@ PRESETS |= {
 
 # ---------------------------------------------------------------------------------------------- comparing with them
 # Fields that change where the data is read from or how, never what a run computes: a run differing only there
-# still compares with its preset's paper numbers (the two pipelines decode alike; the seed is one draw of many).
-_NOT_DETERMINING = frozenset({"data.root", "data.download", "data.pipeline", "seed"})
+# still compares with its preset's paper numbers (the two pipelines decode alike; the seed is one draw of many;
+# float16 and float32 feature banks gave identical accuracy, benchmarks/feature_precision.py).
+_NOT_DETERMINING = frozenset({"data.root", "data.download", "data.pipeline", "seed", "eval.feature_precision"})
 
 
 def preset_differences(name: str, config: ExperimentConfig) -> list[str]:
