@@ -53,12 +53,15 @@ def add_stage1_epochs_flag(parser: argparse.ArgumentParser) -> None:
                         help="stage-1 epochs (default: tailtune's; the papers' presets have 200-320)")
 
 
-def seeded_benchmark_args(doc: str, seeds: int) -> argparse.Namespace:
+def seeded_benchmark_args(doc: str, seeds: int,
+                          more_flags: Callable[[argparse.ArgumentParser], object] | None = None) -> argparse.Namespace:
     """--seeds, --stage1-epochs and --threads (applied), for a benchmark that repeats itself over seeds."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=seeds)
     add_stage1_epochs_flag(parser)
     add_threads_flag(parser)
+    if more_flags is not None:
+        more_flags(parser)
     args = parser.parse_args()
     apply_threads(args.threads)
     return args

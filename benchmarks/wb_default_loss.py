@@ -1,7 +1,8 @@
 """Which stage-2 loss the tailtune WB default (no preset) should use: CB or the WB code's CB-BCE, at the papers'
 lambda_2 and at its CB equivalent, measured on digits-lt and on a generated folder data set, a few seeds.
 
-    python benchmarks/wb_default_loss.py [--seeds 3] [--stage1-epochs 100] [--threads N]
+    python benchmarks/wb_default_loss.py [--seeds 3] [--stage1-epochs 100] [--data-sets both|digits-lt|folder]
+                                         [--threads N]
 
 Per data set and seed one stage-1 backbone is trained with tailtune's WB defaults; the variants then re-train the
 classifier on its cached features (everything else tailtune's default: relative MaxNorm t 0.1 after every step,
@@ -69,13 +70,17 @@ def _mean(rows: list[dict[str, float | None]], key: str) -> float:
 
 
 def main() -> None:
-    args = seeded_benchmark_args(__doc__, seeds=3)
+    args = seeded_benchmark_args(__doc__, seeds=3, more_flags=lambda parser: parser.add_argument(
+        "--data-sets", choices=("both", "digits-lt", "folder"), default="both",
+        help="measure on both data sets (and choose), or on one"))
     val_all: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         folder = write_gratings_folder(Path(scratch) / "gratings")
         data_sets = {"digits-lt": {}, "folder (gratings, 16 px)": {"data.name": f"folder:{folder}",
                                                                    "data.image_size": GRATINGS_SIZE}}
         for label, fields in data_sets.items():
+            if args.data_sets not in ("both", label.split()[0]):
+                continue
             base = with_fields(method_defaults("wb"), {**fields, "stage1.epochs": args.stage1_epochs})
             ratio, results = measure(base, args.seeds)
             rows = [[name, *(f"{_mean(runs, key):.2f}" for key in ("val_all", "val_few", "test_all", "test_few"))]
@@ -86,7 +91,7 @@ def main() -> None:
             for name, runs in results.items():
                 val_all.setdefault(name, []).append(_mean(runs, "val_all"))
     best = max(val_all, key=lambda name: statistics.fmean(val_all[name]))
-    print("\nval All, mean over both data sets: " + ", ".join(
+    print(f"\nval All, mean over {args.data_sets}: " + ", ".join(
         f"{name} {statistics.fmean(values):.2f}" for name, values in val_all.items()))
     print(f"best_default_by_val_all: {best}")
 
