@@ -78,7 +78,7 @@ def shard(data: LTDataset, rank: int, processes: int, seed: int) -> LTDataset:
     if isinstance(split, ImageSplit):
         train: ImageSplit | FileSplit = ImageSplit(split.images[index], split.labels[index])
     else:
-        train = FileSplit([split.paths[i] for i in index.tolist()], split.labels[index])
+        train = FileSplit([split.paths[i] for i in index.tolist()], split.labels[index], split.roots)
     return dataclasses.replace(data, train=train)
 
 

@@ -82,3 +82,20 @@ def test_tilde_in_a_folder_name_under_a_data_root_is_refused_not_expanded(tmp_pa
         load_dataset(DataConfig(name="folder:~/secret", root=root, image_size=8), [root])
     with pytest.raises(DataPathError, match="~"):
         load_dataset(DataConfig(name="folder:~/secret", root=root, image_size=8), None)
+
+
+def test_a_streamed_image_swapped_for_a_symlink_out_after_listing_fails_when_it_is_read(tmp_path: Path) -> None:
+    from trainers.data.streaming import file_batches
+
+    root, folder = _folder_study(tmp_path)
+    data = load_dataset(DataConfig(name=f"folder:{folder}", image_size=8, pipeline="streaming"), [root])
+    image = data.train.paths[0]
+    batches = list(file_batches(data.train, data.view, batch_size=4, order=None, random_resized_crop=False,
+                                workers=0, timeout_s=30, seed=0))
+    assert sum(len(labels) for _, labels in batches) == len(data.train)
+    outside = tmp_path / "outside.png"
+    image.rename(outside)
+    image.symlink_to(outside)  # swapped while the study trains: the next read checks it
+    with pytest.raises(DataPathError, match=image.name):
+        list(file_batches(data.train, data.view, batch_size=4, order=None, random_resized_crop=False, workers=0,
+                          timeout_s=30, seed=0))

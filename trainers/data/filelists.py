@@ -40,7 +40,7 @@ def load_imagenet_lt(cfg: DataConfig, roots: Sequence[Path] | None = None) -> LT
     root = _list_root(cfg, IMAGENET_LT_LISTS, roots)
     train, val, test = (read_list(root, name, roots) for name in IMAGENET_LT_LISTS)
     _check_class_folders(root, IMAGENET_LT_LISTS, train, val, test)
-    return _list_dataset(cfg, train, val, test)
+    return _list_dataset(cfg, train, val, test, roots)
 
 
 def load_inat2018(cfg: DataConfig, roots: Sequence[Path] | None = None) -> LTDataset:
@@ -49,7 +49,7 @@ def load_inat2018(cfg: DataConfig, roots: Sequence[Path] | None = None) -> LTDat
     _check_class_folders(root, INAT2018_LISTS, full_train, test)
     num_classes = int(full_train[1].max()) + 1
     train, val = carve_val_files(full_train, num_classes, cfg.split_seed)
-    data = _list_dataset(cfg, train, val, test)
+    data = _list_dataset(cfg, train, val, test, roots)
     return dataclasses.replace(data, full_train_counts=torch.bincount(full_train[1], minlength=num_classes).tolist())
 
 
@@ -107,13 +107,14 @@ def _check_class_folders(root: Path, list_names: tuple[str, ...], train: FileEnt
                                      f"class folder has label {label_of[path.parent]} in {list_names[0]}")
 
 
-def _list_dataset(cfg: DataConfig, train: FileEntries, val: FileEntries, test: FileEntries) -> LTDataset:
+def _list_dataset(cfg: DataConfig, train: FileEntries, val: FileEntries, test: FileEntries,
+                  roots: Sequence[Path] | None) -> LTDataset:
     num_classes = int(train[1].max()) + 1
     _check_labels(cfg, num_classes, train[1], val[1], test[1])
     size = cfg.image_size or data_defaults(cfg.name).image_size
     view = ImageView(size=size, resize=round(size * EVAL_RESIZE_RATIO), channels=3)
     return file_dataset(cfg, (train, val, test), class_names=[str(label) for label in range(num_classes)],
-                        view=view, mean_std=(IMAGENET_MEAN, IMAGENET_STD))
+                        roots=roots, view=view, mean_std=(IMAGENET_MEAN, IMAGENET_STD))
 
 
 def _check_labels(cfg: DataConfig, num_classes: int, train: torch.Tensor, *others: torch.Tensor) -> None:

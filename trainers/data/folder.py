@@ -43,7 +43,7 @@ def load_folder(cfg: DataConfig, roots: Sequence[Path] | None = None) -> LTDatas
         train, val = carve_val_files(train, len(class_names), cfg.split_seed)
     channels = 1 if all_grayscale(train[0] + val[0] + test[0]) else 3
     view = ImageView(size=cfg.image_size, resize=cfg.image_size, channels=channels)
-    return file_dataset(cfg, (train, val, test), class_names=class_names, view=view, mean_std=None)
+    return file_dataset(cfg, (train, val, test), class_names=class_names, roots=roots, view=view, mean_std=None)
 
 
 def folder_path(cfg: DataConfig, roots: Sequence[Path] | None = None) -> Path:

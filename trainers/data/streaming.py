@@ -27,6 +27,7 @@ from trainers.augment import RRC_RATIO, RRC_SCALE, AugmentSpec, random_resized_b
 from trainers.config import DataConfig
 from trainers.data.profiles import FileEntries
 from trainers.data.types import FileSplit, ImageSplit, ImageView, LTDataset
+from trainers.data_paths import inside_roots
 from trainers.errors import CorruptImageError, UserInputError
 
 # 4 GiB of uint8 pixels: ImageNet-LT at 64 px (1.4 GB) and small folder sets stay in memory; 224-px
@@ -91,13 +92,16 @@ def estimated_decoded_bytes(splits: Sequence[FileEntries], view: ImageView) -> i
 
 
 def file_dataset(cfg: DataConfig, splits: tuple[FileEntries, FileEntries, FileEntries], *, class_names: list[str],
+                 roots: Sequence[Path] | None,
                  view: ImageView, mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None) -> LTDataset:
     """The in-memory or streaming LTDataset of three (files, labels) splits, chosen by cfg.pipeline and the
     decoded size; mean_std None: measured on a sample of train images."""
     estimate = estimated_decoded_bytes(splits, view)
     streaming = cfg.pipeline == "streaming" or (cfg.pipeline == "auto" and estimate > IN_MEMORY_LIMIT)
     if streaming:
-        train, val, test = (FileSplit(list(paths), labels) for paths, labels in splits)
+        # The roots travel with the split: a streamed file is opened again every epoch, and checked each time.
+        kept = tuple(roots) if roots is not None else None
+        train, val, test = (FileSplit(list(paths), labels, kept) for paths, labels in splits)
     else:
         train, val, test = (ImageSplit(read_views(paths, view), labels) for paths, labels in splits)
     mean, std = mean_std or _sample_mean_std(train, view)
@@ -128,7 +132,7 @@ class _ViewFiles(Dataset):
         return len(self.split)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image = decode_file(self.split.paths[index], self.view.channels)
+        image = decode_file(inside_roots(self.split.paths[index], self.split.roots), self.view.channels)
         return (self.crop(image) if self.crop else view_of(image, self.view)), self.split.labels[index]
 
 
@@ -142,7 +146,7 @@ class _EncodedFiles(Dataset):
         return len(self.split)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        return read_encoded(self.split.paths[index]), self.split.labels[index], index
+        return read_encoded(inside_roots(self.split.paths[index], self.split.roots)), self.split.labels[index], index
 
 
 def _as_list(items: list) -> list:

@@ -35,6 +35,7 @@ class FileSplit:
 
     paths: list[Path]
     labels: torch.Tensor  # int64, N
+    roots: tuple[Path, ...] | None = None  # checked again on every read (trainers/data_paths.py); None: any
 
     def __post_init__(self) -> None:
         if self.labels.shape != (len(self.paths),):
