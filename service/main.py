@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from service.api.deps import TokenDep
 from service.api.limits import BodySizeLimit, WriteRateLimit, WritesBusyError, bounded_validation_errors
 from service.api.options import SchemaOptions
-from service.api.routes import health, studies, workers
+from service.api.routes import comparisons, health, studies, workers
 from service.core.config import Settings
 from service.reports import ReportPages, ReportsBusyError
 from service.schemas import Message
@@ -23,6 +23,7 @@ from studies.definition.errors import (
     TrialNotExportableError,
     TrialNotFoundError,
 )
+from studies.store.comparisons import ComparisonExistsError, ComparisonNotFoundError
 from studies.store.db import Database, DatabaseUnavailableError, describe, is_transient
 from studies.store.lifecycle import BudgetConflictError, ParamsMismatchError
 from studies.store.registry import StudyBusyError, StudyExistsError, StudyNotFoundError
@@ -31,6 +32,7 @@ from trainers.errors import UserInputError
 log = logging.getLogger(__name__)
 
 _STATUS_OF = [(StudyNotFoundError, status.HTTP_404_NOT_FOUND), (StudyExistsError, status.HTTP_409_CONFLICT),
+              (ComparisonNotFoundError, status.HTTP_404_NOT_FOUND), (ComparisonExistsError, status.HTTP_409_CONFLICT),
               (StudyBusyError, status.HTTP_409_CONFLICT), (BudgetConflictError, status.HTTP_409_CONFLICT),
               (TrialNotExportableError, status.HTTP_409_CONFLICT),
               (TrialNotFoundError, status.HTTP_404_NOT_FOUND), (ParamsMismatchError, status.HTTP_409_CONFLICT),
@@ -59,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.reports = ReportPages(builds=settings.api.report_builds, waiting=settings.api.report_waiting)
     app.state.write_limit = WriteRateLimit(settings.api.writes_per_minute)
     app.include_router(health.router)
-    for router in (studies.router, workers.router):
+    for router in (studies.router, comparisons.router, workers.router):
         app.include_router(router, dependencies=[TokenDep], responses=_PROTECTED_RESPONSES)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_request_bytes)
     app.add_middleware(SchemaOptions, api=app)

@@ -17,6 +17,7 @@ import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from service.schemas import Health, StudyCreated
+from studies.definition.comparison import ComparisonRecord, ComparisonSpec
 from studies.definition.records import Page, StudyRecord, StudyState, StudySummary, TrialRecord, WorkerRecord
 from studies.definition.space import ParamValue
 from studies.definition.spec import StudySpec
@@ -104,6 +105,16 @@ class TailtuneClient:
         """The trial's model file (default: the best trial), as `tailtune export` writes it; save it and run
         `tailtune predict --model FILE`. 409 (ApiError) for a trial that is not COMPLETE."""
         return self._checked("GET", f"/studies/{study_id}/model", params=_present({"trial": trial})).content
+
+    # ------------------------------------------------------------------------------------------ comparisons
+    def create_comparison(self, spec: ComparisonSpec) -> ComparisonRecord:
+        return self._call("POST", "/comparisons", ComparisonRecord, json=spec.model_dump(mode="json"))
+
+    def get_comparison(self, comparison_id: int) -> ComparisonRecord:
+        return self._call("GET", f"/comparisons/{comparison_id}", ComparisonRecord)
+
+    def get_comparison_by_name(self, name: str) -> ComparisonRecord:
+        return self._call("GET", "/comparisons", ComparisonRecord, params={"name": name})
 
     # ------------------------------------------------------------------------------------------ service
     def list_workers(self) -> list[WorkerRecord]:

@@ -44,7 +44,7 @@ def run_folder_study(db: Database, artifact_dir: Path, folder: Path, name: str, 
                      fixed: dict[str, Any], n_trials: int = 3) -> int:
     """Creates and runs the study with one in-process worker (batching stage-2 trials); returns its id."""
     spec = parse_spec({"name": name, "method": method, "dataset": f"folder:{folder}", "image_size": IMAGE_SIZE,
-                       "n_trials": n_trials, "sampler": "random", "fixed": QUICK | fixed})
+                       "n_trials": n_trials, "sampler": "random", "fixed": QUICK | fixed, "confirm": None})
     record = registry.create_study(db, spec=spec)
     settings = WorkerSettings(heartbeat_interval=1, grace_period=3, device="cpu", handle_signals=False)
     run_worker(db, study_names=[name], settings=settings, artifact_dir=artifact_dir)

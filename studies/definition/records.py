@@ -7,6 +7,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
+from studies.definition.confirmation import ConfirmedAnswer
 from studies.definition.spec import StudySpec
 from studies.definition.walls import RangeWall
 from trainers.results import SplitCoverage
@@ -113,6 +114,8 @@ class StudyRecord(StudySummary):
     spec: StudySpec
     walls: list[RangeWall] = Field(default_factory=list, description="searched parameters whose best value sits "
                                    "at the edge of its range (the optimum may lie beyond), with how to widen it")
+    confirmed: ConfirmedAnswer | None = Field(None, description="the study's answer over seeds, once its search "
+                                              "budget is spent and confirmation has started (spec.confirm)")
 
 
 class TrialRecord(BaseModel):

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from studies.definition.confirmation import Confirmation
 from studies.definition.space import (
     DERIVED_PARAMS,
     Choices,
@@ -72,6 +73,9 @@ class StudySpec(BaseModel):
                                         json_schema_extra={"uniqueItems": True},
                                         description="val balanced accuracy of these splits, all maximised")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="the samplers' seed")
+    confirm: Confirmation | None = Field(
+        default_factory=Confirmation, description="when the budget is spent, train the top-k configurations and "
+        "the recipe with further seeds; the study's answer is the best mean val over seeds. null: no confirmation")
 
     @model_validator(mode="before")
     @classmethod
@@ -210,6 +214,11 @@ class StudySpec(BaseModel):
 # The config's augmentation fields (None: the data set's default) and their resolved names.
 _AUGMENTATION_FIELDS = {"data.flip": "flip", "data.crop_padding": "crop_padding",
                         "data.random_resized_crop": "random_resized_crop"}
+
+
+def config_fields(method: Method) -> set[str]:
+    """Dotted names of every config field of a method, e.g. `stage2.tau` for tau-norm."""
+    return set(leaf_values(method_defaults(method).model_dump()))
 
 
 def parse_spec(payload: dict[str, Any]) -> StudySpec:

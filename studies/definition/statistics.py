@@ -68,3 +68,13 @@ def verdict(difference: SeedSummary) -> str:
     low, high = difference.ci95
     told = "larger than seed noise" if low > 0 or high < 0 else "not distinguishable from seed noise"
     return f"{difference.mean:+.2f} ± {(high - low) / 2:.2f} points (95 % t interval, {difference.n} seeds), {told}"
+
+
+def shown(summary: SeedSummary | None, *, signed: bool = False) -> str:
+    """"96.68 ± 0.69 [95.83, 97.53]" (mean ± std [95 % t interval]); "96.68 (1 seed)"; "–" for no value."""
+    if summary is None:
+        return "–"
+    mean = f"{summary.mean:+.2f}" if signed else f"{summary.mean:.2f}"
+    if summary.ci95 is None or summary.std is None:
+        return f"{mean} (1 seed)"
+    return f"{mean} ± {summary.std:.2f} [{summary.ci95[0]:.2f}, {summary.ci95[1]:.2f}]"

@@ -44,13 +44,15 @@ class ExportedTrial:
 
 
 def export_trial(db: Database, *, study_id: int, trial_number: int | None, artifact_dir: Path) -> ExportedTrial:
-    """The model file of trial `trial_number` of the study (None: its best trial by the first objective)."""
+    """The model file of trial `trial_number` of the study (None: the confirmed best configuration's search trial,
+    i.e. at the study's seed; without confirmation, the best trial by the first objective)."""
     record = registry.get_study(db, study_id=study_id)
     if trial_number is None:
         if record.best_trial_number is None:
             raise TrialNotExportableError(f"study {record.name!r} has no COMPLETE trial yet, so no model to export; "
                                           f"run a worker: tailtune worker --study {record.name}")
-        trial_number = record.best_trial_number
+        confirmed = record.confirmed
+        trial_number = confirmed.best.trial_number if confirmed and confirmed.complete else record.best_trial_number
     trial = _finished_trial(db, record, trial_number)
     parts = _stored_parts(record, trial, artifact_dir)
     stage1_state = _stage1_state(record, trial, artifact_dir) if parts.classifier.backbone_state is None else {}
@@ -134,6 +136,7 @@ def model_card(record: StudyRecord, trial: FrozenTrial, parts: TrialModelParts) 
                     "stage1_test": attrs.get("stage1_test"), "per_class_test": attrs.get("per_class_test")},
         "recipe": _recipe(record, ExperimentConfig.model_validate(config)),
         "margins": _margins(record, attrs),
+        "confirmed": _confirmed(record, trial.number),
         "provenance": {"study": record.name, "study_id": record.id, "trial": trial.number,
                        "completed_at": trial.datetime_complete.isoformat() if trial.datetime_complete else None,
                        "stage1_key": attrs.get("stage1_key"), "stage2_file": attrs.get(STAGE2_FILE_ATTR),
@@ -187,6 +190,21 @@ def _margins(record: StudyRecord, attrs: dict[str, Any]) -> dict[str, Any]:
             margins[f"minus_{name}"] = {part: best_minus(attrs.get(part), getattr(reference, part))
                                         for part in ("val", "test")}
     return margins
+def _confirmed(record: StudyRecord, trial_number: int) -> dict[str, Any] | None:
+    """This configuration over seeds, when the study confirmed it; with best - recipe when it is the best."""
+    answer = record.confirmed
+    found = next((c for c in answer.candidates if c.trial_number == trial_number), None) if answer else None
+    if answer is None or found is None:
+        return None
+    is_best = found.trial_number == answer.best.trial_number
+    return {"is_confirmed_best": is_best, "seeds": found.seeds,
+            "val": _dumped(found.val), "test": _dumped(found.test),
+            "best_minus_recipe": answer.best_minus_recipe.model_dump() if is_best and answer.best_minus_recipe
+            else None, "verdict": answer.verdict if is_best else None}
+
+
+def _dumped(summaries: dict[str, Any]) -> dict[str, Any]:
+    return {split: summary.model_dump() if summary is not None else None for split, summary in summaries.items()}
 
 
 def card_as_markdown(card: dict[str, Any]) -> str:
@@ -215,6 +233,7 @@ def card_as_markdown(card: dict[str, Any]) -> str:
     if card["recipe"]:
         recipe = card["recipe"]
         lines += ["", f"## Recipe: {recipe['preset']}", "", recipe["comparison"]]
+    lines += _confirmed_lines(card.get("confirmed"))
     trained = origin["trained_with"] or {}
     lines += ["", "## Provenance", "", f"- study {origin['study']} (id {origin['study_id']}), trial "
               f"{origin['trial']}, completed {origin['completed_at']}",
@@ -230,6 +249,16 @@ def _baseline_line(baseline: dict[str, Any]) -> str:
         return f"Baseline: none ({baseline['state'] or 'not fitted'}: {baseline['reason']})."
     return (f"Baseline: {baseline['model']}, fitted on the study's own splits: val All "
             f"{_percent(baseline['val']['all'])}, test All {_percent(baseline['test']['all'])}.")
+def _confirmed_lines(confirmed: dict[str, Any] | None) -> list[str]:
+    if not confirmed:
+        return []
+    lines = ["", f"## Over seeds {confirmed['seeds']} (mean ± std)", "", "| split | All | Many | Medium | Few |",
+             "|---|---|---|---|---|"]
+    for name in ("val", "test"):
+        lines.append(f"| {name} | " + " | ".join(
+            "-" if cell is None else f"{cell['mean']:.2f} ± {cell['std'] or 0:.2f}"
+            for cell in (confirmed[name].get(key) for key in ("all", "many", "medium", "few"))) + " |")
+    return lines + (["", f"Best - recipe: {confirmed['verdict']}"] if confirmed["verdict"] else [])
 
 
 def _percent(value: float | None) -> str:

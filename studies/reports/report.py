@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import html
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upl
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from studies.definition.confirmation import ConfirmedAnswer, answer_rows
 from studies.definition.errors import NoFinishedTrialsError
 from studies.definition.records import best_minus
 from studies.definition.spec import StudySpec
@@ -42,6 +43,7 @@ from studies.reports.plots import (
     draw_trade_off,
     draw_weight_norms,
 )
+from studies.store import registry
 from studies.store.db import Database
 from studies.store.registry import BASELINE_ATTR, RECIPE_ATTR, SPEC_ATTR
 from trainers.errors import UserInputError
@@ -68,6 +70,7 @@ class FinishedStudy:
     state_counts: dict[str, int]  # every trial of the study by state, e.g. {"COMPLETE": 34, "PRUNED": 6}
     baseline: dict[str, Any] | None = None  # the study's simple baseline as studies/store/baselines.py keeps it
     spec: StudySpec | None = None  # None for a study made outside tailtune
+    confirmed: ConfirmedAnswer | None = None  # the answer over seeds (studies/definition/confirmation.py)
 
     @property
     def best(self) -> FrozenTrial:
@@ -84,7 +87,7 @@ def build_report(db: Database, study_name: str, out_dir: Path, artifact_dir: Pat
     """Writes the figures and index.html under `out_dir`; with `artifact_dir`, attaches the PNGs to the study
     in Optuna's FileSystemArtifactStore there (optuna-dashboard's Artifacts tab, started with that dir)."""
     study = _load_study(db, study_name)
-    finished = finished_study(study)
+    finished = replace(finished_study(study), confirmed=_confirmed(db, study_name))
     if not finished.trials:
         raise NoFinishedTrialsError(f"study {study_name!r} has no finished trials yet; run a worker: "
                              f"tailtune worker --study {study_name}")
@@ -95,6 +98,13 @@ def build_report(db: Database, study_name: str, out_dir: Path, artifact_dir: Pat
     if artifact_dir is not None:
         attach_to_study(study, pngs, artifact_dir)
     return ReportFiles(html=html_path, pngs=pngs)
+
+
+def _confirmed(db: Database, study_name: str) -> ConfirmedAnswer | None:
+    try:
+        return registry.get_study_by_name(db, name=study_name).confirmed
+    except registry.StudyNotFoundError:  # an Optuna study tailtune did not create
+        return None
 
 
 def _load_study(db: Database, study_name: str) -> optuna.Study:
@@ -306,7 +316,8 @@ def render_html(finished: FinishedStudy, pngs: list[Path]) -> str:
         "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
     return _PAGE.format(title=html.escape(f"tailtune report: {finished.name}"),
-                        summary=_summary_table(summary), recipe=_recipe_table(finished),
+                        summary=_summary_table(summary), confirmed=_confirmed_table(finished.confirmed),
+                        recipe=_recipe_table(finished),
                         baseline=_baseline_table(finished), walls=_walls_list(finished),
                         leaderboard=_leaderboard_table(finished), figures="\n".join(map(_figure, pngs)))
 
@@ -365,6 +376,20 @@ def _recipe_table(finished: FinishedStudy) -> str:
         return "<p>The recipe's trial (trial 0) has not finished yet.</p>"
     return _comparison_table(rows, "recipe: the preset's values, else tailtune's defaults, run as trial 0; "
                                    "best - recipe in points (per-class-mean accuracy, %)")
+
+
+def _confirmed_table(answer: ConfirmedAnswer | None) -> str:
+    if answer is None:
+        return "<p>Not confirmed yet: the top configurations and the recipe are trained with further seeds once " \
+               "the search budget is spent (or the study was created with --no-confirm).</p>"
+    head = "<tr><th>configuration</th><th>split</th>" + "".join(f"<th>{LABELS[s]}</th>" for s in SPLITS) + "</tr>"
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in (label, part, *cells)) + "</tr>"
+                   for label, part, cells in answer_rows(answer))
+    progress = "" if answer.complete else f" (so far: {answer.runs_finished} of {answer.runs_planned} runs)"
+    caption = (f"over seeds{progress}: mean ± std [95 % t interval], %; best = best mean val "
+               f"{LABELS.get(answer.objective, answer.objective)}; best - recipe paired by seed")
+    table = f'<table class="leaderboard"><caption>{html.escape(caption)}</caption>{head}{body}</table>'
+    return f"{table}<p>{html.escape(answer.verdict)}</p>"
 
 
 def _baseline_table(finished: FinishedStudy) -> str:
@@ -438,7 +463,9 @@ figcaption {{ color: #444; font-size: 0.9em; }}
 <body>
 <h1>{title}</h1>
 {summary}
-<h2>Recipe vs best</h2>
+<h2>Confirmed over seeds</h2>
+{confirmed}
+<h2>Recipe vs best (search seed)</h2>
 {recipe}
 <h2>Baseline vs best</h2>
 {baseline}

@@ -9,30 +9,46 @@ import csv
 import io
 from collections.abc import Iterator
 
+from studies.definition.confirmation import ConfirmedAnswer
 from studies.definition.records import TrialRecord
 from studies.store import registry
 from studies.store.db import Database
 
 SPLITS = ("all", "many", "medium", "few")
 PAGE_SIZE = 500
+# Columns of a confirmed configuration's row: its mean and std over seeds of these (part, split) accuracies.
+OVER_SEEDS_SPLITS = (("val", "all"), ("test", "all"), ("test", "few"))
 
 
 def trials_csv(db: Database, *, study_id: int) -> Iterator[str]:
     """The header line, then one chunk of lines per page of trials; the param columns are the study's space.
     An unknown study raises here, before the first chunk (a streamed response cannot change its status later)."""
-    params = sorted(registry.get_study(db, study_id=study_id).spec.resolved_space())
-    return _chunks(db, study_id, params)
+    record = registry.get_study(db, study_id=study_id)
+    return _chunks(db, study_id, sorted(record.spec.resolved_space()), _over_seeds(record.confirmed))
 
 
-def _chunks(db: Database, study_id: int, params: list[str]) -> Iterator[str]:
+def _over_seeds(answer: ConfirmedAnswer | None) -> dict[int, list[object]]:
+    """Trial number -> the OVER_SEEDS cells of each confirmed configuration (its search trial's row)."""
+    if answer is None:
+        return {}
+    cells = {}
+    for candidate in answer.candidates:
+        summaries = [getattr(candidate, part)[split] for part, split in OVER_SEEDS_SPLITS]
+        cells[candidate.trial_number] = [candidate.trial_number == answer.best.trial_number, len(candidate.seeds),
+                                         *(value for s in summaries for value in ((s.mean, s.std) if s else ("", "")))]
+    return cells
+
+
+def _chunks(db: Database, study_id: int, params: list[str], over_seeds: dict[int, list[object]]) -> Iterator[str]:
     header = ["number", "state", *(f"{split}_{name}" for split in ("val", "test") for name in SPLITS),
-              "duration_s", "worker", "retried_from", *params]
+              "duration_s", "worker", "retried_from", *params, "confirmed_best", "seeds",
+              *(f"{part}_{split}_{stat}_over_seeds" for part, split in OVER_SEEDS_SPLITS for stat in ("mean", "std"))]
     yield _lines([header])
     offset = 0
     while True:
         page = registry.list_trials(db, study_id=study_id, offset=offset, limit=PAGE_SIZE)
         if page.items:
-            yield _lines([_row(trial, params) for trial in page.items])
+            yield _lines([_row(trial, params) + over_seeds.get(trial.number, []) for trial in page.items])
         offset += PAGE_SIZE
         if offset >= page.total:
             return

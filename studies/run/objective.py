@@ -15,11 +15,12 @@ import optuna
 
 from studies.artifacts.cache import CachedBackbone, Stage1Cache, stage1_key
 from studies.artifacts.trial_models import store_trial_model
+from studies.definition.confirmation import CONFIRMS_ATTR, SEED_ATTR
 from studies.definition.space import sample_params
 from studies.definition.spec import StudySpec
 from studies.store.storage import params_written_together, set_trial_user_attrs
 from trainers.baseline import fit_linear_baseline
-from trainers.config import ExperimentConfig
+from trainers.config import ExperimentConfig, with_fields
 from trainers.data import load_dataset
 from trainers.experiment import Stage2Output, data_summary, runs_on_cached_features, stage2_output, stage2_outputs
 from trainers.loop import EpochCallback
@@ -94,7 +95,9 @@ def study_baseline(spec: StudySpec, data_roots: Sequence[Path] | None = None) ->
 def _run_sampled(trial: optuna.Trial, spec: StudySpec, config: ExperimentConfig,
                  context: TrialContext) -> list[float]:
     started = time.perf_counter()
-    on_epoch = _epoch_callback(trial, context, prune=spec.resolved_pruner != "none")
+    # A confirmation run is judged on its final val like its search trial, never cut short.
+    prune = spec.resolved_pruner != "none" and CONFIRMS_ATTR not in trial.user_attrs
+    on_epoch = _epoch_callback(trial, context, prune=prune)
     cached = context.cache.backbone_for(config, on_epoch)
     stage2 = stage2_output(cached.backbone, config, context.cache.runtime, on_epoch)
     return _record(trial, spec, config, cached, stage2, context, trained_here=cached.trained_here,
@@ -117,7 +120,10 @@ def _sampled_config(trial: optuna.Trial, spec: StudySpec) -> ExperimentConfig:
     # One write for all of the claimed trial's params instead of Optuna's commit per suggest.
     with params_written_together(trial):
         params = sample_params(trial, spec.resolved_space())
-    return spec.config_for(params)
+    config = spec.config_for(params)
+    # A confirmation run trains its search trial's params with another seed (studies/definition/confirmation.py).
+    seed = trial.user_attrs.get(SEED_ATTR)
+    return config if seed is None else with_fields(config, {"seed": seed})
 
 
 def _record(trial: optuna.Trial, spec: StudySpec, config: ExperimentConfig, cached: CachedBackbone,

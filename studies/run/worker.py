@@ -35,7 +35,7 @@ from pydantic import BaseModel, Field
 
 from studies.definition.spec import StudySpec
 from studies.run.settings import WorkerSettings
-from studies.store import baselines, claims, registry, storage, workers
+from studies.store import baselines, claims, comparisons, registry, storage, workers
 from studies.store.db import Database, describe, is_transient, retry_transient
 from studies.store.workers import WorkerState
 
@@ -279,6 +279,8 @@ class _Worker:
         fresh = time.monotonic() - self._open_read_at < self.settings.poll_interval_s
         if fresh and self._open:
             return self._open, True
+        if study_ids is None:  # a worker serving every study starts a comparison's next studies
+            retry_transient(lambda: comparisons.advance(self.db), what="start comparisons' next studies")
         self._open = registry.open_study_ids(self.db, among=study_ids)
         self._open_read_at = time.monotonic()
         return self._open, False

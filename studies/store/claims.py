@@ -17,6 +17,9 @@ count: a trial that crashed is replaced, a killed one is retried by its clone. W
 either, because a claim pops them first: a clone only ever takes the place of the trial it retries.
 PRUNED trials count as finished: they ran and were judged, and the budget is compute.
 
+Once the search budget is met, a study with confirmation hands out its confirmation runs the same way, under the
+same lock, from its linked Optuna study (studies/store/confirmation.py).
+
 A claim is retried after a transient error, and it is not idempotent: the token lets a retry detect that its
 first attempt committed before the connection dropped, and take that attempt's trials.
 
@@ -43,7 +46,7 @@ from pydantic import ValidationError
 
 from studies.definition.samplers import build_pruner, build_sampler
 from studies.definition.spec import StudySpec
-from studies.store import storage
+from studies.store import confirmation, storage
 from studies.store.db import Database, describe, is_transient, retry_transient
 from studies.store.registry import locked_study, mark_done_if_finished, mark_stopped, trial_counts
 from studies.store.storage import WORKER_ATTR, trial_heartbeats, trial_system_attrs, trials
@@ -91,6 +94,7 @@ class LoadedStudies:
         self._reaped_at: dict[int, float] = {}
         self._samplers: dict[tuple[int, str], optuna.samplers.BaseSampler] = {}
         self._studies: dict[tuple[int, str], tuple[optuna.Study, StudySpec]] = {}
+        self._linked: dict[tuple[int, str], optuna.Study] = {}
 
     def get(self, row: Any) -> tuple[optuna.Study, StudySpec]:
         """The study and its spec; StudyUnloadableError when its stored spec no longer loads or builds."""
@@ -109,11 +113,21 @@ class LoadedStudies:
             self._studies[key] = (study, spec)
         return self._studies[key]
 
+    def linked(self, row: Any) -> optuna.Study | None:
+        """The Optuna study holding the study's confirmation runs (studies/store/confirmation.py); None without."""
+        if row.confirm_study_id is None:
+            return None
+        key = (row.id, row.name)
+        if key not in self._linked:
+            self._linked[key] = confirmation.load_linked(self.storage, row.name)
+        return self._linked[key]
+
     def forget(self, study_id: int) -> None:
-        """Drops a study's Optuna object (its cache of trials may hold ones a rolled-back claim created); the
+        """Drops a study's Optuna objects (their cache of trials may hold ones a rolled-back claim created); the
         sampler stays, so its random stream goes on rather than proposing the same points again."""
-        for key in [key for key in self._studies if key[0] == study_id]:
-            del self._studies[key]
+        for cached in (self._studies, self._linked):
+            for key in [key for key in cached if key[0] == study_id]:
+                del cached[key]
 
     def reap_due(self, study_id: int) -> bool:
         """True at most once per heartbeat interval per study: then the caller reaps."""
@@ -184,17 +198,28 @@ def _claim(db: Database, *, study_id: int, studies: LoadedStudies, worker_id: st
             if row is None or row.state != "active":
                 return None
             study, spec = studies.get(row)
-            earlier = _claimed_under(connection, study_id=study_id, token=token) if retried else []
-            if earlier:  # the first attempt committed and its reply was lost
-                return study, spec, earlier
+            linked = studies.linked(row)
+            for claimed_from, claimed_id in ((study, row.id), (linked, row.confirm_study_id)):
+                earlier = _claimed_under(connection, study_id=claimed_id, token=token) if retried else []
+                if claimed_from is not None and earlier:  # the first attempt committed and its reply was lost
+                    return claimed_from, spec, earlier
             if studies.reap_due(study_id):
-                storage.fail_and_retry(connection, study=study, trial_ids=storage.stale_trial_ids(study=study))
+                for reaped in filter(None, (study, linked)):
+                    storage.fail_and_retry(connection, study=reaped, trial_ids=storage.stale_trial_ids(study=reaped))
             counts = trial_counts(connection, study_ids=[study_id])[study_id]
             allowed = min(count, row.n_trials - counts.finished - counts.running)
-            if allowed <= 0:
+            if allowed > 0:
+                trial_ids = storage.start_trials(connection, study=study, count=allowed)
+            elif linked is not None and counts.finished >= row.n_trials:
+                # The search is over (finished trials fill the budget, so none runs): its answer is confirmed.
+                trial_ids = confirmation.start_runs(connection, storage=storage, search=study, linked=linked, row=row,
+                                                   spec=spec, count=count)
+                study = linked
+            else:
+                trial_ids = []
+            if not trial_ids:
                 mark_done_if_finished(connection, study_id=study_id)
                 return study, spec, []
-            trial_ids = storage.start_trials(connection, study=study, count=allowed)
             _first_heartbeats(connection, trial_ids=trial_ids)
             _record_claim(connection, trial_ids=trial_ids, worker_id=worker_id, token=token)
     except BaseException:

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
+from studies.definition.confirmation import ConfirmedAnswer
 from studies.definition.records import (
     BaselineComparison,
     Page,
@@ -33,6 +34,8 @@ from studies.definition.records import (
 )
 from studies.definition.spec import StudySpec
 from studies.definition.walls import range_walls
+from studies.store import confirmation
+from studies.store.confirmation import RECIPE_ATTR
 from studies.store.db import Database, retry_transient, utc
 from studies.store.storage import (
     FINITE,
@@ -51,9 +54,6 @@ from studies.store.tables import study_table
 from trainers.errors import UserInputError
 
 SPEC_ATTR = "tailtune_spec"  # study user attr: the spec, for anyone reading the study through Optuna alone
-# Trial user attr marking the recipe trial; Optuna's retry of a failed trial copies user attrs, so a retry of
-# the recipe is the recipe too.
-RECIPE_ATTR = "recipe"
 # Study user attr: the study's simple baseline, fitted once by the first worker (studies/store/baselines.py).
 BASELINE_ATTR = "tailtune_baseline"
 SPLIT_ATTRS = ("val", "test", "diagnostics", "val_coverage")
@@ -97,14 +97,22 @@ def create_study(db: Database, *, spec: StudySpec) -> StudyRecord:
         if recipe is not None:
             # Trial 0 is the recipe, so the best val found is never below it (workers take WAITING trials first).
             study.enqueue_trial(recipe, user_attrs={RECIPE_ATTR: True})
-        _insert_study_row(db, study_id, spec)
+        linked_id = confirmation.create_linked_study(storage, spec)
+        _insert_study_row(db, study_id, spec, linked_id)
     except BaseException:
-        storage.delete_study(study_id)
+        _delete_optuna_studies(storage, spec.name)
         raise
     return get_study(db, study_id=study_id)
 
 
-def _insert_study_row(db: Database, study_id: int, spec: StudySpec) -> None:
+def _delete_optuna_studies(storage: Storage, name: str) -> None:
+    """The study's Optuna study and its linked confirmation study, whichever exist."""
+    for study_name in (name, confirmation.linked_name(name)):
+        with contextlib.suppress(KeyError):  # not created, or already deleted through Optuna
+            storage.delete_study(storage.get_study_id_from_name(study_name))
+
+
+def _insert_study_row(db: Database, study_id: int, spec: StudySpec, linked_id: int | None) -> None:
     with db.engine.begin() as connection:
         # Rows left by studies deleted through Optuna (SQLite does not cascade): one holding this name, or
         # this id, which SQLite hands out again after a delete.
@@ -113,7 +121,7 @@ def _insert_study_row(db: Database, study_id: int, spec: StudySpec) -> None:
         connection.execute(study_table.delete().where(sa.or_(study_table.c.id == study_id, orphan_of_name)))
         connection.execute(study_table.insert().values(
             id=study_id, name=spec.name, state="active", method=spec.method, dataset=spec.dataset,
-            n_trials=spec.n_trials, spec_json=spec.model_dump_json()))
+            n_trials=spec.n_trials, spec_json=spec.model_dump_json(), confirm_study_id=linked_id))
 
 
 def get_study(db: Database, *, study_id: int) -> StudyRecord:
@@ -154,29 +162,21 @@ def list_studies(db: Database, *, state: str | None = None, name: str | None = N
 def _derived_state() -> sa.ColumnElement[str]:
     """The state a record shows and the list filters on: an active study whose budget is used up is done, even
     before a worker has stored that."""
-    used_up = sa.and_(study_table.c.state == "active", _finished_trials(study_table.c.id) >= study_table.c.n_trials)
+    used_up = sa.and_(study_table.c.state == "active", confirmation.budget_met())
     return sa.case((used_up, "done"), else_=study_table.c.state)
 
 
-def _finished_trials(study_id: int | sa.ColumnElement[int]) -> sa.ScalarSelect[int]:
-    """COMPLETE + PRUNED trials of a study (a literal id, or a study row's id column), the budget's measure."""
-    return (sa.select(sa.func.count()).where(trials.c.study_id == study_id,
-                                             trials.c.state.in_([TrialState.COMPLETE, TrialState.PRUNED]))
-            .scalar_subquery())
-
-
 def open_study_ids(db: Database, *, among: Sequence[int] | None) -> list[int]:
-    """Ids of the active studies with budget left (of `among`, or of all), oldest first: those a worker waits on,
-    even when it cannot claim, because a trial that dies elsewhere comes back as a retry someone must run."""
-    query = sa.select(study_table.c.id, study_table.c.n_trials).where(study_table.c.state == "active")
+    """Ids of the active studies whose search or confirmation has trials left (of `among`, or of all), oldest
+    first: those a worker waits on, even when it cannot claim, because a trial that dies elsewhere comes back as
+    a retry someone must run."""
+    query = sa.select(study_table.c.id).where(study_table.c.state == "active", sa.not_(confirmation.budget_met()))
     if among is not None:
         query = query.where(study_table.c.id.in_(among))
 
     def read() -> list[int]:
         with db.engine.connect() as connection:
-            rows = connection.execute(query.order_by(study_table.c.id)).all()
-            counts = trial_counts(connection, study_ids=[row.id for row in rows])
-        return [row.id for row in rows if counts[row.id].finished < row.n_trials]
+            return list(connection.execute(query.order_by(study_table.c.id)).scalars())
 
     return retry_transient(read, what="list open studies")
 
@@ -208,8 +208,7 @@ def delete_study(db: Database, *, study_id: int, force: bool = False) -> None:
             raise StudyBusyError(f"study {row.name!r} has {running} running trial(s); stop it "
                                  f"(tailtune study stop {row.name}), wait for them, or delete with force")
         connection.execute(study_table.delete().where(study_table.c.id == study_id))
-    with contextlib.suppress(KeyError):  # already deleted through Optuna: nothing left to do
-        db.optuna_storage().delete_study(study_id)
+    _delete_optuna_studies(db.optuna_storage(), row.name)
 
 
 @contextlib.contextmanager
@@ -243,10 +242,11 @@ def trial_counts(connection: sa.Connection, *, study_ids: Sequence[int]) -> dict
 
 
 def mark_done_if_finished(connection: sa.Connection, *, study_id: int) -> None:
-    """Sets an active study whose budget is used up to done, in one statement of the caller's transaction."""
+    """Sets an active study whose budget (search and confirmation) is used up to done, in one statement of the
+    caller's transaction."""
     connection.execute(study_table.update()
                        .where(study_table.c.id == study_id, study_table.c.state == "active",
-                              study_table.c.n_trials <= _finished_trials(study_id))
+                              confirmation.budget_met())
                        .values(state="done", updated_at=sa.func.now()))
 
 
@@ -270,14 +270,18 @@ def _study_records(db: Database, where: sa.ColumnElement[bool], *, offset: int, 
             best, recipe = _best_trials(connection, ids), _recipe_trials(connection, ids)
             details = _TrialDetails.read(connection, [trial_id for trial_id, _ in [*best.values(), *recipe.values()]])
             baselines = read_study_user_attr(connection, study_ids=ids, key=BASELINE_ATTR)
+            confirmed = {row.id: confirmation.read_answer(connection, row=row,
+                                                               spec=StudySpec.model_validate_json(row.spec_json))
+                         for row in rows} if with_spec else {}
         return [_study_record(row, counts[row.id], best.get(row.id), recipe.get(row.id), details, with_spec,
-                              baselines.get(row.id)) for row in rows]
+                              baselines.get(row.id), confirmed.get(row.id)) for row in rows]
 
     return retry_transient(read, what="read studies")
 
 
 def _study_record(row: Any, counts: TrialCounts, best: tuple[int, int] | None, recipe: tuple[int, int] | None,
-                  details: _TrialDetails, with_spec: bool, baseline: dict[str, Any] | None) -> StudySummary:
+                  details: _TrialDetails, with_spec: bool, baseline: dict[str, Any] | None,
+                  confirmed: ConfirmedAnswer | None) -> StudySummary:
     fields: dict[str, Any] = {
         "id": row.id, "name": row.name, "state": row.shown_state, "method": row.method, "dataset": row.dataset,
         "n_trials": row.n_trials, "counts": counts, "stop_reason": row.stop_reason,
@@ -299,7 +303,8 @@ def _study_record(row: Any, counts: TrialCounts, best: tuple[int, int] | None, r
         fields["baseline"] = BaselineComparison.of(baseline, fields.get("best_val"), fields.get("best_test"))
     if with_spec:
         spec = StudySpec.model_validate_json(row.spec_json)
-        return StudyRecord(**fields, spec=spec, walls=range_walls(spec, fields.get("best_params") or {}))
+        return StudyRecord(**fields, spec=spec, walls=range_walls(spec, fields.get("best_params") or {}),
+                           confirmed=confirmed)
     return StudySummary(**fields)
 
 

@@ -113,17 +113,20 @@ class Storage(RDBStorage):
                 raise TransactionAbortedError(ABORTED)
             transaction.commit()
 
-    def start_trials(self, connection: sa.Connection, *, study: optuna.Study, count: int) -> list[int]:
+    def start_trials(self, connection: sa.Connection, *, study: optuna.Study, count: int,
+                     create_new: bool = True) -> list[int]:
         """Ids of `count` trials set RUNNING: WAITING ones first (retries, queued trials), oldest first, then new
-        ones. What `Study.ask` does, minus its read of every trial changed since its last call and its relative
-        sampling (for TPE, a read of the whole study), which `new_trial` does after the caller's lock is gone.
-        Through the study's own storage (this one, behind Optuna's cache), so the cache knows the new trials."""
+        ones (none with `create_new` False: at most the WAITING ones). What `Study.ask` does, minus its read of
+        every trial changed since its last call and its relative sampling (for TPE, a read of the whole study),
+        which `new_trial` does after the caller's lock is gone. Through the study's own storage (this one, behind
+        Optuna's cache), so the cache knows the new trials."""
         waiting = connection.execute(sa.select(trials.c.trial_id)
                                      .where(trials.c.study_id == study._study_id, trials.c.state == TrialState.WAITING)
                                      .order_by(trials.c.trial_id).limit(count)).scalars().all()
         started = [trial_id for trial_id in waiting
                    if study._storage.set_trial_state_values(trial_id, TrialState.RUNNING)]
-        return started + [study._storage.create_new_trial(study._study_id) for _ in range(count - len(started))]
+        missing = count - len(started) if create_new else 0
+        return started + [study._storage.create_new_trial(study._study_id) for _ in range(missing)]
 
     def stale_trial_ids(self, *, study: optuna.Study) -> list[int]:
         """RUNNING trials of the study whose heartbeat is older than the grace period (Optuna's own query)."""

@@ -19,6 +19,16 @@ study_table = sa.Table(
     sa.Column("stop_reason", sa.Text),
     sa.Column("created_at", sa.DateTime(timezone=True)),
     sa.Column("updated_at", sa.DateTime(timezone=True)),
+    sa.Column("confirm_study_id", sa.Integer),
+    sa.Column("confirm_planned", sa.Integer),
+    sa.Column("confirm_plan_json", sa.Text),
+)
+comparison_table = sa.Table(
+    "tailtune_comparison", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(512)),
+    sa.Column("spec_json", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True)),
 )
 worker_table = sa.Table(
     "tailtune_worker", metadata,

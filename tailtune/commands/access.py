@@ -11,11 +11,12 @@ from typing import Annotated, Literal, Protocol
 import typer
 
 from service.schemas import StudyCreated
+from studies.definition.comparison import ComparisonRecord, ComparisonSpec
 from studies.definition.records import Page, StudyRecord, StudyState, StudySummary, TrialRecord
 from studies.definition.space import ParamValue
 from studies.definition.spec import StudySpec
 from studies.reports.trials_csv import trials_csv
-from studies.store import lifecycle, registry
+from studies.store import comparisons, lifecycle, registry
 from studies.store.db import Database
 from studies.store.lifecycle import QueuedTrial
 from tailtune.client import TailtuneClient
@@ -40,6 +41,9 @@ class Studies(Protocol):
     def queue_trial(self, study_id: int, params: dict[str, ParamValue]) -> QueuedTrial: ...
     def trials_csv(self, study_id: int) -> str: ...
     def delete_study(self, study_id: int, *, force: bool = False) -> None: ...
+    def create_comparison(self, spec: ComparisonSpec) -> ComparisonRecord: ...
+    def get_comparison(self, comparison_id: int) -> ComparisonRecord: ...
+    def get_comparison_by_name(self, name: str) -> ComparisonRecord: ...
 
 
 class LocalStudies:
@@ -82,6 +86,15 @@ class LocalStudies:
 
     def delete_study(self, study_id: int, *, force: bool = False) -> None:
         registry.delete_study(self.db, study_id=study_id, force=force)
+
+    def create_comparison(self, spec: ComparisonSpec) -> ComparisonRecord:
+        return comparisons.create_comparison(self.db, spec=spec)
+
+    def get_comparison(self, comparison_id: int) -> ComparisonRecord:
+        return comparisons.get_comparison(self.db, comparison_id=comparison_id)
+
+    def get_comparison_by_name(self, name: str) -> ComparisonRecord:
+        return comparisons.get_comparison_by_name(self.db, name=name)
 
 
 def open_studies(storage: str | None, api: str | None) -> Studies:

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from studies.definition.confirmation import SPLITS, ConfirmedAnswer, answer_rows, parse_confirm
 from studies.definition.records import Page, SplitValues, StudyRecord, StudyState, TrialRecord
 from studies.definition.spec import parse_spec
 from studies.store.lifecycle import QueuedTrial
@@ -57,6 +58,10 @@ def create(
     data_root: Annotated[Path | None, typer.Option(help="directory holding the data set")] = None,
     imbalance_factor: Annotated[float | None, typer.Option(help="n_max / n_min (>= 1)")] = None,
     image_size: Annotated[int | None, typer.Option(help="resize images to this side length")] = None,
+    confirm: Annotated[str | None, typer.Option(help="K:S: when the budget is spent, train the top K configurations "
+                                                     "and the recipe with S seeds in all [default: 3:3]")] = None,
+    no_confirm: Annotated[bool, typer.Option("--no-confirm", help="answer with the best single trial, "
+                                                                  "unconfirmed")] = False,
     api: ApiOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -75,6 +80,7 @@ def create(
             payload["objectives"] = objective
         if pruner is not None:
             payload["pruner"] = pruner
+        payload |= confirm_payload(confirm, no_confirm)
         spec = parse_spec(payload)
         studies = open_studies(storage, api)
         record = studies.get_study(studies.create_study(spec).id)
@@ -83,6 +89,16 @@ def create(
         return
     typer.echo(f"created study {record.name!r} (id {record.id}): {record.method} on {record.dataset}, "
                f"{record.n_trials} trials; run it with `tailtune worker --study {record.name}`")
+    typer.echo(spec.confirm.cost_line(spec.n_trials) if spec.confirm else "no confirmation over seeds (--no-confirm)")
+
+
+def confirm_payload(confirm: str | None, no_confirm: bool) -> dict[str, Any]:
+    """The spec's `confirm` from --confirm K:S / --no-confirm; empty for the spec's default."""
+    if confirm is not None and no_confirm:
+        raise UserInputError("give --confirm K:S or --no-confirm, not both")
+    if no_confirm:
+        return {"confirm": None}
+    return {} if confirm is None else {"confirm": parse_confirm(confirm).model_dump()}
 
 
 @app.command()
@@ -108,8 +124,8 @@ def best(name: NameArgument, storage: StorageOption = None, api: ApiOption = Non
                                  f"tailtune worker --study {name}")
     if as_json:
         typer.echo(record.model_dump_json(include={"name", "best_trial_number", "best_values", "best_params",
-                                                    "best_val", "best_test", "recipe", "baseline", "walls"},
-                                           indent=2))
+                                                    "best_val", "best_test", "recipe", "baseline", "walls",
+                                                    "confirmed"}, indent=2))
         return
     console.print(f"best trial of {record.name}: #{record.best_trial_number}, values {record.best_values}")
     for key, value in (record.best_params or {}).items():
@@ -117,6 +133,9 @@ def best(name: NameArgument, storage: StorageOption = None, api: ApiOption = Non
     console.print(split_table(record))
     for wall in record.walls:
         console.print(wall.text, markup=False, soft_wrap=True)  # one line: its --space option is copied whole
+    if record.confirmed is not None:
+        console.print(confirmed_table(record.confirmed))
+        console.print(record.confirmed.verdict)
 
 
 @app.command("list")
@@ -314,11 +333,23 @@ def split_table(record: StudyRecord) -> Table:
     return table
 
 
+def confirmed_table(answer: ConfirmedAnswer) -> Table:
+    """The confirmed best and the recipe over seeds (mean ± std, 95 % t interval) and best - recipe by seed."""
+    progress = "" if answer.complete else f" (so far: {answer.runs_finished}/{answer.runs_planned} runs)"
+    table = Table(title=f"confirmed over seeds{progress}: mean ± std [95 % t interval], %",
+                  caption=f"best: the configuration with the best mean val {answer.objective} over its seeds")
+    for column in ("", "split", "All", "Many", "Medium", "Few"):
+        table.add_column(column, justify="left" if column in ("", "split") else "right")
+    for label, part, cells in answer_rows(answer):
+        table.add_row(label if part == "val" else "", part, *cells, end_section=part == "test")
+    return table
+
+
 def _cells(values: SplitValues | None, signed: bool = False) -> list[str]:
     values = values or {}
     form = "{:+.2f}" if signed else "{:.2f}"
     return [form.format(values[key]) if values.get(key) is not None else "–"  # an empty split: no accuracy
-            for key in ("all", "many", "medium", "few")]
+            for key in SPLITS]
 
 
 def parse_space(items: list[str]) -> dict[str, dict[str, Any]]:

@@ -16,7 +16,8 @@ SCRIPTS = {"trainer_throughput": "speedup_vs_reference", "stage2_cost": "stage2_
            "claim_throughput": "claims_per_s_16", "loss_gradient_ratio": "grad_ratio_cb_over_cb_bce",
            "image_pipeline": "decode_speedup_vs_reference", "stage1_speed": "stage1_images_per_s",
            "new_data": "min_margin_over_baseline", "default_space_cost": "default_space_cost_ratio",
-           "wb_default_loss": "best_default_by_val_all", "feature_precision": "max_abs_fp16_minus_fp32_points"}
+           "wb_default_loss": "best_default_by_val_all", "feature_precision": "max_abs_fp16_minus_fp32_points",
+           "comparison_cost": "comparison_cost_vs_separate"}
 
 
 def _run(script: str, *args: str, cwd: Path) -> str:

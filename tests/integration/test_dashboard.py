@@ -27,7 +27,7 @@ class _Quiet(WSGIRequestHandler):
 @pytest.fixture
 def finished_study(postgres_url: str, tmp_path: Path) -> Iterator[Database]:
     db = Database.connect(postgres_url)
-    spec = parse_spec({"name": "dash-wb", "dataset": "digits-lt", "method": "wb", "n_trials": 2,
+    spec = parse_spec({"name": "dash-wb", "dataset": "digits-lt", "method": "wb", "n_trials": 2, "confirm": None,
                        "fixed": {"stage1.epochs": 2}})
     registry.create_study(db, spec=spec)
     settings = WorkerSettings(heartbeat_interval=1, grace_period=3, device="cpu", handle_signals=False)

@@ -63,7 +63,7 @@ def start_workers(url: str, study: str, runner: str | None, tmp_path: Path, coun
 
 
 def create_study(db: Database, name: str, n_trials: int, **fields: object) -> int:
-    spec = parse_spec({"name": name, "n_trials": n_trials, "sampler": "random", **fields})
+    spec = parse_spec({"name": name, "n_trials": n_trials, "sampler": "random", "confirm": None, **fields})
     return registry.create_study(db, spec=spec).id
 
 

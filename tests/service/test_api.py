@@ -27,7 +27,8 @@ def client(postgres_url: str, app_client: Callable[[str], TestClient]) -> TestCl
 
 
 def _create(client: TestClient, **overrides: object) -> dict:
-    body = {"name": "wb-api", "dataset": "digits-lt", "method": "wb", "n_trials": 3, "fixed": QUICK} | overrides
+    body = {"name": "wb-api", "dataset": "digits-lt", "method": "wb", "n_trials": 3, "fixed": QUICK,
+            "confirm": None} | overrides
     response = client.post("/studies", json=body)
     assert response.status_code == 201, response.text
     return response.json()

@@ -39,7 +39,7 @@ def _trial_rows(client: TestClient) -> int:
 
 
 def test_queued_params_run_first_once_and_the_budget_follows_patch(client: TestClient, tmp_path: Path) -> None:
-    study_id = client.post("/studies", json={"name": "life", "n_trials": 1}).json()["id"]
+    study_id = client.post("/studies", json={"name": "life", "n_trials": 1, "confirm": None}).json()["id"]
     _run_worker(client, "life", tmp_path)
     assert client.get(f"/studies/{study_id}").json()["state"] == "done"
 
@@ -88,7 +88,7 @@ def test_bad_requests_are_refused_and_write_nothing_and_a_stopped_study_resumes(
                                                                                 tmp_path: Path) -> None:
     app = create_app(Settings(database={"url": postgres_url}, artifact={"dir": tmp_path}, api={"token": "admin"}))
     with TestClient(app, headers={"Authorization": "Bearer admin"}) as client:
-        study_id = client.post("/studies", json={"name": "strict", "n_trials": 3}).json()["id"]
+        study_id = client.post("/studies", json={"name": "strict", "n_trials": 3, "confirm": None}).json()["id"]
         for params, named in BAD_PARAMS:
             refused = client.post(f"/studies/{study_id}/trials", json={"params": params})
             # 409: a well-formed request that this study's space does not hold

@@ -32,7 +32,8 @@ def test_token_server_on_localhost_needs_the_token(serve) -> None:
 
 def test_open_on_loopback_serves_without_a_token_and_says_so(serve, postgres_url: str) -> None:
     served = serve("127.0.0.1", None, "--open")
-    created = httpx.post(f"{served.base_url}/studies", json={"name": "over-http", "n_trials": 2})
+    created = httpx.post(f"{served.base_url}/studies", json={"name": "over-http", "n_trials": 2,
+                                                                    "confirm": None})
     assert created.status_code == 201, created.text
     assert optuna.get_all_study_names(storage=postgres_url) == ["over-http"]
     assert "API mode: OPEN on 127.0.0.1" in served.log.read_text()

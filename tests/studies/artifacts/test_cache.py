@@ -29,7 +29,7 @@ TINY = with_fields(method_defaults("wb"), {"stage1.epochs": 2})
 
 def test_a_wb_study_with_lambda1_fixed_trains_stage1_once(storage_url: str, tmp_path: Path) -> None:
     db = Database.connect(storage_url)
-    spec = parse_spec({"name": "cached", "method": "wb", "n_trials": 10,
+    spec = parse_spec({"name": "cached", "method": "wb", "n_trials": 10, "confirm": None,
                        "fixed": {"stage1.epochs": 2, "stage1.lr": 0.01, "stage1.weight_decay": 5e-3}})
     registry.create_study(db, spec=spec)
     settings = WorkerSettings(heartbeat_interval=1, grace_period=3, device="cpu", handle_signals=False)
@@ -150,7 +150,7 @@ def test_a_study_after_its_stage1_entry_was_truncated_completes_every_trial(post
     settings = WorkerSettings(heartbeat_interval=1, grace_period=3, device="cpu", handle_signals=False)
     fixed = {"stage1.epochs": 2, "stage1.lr": 0.01, "stage1.weight_decay": 5e-3}
     for name in ("first", "second"):
-        registry.create_study(db, spec=parse_spec({"name": name, "n_trials": 2, "fixed": fixed}))
+        registry.create_study(db, spec=parse_spec({"name": name, "n_trials": 2, "fixed": fixed, "confirm": None}))
         run_worker(db, study_names=[name], settings=settings, artifact_dir=tmp_path)
         trials = optuna.load_study(study_name=name, storage=postgres_url).trials
         assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2

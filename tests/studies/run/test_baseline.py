@@ -30,7 +30,7 @@ QUICK = WorkerSettings(device="cpu", heartbeat_interval=1, grace_period=2, poll_
 
 def test_a_real_study_stores_its_baseline_and_shows_best_minus_baseline(sqlite_url: str, tmp_path: Path) -> None:
     db = Database.connect(sqlite_url)
-    registry.create_study(db, spec=parse_spec({"name": "margin", "n_trials": 2, "sampler": "random",
+    registry.create_study(db, spec=parse_spec({"name": "margin", "n_trials": 2, "sampler": "random", "confirm": None,
                                                "fixed": {"stage1.epochs": 2, "stage2.epochs": 1}}))
     run_worker(db, study_names=["margin"], settings=QUICK, artifact_dir=tmp_path)
     record = registry.get_study_by_name(db, name="margin")
@@ -87,7 +87,8 @@ def test_a_claim_whose_worker_died_expires(database: Database, monkeypatch: pyte
 
 
 def test_a_failing_fit_is_stored_as_failed_and_never_fails_a_trial(database: Database, tmp_path: Path) -> None:
-    registry.create_study(database, spec=parse_spec({"name": "fails", "n_trials": 3, "sampler": "random"}))
+    registry.create_study(database, spec=parse_spec({"name": "fails", "n_trials": 3, "sampler": "random",
+                                                                      "confirm": None}))
     fits: list[int] = []
 
     def broken_fit() -> dict:

@@ -27,7 +27,7 @@ CPU = resolve_runtime(RunOptions(device="cpu"))
 def test_batched_trials_get_the_results_each_gets_alone(storage_url: str, tmp_path: Path) -> None:
     db = Database.connect(storage_url)
     # Two lambda_1 values: companions sampled with the other one form their own group on their own backbone.
-    spec = parse_spec({"name": "batched", "method": "wb", "n_trials": 14, "sampler": "random",
+    spec = parse_spec({"name": "batched", "method": "wb", "n_trials": 14, "sampler": "random", "confirm": None,
                        "search_space": {"stage1.weight_decay": {"type": "categorical", "choices": [5e-4, 5e-3]}},
                        "fixed": {"stage1.epochs": 2, "stage1.lr": 0.01}})
     registry.create_study(db, spec=spec)
@@ -52,7 +52,7 @@ def test_batched_trials_get_the_results_each_gets_alone(storage_url: str, tmp_pa
 
 def test_every_trial_of_a_batch_is_heartbeated_and_handed_back_when_it_breaks(database: Database,
                                                                               tmp_path: Path) -> None:
-    spec = parse_spec({"name": "breaks", "n_trials": 6, "sampler": "random"})
+    spec = parse_spec({"name": "breaks", "n_trials": 6, "sampler": "random", "confirm": None})
     study_id = registry.create_study(database, spec=spec).id
     settings = WorkerSettings(heartbeat_interval=1, grace_period=2, poll_interval_s=0.1, handle_signals=False,
                               batch_trials=4)

@@ -31,7 +31,7 @@ def test_epochs_are_evaluated_and_reported_only_for_a_pruner(pruner: str, sqlite
     monkeypatch.setattr(trainers.loop, "evaluate_all", counted)
     db = Database.connect(sqlite_url)
     registry.create_study(db, spec=parse_spec({"name": "curves", "method": "wb", "n_trials": 2, "pruner": pruner,
-                                               "fixed": {"stage1.epochs": STAGE1_EPOCHS,
+                                               "confirm": None, "fixed": {"stage1.epochs": STAGE1_EPOCHS,
                                                          "stage1.weight_decay": 5e-3}}))
     run_worker(db, study_names=["curves"], artifact_dir=tmp_path,
                settings=WorkerSettings(device="cpu", handle_signals=False, batch_trials=1))
@@ -51,7 +51,8 @@ def test_a_corrupt_image_stops_the_study_with_its_path(sqlite_url: str, tmp_path
     damaged = truncate_one_png(root)
     db = Database.connect(sqlite_url)
     study = registry.create_study(db, spec=parse_spec({"name": "corrupt", "n_trials": 5, "dataset": f"folder:{root}",
-                                                       "image_size": 8, "fixed": {"stage1.epochs": 1}}))
+                                                       "image_size": 8, "fixed": {"stage1.epochs": 1},
+                                                       "confirm": None}))
     settings = WorkerSettings(device="cpu", handle_signals=False, max_consecutive_failures=2)
     summary = run_worker(db, study_names=["corrupt"], settings=settings, artifact_dir=tmp_path)
     record = registry.get_study(db, study_id=study.id)

@@ -66,7 +66,7 @@ def test_a_preset_study_runs_its_recipe_as_trial_0_with_every_preset_field(sqlit
     write_fake_cifar(tmp_path / "cifar", num_classes=20, per_class_train=30, per_class_test=1)
     db = Database.connect(sqlite_url)
     spec = parse_spec({"name": "wb-preset", "method": "wb", "preset": "wb-cifar100-if100", "n_trials": 1,
-                       "data_root": str(tmp_path / "cifar"), "imbalance_factor": 10, "image_size": 16,
+                       "confirm": None, "data_root": str(tmp_path / "cifar"), "imbalance_factor": 10, "image_size": 16,
                        "fixed": {"model.arch": "small-cnn", "stage1.epochs": 1, "stage2.epochs": 1}})
     registry.create_study(db, spec=spec)
     run_worker(db, study_names=["wb-preset"], settings=WorkerSettings(device="cpu", handle_signals=False),

@@ -28,7 +28,7 @@ QUICK = WorkerSettings(heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S, pol
 
 
 def create(db: Database, n_trials: int, name: str = "claims") -> int:
-    spec = parse_spec({"name": name, "n_trials": n_trials, "sampler": "random"})
+    spec = parse_spec({"name": name, "n_trials": n_trials, "sampler": "random", "confirm": None})
     return registry.create_study(db, spec=spec).id
 
 

@@ -8,7 +8,7 @@ from studies.definition.spec import StudySpec
 from studies.store.lifecycle import checked_params
 from trainers.errors import UserInputError
 
-LOS = StudySpec(name="los", method="los", n_trials=4)
+LOS = StudySpec(name="los", method="los", n_trials=4, confirm=None)
 
 
 def test_a_json_integer_matches_a_float_choice_and_is_stored_as_the_choice() -> None:

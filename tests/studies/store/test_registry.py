@@ -25,7 +25,7 @@ QUICK = WorkerSettings(heartbeat_interval=1, grace_period=3, poll_interval_s=0.1
 
 
 def make_spec(name: str = "wb-digits", n_trials: int = 4, **fields: object) -> StudySpec:
-    return parse_spec({"name": name, "n_trials": n_trials, "sampler": "random", **fields})
+    return parse_spec({"name": name, "n_trials": n_trials, "sampler": "random", "confirm": None, **fields})
 
 
 def optuna_study_names(db: Database) -> list[str]:
