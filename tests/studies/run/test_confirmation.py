@@ -26,7 +26,7 @@ from studies.store.db import Database
 from tailtune.cli import app
 from tests.trial_runners import instant_runner
 
-TINY = {"stage1.epochs": 3, "stage2.epochs": 2}
+TINY = {"stage1.epochs": 3, "stage1.lr": 0.01, "stage2.epochs": 2}
 
 
 def _spec(name: str, **fields: object) -> StudySpec:
