@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -223,8 +223,16 @@ def config_fields(method: Method) -> set[str]:
 
 def parse_spec(payload: dict[str, Any]) -> StudySpec:
     """Builds a spec from user input; a UserInputError names every field to fix."""
+    return parsed(StudySpec, payload, "study spec")
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def parsed(model: type[Model], payload: dict[str, Any], what: str) -> Model:
+    """`model` from user input; a UserInputError "invalid <what>: field: problem; ..." names every field to fix."""
     try:
-        return StudySpec.model_validate(payload)
+        return model.model_validate(payload)
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}" for e in error.errors())
-        raise UserInputError(f"invalid study spec: {problems}") from None
+        raise UserInputError(f"invalid {what}: {problems}") from None

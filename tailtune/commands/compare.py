@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
 from studies.definition.comparison import METHODS, ComparisonSpec
+from studies.definition.spec import parsed
 from tailtune.commands.access import ApiOption, open_studies
 from tailtune.commands.common import StorageOption, parse_assignments, user_errors
 from tailtune.commands.study import JsonOption, parse_scalar
-from trainers.errors import UserInputError
 
 app = typer.Typer(no_args_is_help=True, help="Compare the methods on one data set: one study per method, "
                                              "confirmed over seeds, in one paper-style table.")
@@ -48,7 +47,7 @@ def create(
             "data_root": str(data_root) if data_root else None,
             "fixed": {key: parse_scalar(value) for key, value in parse_assignments(fix or []).items()}}
         payload |= {key: value for key, value in (("seeds", seeds), ("top_k", top_k)) if value is not None}
-        spec = _parsed(payload)
+        spec = parsed(ComparisonSpec, payload, "comparison")
         record = open_studies(storage, api).create_comparison(spec)
     if as_json:
         typer.echo(record.model_dump_json(indent=2))
@@ -57,14 +56,6 @@ def create(
     typer.echo(_cost(spec))
     typer.echo("run it with `tailtune worker` (no --study: workers serve every active study); then "
                f"`tailtune compare show {record.name}`")
-
-
-def _parsed(payload: dict[str, Any]) -> ComparisonSpec:
-    try:
-        return ComparisonSpec.model_validate(payload)
-    except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}" for e in error.errors())
-        raise UserInputError(f"invalid comparison: {problems}") from None
 
 
 def _cost(spec: ComparisonSpec) -> str:
