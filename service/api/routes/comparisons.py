@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from service.api.deps import DatabaseDep, SettingsDep
 from service.api.routes.studies import BAD_BODY, NOT_FOUND
 from service.data_paths import check_data_paths
-from service.schemas import Message
+from service.schemas import Message, ValidationErrors
 from studies.definition.comparison import ComparisonRecord, ComparisonSpec
 from studies.definition.spec import NAME_PATTERN
 from studies.store import comparisons
@@ -23,7 +23,10 @@ MEDIA = {"markdown": "text/markdown", "latex": "application/x-latex", "csv": "te
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ComparisonRecord,
              responses={**BAD_BODY, 409: {"model": Message, "description": "the name, or one of its study names, "
-                                                                             "is taken"}})
+                                                                             "is taken"},
+                        422: {"model": ValidationErrors | Message,
+                              "description": "a message per bad field, or one naming a data path outside the "
+                                             "allowed roots"}})
 def create_comparison(spec: ComparisonSpec, db: DatabaseDep, settings: SettingsDep) -> ComparisonRecord:
     """One study per method on the same data, split and budget; workers serving every study run them."""
     for method in spec.methods:

@@ -28,8 +28,9 @@ def _poison(db: Database, study_id: int) -> None:
 
 def test_a_worker_serving_a_poisoned_and_a_good_study_finishes_the_good_one(database: Database,
                                                                            tmp_path: Path) -> None:
-    poisoned = registry.create_study(database, spec=parse_spec({"name": "poisoned", "n_trials": 2}))
-    good = registry.create_study(database, spec=parse_spec({"name": "good", "n_trials": 3}))
+    poisoned = registry.create_study(database, spec=parse_spec({"name": "poisoned", "n_trials": 2,
+                                                                                 "confirm": None}))
+    good = registry.create_study(database, spec=parse_spec({"name": "good", "n_trials": 3, "confirm": None}))
     _poison(database, poisoned.id)
     settings = WorkerSettings(heartbeat_interval=1, grace_period=3, device="cpu", handle_signals=False)
     summary = run_worker(database, study_names=["poisoned", "good"], settings=settings, artifact_dir=tmp_path,
