@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, status
 from fastapi.responses import Response
 
-from service.api.deps import DatabaseDep, SettingsDep
-from service.api.routes.studies import BAD_BODY, NOT_FOUND
+from service.api.deps import DatabaseDep, SettingsDep, WriteLimitDep
+from service.api.routes.studies import BAD_BODY, NOT_FOUND, TOO_MANY
 from service.data_paths import check_data_paths
 from service.schemas import Message, ValidationErrors
 from studies.definition.comparison import ComparisonRecord, ComparisonSpec
@@ -21,9 +21,10 @@ ComparisonId = Annotated[int, Path(ge=1, le=2**31 - 1, description="the comparis
 MEDIA = {"markdown": "text/markdown", "latex": "application/x-latex", "csv": "text/csv", "png": "image/png"}
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ComparisonRecord,
-             responses={**BAD_BODY, 409: {"model": Message, "description": "the name, or one of its study names, "
-                                                                             "is taken"},
+# One comparison creates a study per method: it counts as a write like POST /studies.
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ComparisonRecord, dependencies=[WriteLimitDep],
+             responses={**BAD_BODY, **TOO_MANY,
+                        409: {"model": Message, "description": "the name, or one of its study names, is taken"},
                         422: {"model": ValidationErrors | Message,
                               "description": "a message per bad field, or one naming a data path outside the "
                                              "allowed roots"}})
