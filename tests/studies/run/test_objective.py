@@ -32,7 +32,7 @@ def test_epochs_are_evaluated_and_reported_only_for_a_pruner(pruner: str, sqlite
     db = Database.connect(sqlite_url)
     registry.create_study(db, spec=parse_spec({"name": "curves", "method": "wb", "n_trials": 2, "pruner": pruner,
                                                "confirm": None, "fixed": {"stage1.epochs": STAGE1_EPOCHS,
-                                                         "stage1.weight_decay": 5e-3}}))
+                                                         "stage1.lr": 0.01, "stage1.weight_decay": 5e-3}}))
     run_worker(db, study_names=["curves"], artifact_dir=tmp_path,
                settings=WorkerSettings(device="cpu", handle_signals=False, batch_trials=1))
     first = optuna.load_study(study_name="curves", storage=sqlite_url).trials[0]
