@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
+import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from tests.postgres import local_or_throwaway
 from trainers.config import Stage1Config
@@ -48,12 +49,23 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in cells)])
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
+               tiny: Mapping[str, object]) -> argparse.Namespace:
+    """The script's flags, plus `--tiny`, which makes `tiny` their defaults: a run of seconds that the suite makes
+    (tests/benchmarks/test_scripts.py), so a change that breaks a script fails a test. Flags given still win."""
+    sizes = " ".join(f"--{name.replace('_', '-')} {value}" for name, value in tiny.items())
+    parser.add_argument("--tiny", action="store_true", help=f"seconds-long sizes for the test suite: {sizes}")
+    if "--tiny" in (sys.argv[1:] if argv is None else argv):
+        parser.set_defaults(**tiny)
+    return parser.parse_args(argv)
+
+
 def add_stage1_epochs_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stage1-epochs", type=int, default=Stage1Config().epochs,
                         help="stage-1 epochs (default: tailtune's; the papers' presets have 200-320)")
 
 
-def seeded_benchmark_args(doc: str, seeds: int,
+def seeded_benchmark_args(doc: str, seeds: int, argv: Sequence[str] | None,
                           more_flags: Callable[[argparse.ArgumentParser], object] | None = None) -> argparse.Namespace:
     """--seeds, --stage1-epochs and --threads (applied), for a benchmark that repeats itself over seeds."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
@@ -62,7 +74,7 @@ def seeded_benchmark_args(doc: str, seeds: int,
     add_threads_flag(parser)
     if more_flags is not None:
         more_flags(parser)
-    args = parser.parse_args()
+    args = parse_args(parser, argv, tiny={"seeds": 1, "stage1_epochs": 1, "threads": 1})
     apply_threads(args.threads)
     return args
 

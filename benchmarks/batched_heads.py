@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmar
 
 import torch
 
-from benchmarks._common import add_threads_flag, apply_threads, interleaved, table
+from benchmarks._common import add_threads_flag, apply_threads, interleaved, parse_args, table
 from trainers.config import RetrainConfig
 from trainers.features import FeatureBank
 from trainers.heads import Head, train_heads
@@ -74,7 +74,11 @@ def compare(label: str, bank: FeatureBank, head: Head, counts: list[int], config
     return row, speedup
 
 
-def main() -> None:
+# --tiny: a run of seconds, made by the test suite
+TINY = {"configs": 3, "samples": 300, "classes": 5, "dim": 8, "epochs": 2, "repeats": 1, "threads": 1}
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", type=int, default=16)
     parser.add_argument("--samples", type=int, default=4_000, help="sets the head class's count (IF 100)")
@@ -83,7 +87,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     add_threads_flag(parser)
-    args = parser.parse_args()
+    args = parse_args(parser, argv, tiny=TINY)
     threads = apply_threads(args.threads)
     configs = study_like_configs(args.configs, args.epochs)
     print(f"{args.configs} stage-2 configs x {args.epochs} epochs, batch 64, 4 cached views, torch "

@@ -31,7 +31,7 @@ import optuna
 import sqlalchemy as sa
 from optuna.trial import TrialState
 
-from benchmarks._common import scratch_postgres_database, table
+from benchmarks._common import parse_args, scratch_postgres_database, table
 from studies.definition.space import sample_params
 from studies.definition.spec import StudySpec, parse_spec
 from studies.store import registry
@@ -119,11 +119,15 @@ def measure(workers: int, trials: int) -> tuple[float, int, int]:
     return len(done) / span, duplicates, len(everything) - len(done)
 
 
-def main() -> None:
+# --tiny: a run of seconds, made by the test suite
+TINY = {"trials": 6, "workers": [2]}
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=300)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 4, 8, 16])
-    args = parser.parse_args()
+    args = parse_args(parser, argv, tiny=TINY)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rows, rates = [], {}
     for workers in args.workers:

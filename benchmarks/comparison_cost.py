@@ -62,7 +62,7 @@ def run_variant(create: Callable[[ComparisonSpec, Database], None], spec: Compar
     return seconds, sum(bool(t.user_attrs.get("stage1_trained")) for t in finished), len(finished)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=8, help="search trials per method")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per confirmed configuration")
@@ -70,7 +70,7 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="the suite's size: " + str(TINY))
     add_stage1_epochs_flag(parser)
     add_threads_flag(parser)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.tiny:
         vars(args).update(TINY)
     threads = apply_threads(args.threads)

@@ -56,12 +56,12 @@ def run_study(name: str, variant: dict, trials: int, tiny: bool) -> list[object]
     return [name, seconds, trained, pruned, record.best_val["all"], record.best_test["all"], baseline]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--tiny", action="store_true", help="3 trials of 2 stage-1 epochs (the suite's smoke run)")
     add_threads_flag(parser)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     threads = apply_threads(args.threads)
     trials = 3 if args.tiny else args.trials
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -60,8 +60,8 @@ def measure(folder: Path, seed: int, epochs: int) -> dict[str, dict[str, float |
     return rows
 
 
-def main() -> None:
-    args = seeded_benchmark_args(__doc__, seeds=3)
+def main(argv: list[str] | None = None) -> None:
+    args = seeded_benchmark_args(__doc__, seeds=3, argv=argv)
     with tempfile.TemporaryDirectory() as scratch:
         folder = write_gratings_folder(Path(scratch) / "gratings")
         runs = [measure(folder, seed, args.stage1_epochs) for seed in range(args.seeds)]

@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
-from benchmarks._common import interleaved, table
+from benchmarks._common import interleaved, parse_args, table
 from tests.trainers.fake_data import write_imagenet_lt_photos
 from trainers.augment import normalize, random_crop_flip
 from trainers.data.filelists import EVAL_RESIZE_RATIO, IMAGENET_MEAN, IMAGENET_STD
@@ -67,14 +67,18 @@ def train_files(train_folder: Path) -> FileSplit:
     return FileSplit(paths, torch.tensor(labels))
 
 
-def main() -> None:
+# --tiny: a run of seconds, made by the test suite
+TINY = {"images": 24, "workers": 0, "batch": 8, "rounds": 1}
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=240, help="generated train images (8 classes, long-tailed)")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes, both sides")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--data-root", type=Path, default=None, help="an ImageNet-LT root; its train/ is read")
-    args = parser.parse_args()
+    args = parse_args(parser, argv, tiny=TINY)
     torch.set_num_threads(1)  # the workers do the work; the main process only collates, as in training
     with tempfile.TemporaryDirectory() as scratch:
         root = args.data_root

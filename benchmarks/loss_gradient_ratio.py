@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmar
 
 import torch
 
-from benchmarks._common import table
+from benchmarks._common import parse_args, table
 from trainers.data import lt_counts
 from trainers.losses import cb_bce_softmax, cb_cross_entropy, class_balanced_weights
 
@@ -44,13 +44,17 @@ def gradient_ratio(counts: list[int], batch: int, dim: int, logit_scale: float, 
     return norms[0] / norms[1]
 
 
-def main() -> None:
+# --tiny: a run of seconds, made by the test suite
+TINY = {"classes": 10, "batch": 8, "dim": 8, "seeds": 2}
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--classes", type=int, default=100)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--seeds", type=int, default=5)
-    args = parser.parse_args()
+    args = parse_args(parser, argv, tiny=TINY)
     rows, every = [], []
     for scale in LOGIT_SCALES:
         counts = lt_counts(500, 100, args.classes, "floor")

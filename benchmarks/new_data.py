@@ -57,13 +57,13 @@ def row(name: str, record: StudyRecord, seconds: float) -> list[object]:
     return [name, recipe, record.best_val["all"], best, baseline, margin, seconds, walls]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--method", default="wb")
     parser.add_argument("--tiny", action="store_true", help="2 trials of 2 stage-1 epochs (the suite's smoke run)")
     add_threads_flag(parser)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     threads = apply_threads(args.threads)
     trials = 2 if args.tiny else args.trials
     optuna.logging.set_verbosity(optuna.logging.WARNING)

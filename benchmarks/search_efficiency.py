@@ -8,8 +8,9 @@ On each, one WB stage-1 backbone is trained and cached; every trial is then a re
 bank (`run_stage2`, tens of milliseconds), so samplers search the real WB stage-2 space of studies/definition/space.py
 (lambda_2 log 1e-4..1, MaxNorm t 0..1, loss CE/CB) with the samplers a study uses (studies/definition/samplers.py: TPE
 multivariate with constant liar, GP, random; 10 start-up trials each). The grid is 9 log-spaced lambda_2 x 11 t x
-2 losses = 198 cells, all trained in one batched pass. A sampler's count is the trial at which its best val
-balanced accuracy first comes within 0.5 pt of the grid's best (capped at the grid's size); medians over seeds.
+2 losses = 198 cells (`--weight-decays`, `--thresholds`), all trained in one batched pass. A sampler's count is
+the trial at which its best val balanced accuracy first comes within 0.5 pt of the grid's best (capped at the
+grid's size); medians over seeds.
 Also the median trials to reach the grid's best itself (a harder target that separates the samplers where many
 cells lie within 0.5 pt), and, for the TPE-vs-random question, the mean best val after `--equal-trials` trials.
 Searches differ only in the sampler's seed; every trial trains with seed 0, as the grid's cells do.
@@ -32,7 +33,7 @@ import optuna
 import torch
 from PIL import Image
 
-from benchmarks._common import add_stage1_epochs_flag, add_threads_flag, apply_threads, table
+from benchmarks._common import add_stage1_epochs_flag, add_threads_flag, apply_threads, parse_args, table
 from studies.definition.samplers import build_sampler
 from studies.definition.space import sample_params
 from studies.definition.spec import StudySpec, parse_spec
@@ -41,8 +42,6 @@ from trainers.device import Runtime, resolve_runtime
 from trainers.experiment import Backbone, evaluate_head, run_stage2, train_backbone
 from trainers.heads import train_heads
 
-WEIGHT_DECAYS = [float(v) for v in np.logspace(-4, 0, 9)]
-THRESHOLDS = [round(0.1 * k, 1) for k in range(11)]
 LOSSES = ["ce", "cb"]
 SAMPLERS = ["tpe", "gp", "random"]
 WITHIN = 0.5
@@ -68,18 +67,25 @@ def write_folder_dataset(root: Path) -> str:
     return f"folder:{root}"
 
 
-def stage2_spec(dataset: str, image_size: int | None, stage1_epochs: int, sampler: str) -> StudySpec:
+def grid_cells(weight_decays: int, thresholds: int) -> list[tuple[float, float, str]]:
+    """(lambda_2, MaxNorm t, loss) cells: lambda_2 log-spaced over 1e-4..1, t evenly over 0..1."""
+    lambdas = [float(v) for v in np.logspace(-4, 0, weight_decays)]
+    ts = [round(k / (thresholds - 1), 3) for k in range(thresholds)]
+    return list(itertools.product(lambdas, ts, LOSSES))
+
+
+def stage2_spec(dataset: str, image_size: int | None, stage1_epochs: int, sampler: str, trials: int) -> StudySpec:
     """The WB space with stage 1 fixed: every trial re-uses one backbone. Training seed 0, as the grid's: only
     the sampler's seed varies between searches, so a search can reach exactly the grid's numbers."""
     return parse_spec({"name": "search", "method": "wb", "dataset": dataset, "image_size": image_size,
-                       "sampler": sampler, "seed": 0, "n_trials": len(WEIGHT_DECAYS) * len(THRESHOLDS) * 2,
+                       "sampler": sampler, "seed": 0, "n_trials": trials,
                        "fixed": {"stage1.weight_decay": 5e-3, "stage1.lr": 0.01, "stage1.epochs": stage1_epochs}})
 
 
-def grid_values(backbone: Backbone, spec: StudySpec) -> list[float]:
+def grid_values(backbone: Backbone, spec: StudySpec, grid: list[tuple[float, float, str]]) -> list[float]:
     config = spec.base_config()
     cells = [RetrainConfig(weight_decay=wd, maxnorm_thresh=t, loss=loss, epochs=config.stage2.epochs)
-             for wd, t, loss in itertools.product(WEIGHT_DECAYS, THRESHOLDS, LOSSES)]
+             for wd, t, loss in grid]
     heads = train_heads(backbone.features, backbone.head, cells, backbone.data.class_counts, seed=config.seed)
     return [evaluate_head(backbone.features, head, backbone.rule, config, elapsed=0).val.all for head in heads]
 
@@ -105,16 +111,17 @@ def trials_to_reach(curve: list[float], target: float, cap: int) -> int:
 
 def dataset_rows(label: str, dataset: str, image_size: int | None, args: argparse.Namespace,
                  runtime: Runtime) -> float:
-    base = stage2_spec(dataset, image_size, args.stage1_epochs, "random")
+    configs = grid_cells(args.weight_decays, args.thresholds)
+    base = stage2_spec(dataset, image_size, args.stage1_epochs, "random", len(configs))
     backbone = train_backbone(base.base_config(), runtime)
-    grid = grid_values(backbone, base)
+    grid = grid_values(backbone, base, configs)
     grid_best, cells = max(grid), len(grid)
     near = sum(value >= grid_best - WITHIN for value in grid)
     print(f"\n{label}: {len(backbone.data.train)} train images; grid of {cells} stage-2 configs, best val All "
           f"{grid_best:.2f}%, {near} cells within {WITHIN} pt of it")
     rows, medians, mean_best = [], {}, {}
     for sampler in SAMPLERS:
-        spec = stage2_spec(dataset, image_size, args.stage1_epochs, sampler)
+        spec = stage2_spec(dataset, image_size, args.stage1_epochs, sampler, cells)
         curves = [search(backbone, spec, seed, runtime, max(cells, args.equal_trials), grid_best, args.equal_trials)
                   for seed in range(args.seeds)]
         counts = [trials_to_reach(curve, grid_best - WITHIN, cells) for curve in curves]
@@ -131,13 +138,19 @@ def dataset_rows(label: str, dataset: str, image_size: int | None, args: argpars
     return min(medians["tpe"], medians["gp"]) / cells
 
 
-def main() -> None:
+# --tiny: a run of seconds, made by the test suite
+TINY = {"seeds": 1, "stage1_epochs": 1, "equal_trials": 2, "weight_decays": 2, "thresholds": 2, "threads": 1}
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
     add_stage1_epochs_flag(parser)
     parser.add_argument("--equal-trials", type=int, default=20, help="trials for the TPE-vs-random comparison")
+    parser.add_argument("--weight-decays", type=int, default=9, help="lambda_2 values in the grid")
+    parser.add_argument("--thresholds", type=int, default=11, help="MaxNorm t values in the grid")
     add_threads_flag(parser)
-    args = parser.parse_args()
+    args = parse_args(parser, argv, tiny=TINY)
     threads = apply_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     runtime = resolve_runtime(RunOptions(device="auto"))

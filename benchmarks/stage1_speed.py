@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmar
 import torch
 import torch.nn.functional as F
 
+from benchmarks._common import parse_args
 from tests.trainers.fake_data import write_imagenet_lt_photos
 from trainers.augment import AugmentSpec
 from trainers.config import DataConfig, RunOptions
@@ -66,7 +67,11 @@ def images_per_s(data: LTDataset, arch: str, batch: int, epochs: int, runtime: R
     return len(data.train) * epochs / (time.perf_counter() - started)
 
 
-def main() -> None:
+# --tiny: a run of seconds, made by the test suite
+TINY = {"arch": "small-cnn", "size": 8, "images": 32, "batch": 16, "epochs": 1, "workers": 0, "device": "cpu"}
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--arch", default="resnet34-cifar")
     parser.add_argument("--size", type=int, default=32)
@@ -77,7 +82,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--workers", type=int, default=None, help="loader processes (default: min(8, cores))")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    args = parser.parse_args()
+    args = parse_args(parser, argv, tiny=TINY)
     runtime = resolve_runtime(RunOptions(device=args.device, amp=args.amp, decode=args.decode, compile="off",
                                          loader_workers=args.workers))
     with tempfile.TemporaryDirectory() as scratch:

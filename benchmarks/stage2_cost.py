@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmar
 
 import torch
 
-from benchmarks._common import add_stage1_epochs_flag, add_threads_flag, apply_threads, table, timed
+from benchmarks._common import add_stage1_epochs_flag, add_threads_flag, apply_threads, parse_args, table, timed
 from trainers.config import ExperimentConfig, RunOptions, with_fields
 from trainers.data import load_dataset
 from trainers.device import Runtime, resolve_runtime
@@ -64,7 +64,11 @@ def stage2_trial(backbone: Backbone, config: ExperimentConfig, trial: int, runti
     run_stage2(backbone, lambda_2_trial(config, trial), runtime)
 
 
-def main() -> None:
+# --tiny: a run of seconds, made by the test suite
+TINY = {"stage1_epochs": 1, "trials": 1, "rounds": 1, "threads": 1}
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="digits-lt")
     add_stage1_epochs_flag(parser)
@@ -73,7 +77,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=5, help="stage-2 trials per round (median)")
     parser.add_argument("--rounds", type=int, default=3, help="stage-1 runs (median)")
     add_threads_flag(parser)
-    args = parser.parse_args()
+    args = parse_args(parser, argv, tiny=TINY)
     threads = apply_threads(args.threads)
     runtime = resolve_runtime(RunOptions(device="auto"))
     config = with_fields(method_defaults("wb"), {

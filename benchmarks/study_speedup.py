@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmar
 import optuna
 import torch
 
-from benchmarks._common import add_stage1_epochs_flag, add_threads_flag, apply_threads, table
+from benchmarks._common import add_stage1_epochs_flag, add_threads_flag, apply_threads, parse_args, table
 from studies.definition.samplers import build_sampler
 from studies.definition.space import sample_params
 from studies.definition.spec import StudySpec, parse_spec
@@ -63,12 +63,16 @@ def tailtune_study(spec: StudySpec, batch_trials: int, scratch: Path) -> tuple[o
     return study, sum(t.user_attrs["stage1_trained"] for t in study.trials)
 
 
-def main() -> None:
+# --tiny: a run of seconds, made by the test suite
+TINY = {"trials": 3, "stage1_epochs": 1, "threads": 1}
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=90, help="trials per study (90: about 30 per lambda_1)")
     add_stage1_epochs_flag(parser)
     add_threads_flag(parser)
-    args = parser.parse_args()
+    args = parse_args(parser, argv, tiny=TINY)
     threads = apply_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     runtime = resolve_runtime(RunOptions(device="auto"))
@@ -76,7 +80,7 @@ def main() -> None:
                        "fixed": {"stage1.epochs": args.stage1_epochs, "stage1.lr": 0.01}, "pruner": "none",
                        "search_space": {"stage1.weight_decay": {"type": "categorical",
                                                                 "choices": LAMBDA_1_VALUES}}})
-    load_dataset(spec.data_config())  # warm-up: the first load pays scikit-learn's import
+    load_dataset(spec.base_config().data)  # warm-up: the first load pays scikit-learn's import
     variants: dict[str, Callable[[Path], tuple[optuna.Study, int]]] = {
         "tailtune, batches of 8": lambda scratch: tailtune_study(spec, 8, scratch),
         "naive study.optimize": lambda _scratch: (naive_study(spec, runtime), spec.n_trials),

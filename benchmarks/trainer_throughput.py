@@ -10,9 +10,10 @@ ResNet-32 (CIFAR) at 32x32.
   ops (trainers/augment.py), channels_last; bf16 autocast and torch.compile where `--amp/--compile` (auto: on
   CUDA only) turn them on.
 The variants alternate round by round (one warm-up round first). Achieved GFLOP/s counts one training step's
-FLOPs with torch's FlopCounterMode; a 2048^2 fp32 matmul is timed in the same rounds. Then both loops train
-`--epochs` epochs on scikit-learn's digits (all 1797, upscaled to 32 px, 3 channels, 80/20 split, crop only)
-from the same initial weights for each of `--seeds` seeds, and report balanced test accuracy side by side.
+FLOPs with torch's FlopCounterMode; a 2048^2 fp32 matmul (`--gemm-size`) is timed in the same rounds. Then both
+loops train `--epochs` epochs on scikit-learn's digits (all 1797, `--digits`, upscaled to 32 px, 3 channels, 80/20
+split, crop only) from the same initial weights for each of `--seeds` seeds, and report balanced test accuracy side
+by side.
 Ends with `speedup_vs_reference: X` (tailtune img/s over reference img/s, median over the batch sizes).
 """
 
@@ -34,7 +35,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks._common import add_threads_flag, apply_threads, interleaved, table, timed
+from benchmarks._common import add_threads_flag, apply_threads, interleaved, parse_args, table, timed
 from trainers.augment import AugmentSpec
 from trainers.config import RunOptions
 from trainers.data.images import resize_images
@@ -46,9 +47,6 @@ from trainers.models import LTModel, build_model
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 CLASSES = 100
-GEMM_SIZE = 2048
-
-
 # ---------------------------------------------------------------------------------------------- reference loop
 class PilDataset(Dataset):
     """The papers' data path: one uint8 HWC array per image, PIL transforms per image."""
@@ -140,8 +138,8 @@ def step_flops(batch_size: int) -> int:
     return counter.get_total_flops()
 
 
-def gemm_round(device: torch.device) -> tuple[Callable[[], None], float]:
-    a, b = torch.randn(GEMM_SIZE, GEMM_SIZE, device=device), torch.randn(GEMM_SIZE, GEMM_SIZE, device=device)
+def gemm_round(size: int, device: torch.device) -> tuple[Callable[[], None], float]:
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
     repeats = 3 if device.type == "cpu" else 50
 
     def run() -> None:
@@ -149,7 +147,7 @@ def gemm_round(device: torch.device) -> tuple[Callable[[], None], float]:
             a @ b
         synchronize(device)
 
-    return run, repeats * 2 * GEMM_SIZE ** 3
+    return run, repeats * 2 * size ** 3
 
 
 def throughput_row(batch_size: int, args: argparse.Namespace, runtime: Runtime) -> tuple[list[object], float]:
@@ -160,7 +158,7 @@ def throughput_row(batch_size: int, args: argparse.Namespace, runtime: Runtime) 
     reference = ReferenceTrainer(PilDataset(images, labels, CIFAR_MEAN, CIFAR_STD, train=True, flip=True), CLASSES,
                                  batch_size, epochs=1_000, num_workers=args.num_workers, device=runtime.device)
     tailtune = TailtuneTrainer(as_dataset(images, labels, CIFAR_MEAN, CIFAR_STD, flip=True), batch_size, 1, runtime)
-    gemm, gemm_flops = gemm_round(runtime.device)
+    gemm, gemm_flops = gemm_round(args.gemm_size, runtime.device)
     times = interleaved({"reference": reference.epoch, "tailtune": tailtune.train, "gemm": gemm},
                         repeats=args.repeats, warmup=1)
     flops = step_flops(batch_size) * args.steps
@@ -174,14 +172,15 @@ def throughput_row(batch_size: int, args: argparse.Namespace, runtime: Runtime) 
 
 
 # ---------------------------------------------------------------------------------------------- accuracy
-def digits_32px() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """scikit-learn's 1797 digits, upscaled to 32 px RGB (uint8 HWC), a stratified 80/20 train/test split."""
+def digits_32px(count: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The first `count` of scikit-learn's 1797 digits (None: all), upscaled to 32 px RGB (uint8 HWC), a
+    stratified 80/20 train/test split."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    gray = torch.from_numpy(np.rint(digits.images * 255 / 16).astype(np.uint8)).unsqueeze(1)
+    gray = torch.from_numpy(np.rint(digits.images[:count] * 255 / 16).astype(np.uint8)).unsqueeze(1)
     rgb = resize_images(gray, 32).repeat(1, 3, 1, 1).permute(0, 2, 3, 1).contiguous().numpy()
-    labels = digits.target.astype(np.int64)
+    labels = digits.target[:count].astype(np.int64)
     order = np.random.default_rng(0).permutation(len(labels))
     test = np.zeros(len(labels), dtype=bool)
     for label in range(10):
@@ -190,10 +189,11 @@ def digits_32px() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return rgb[~test], labels[~test], rgb[test], labels[test]
 
 
-def accuracy_rows(epochs: int, seeds: int, num_workers: int, runtime: Runtime) -> list[list[object]]:
+def accuracy_rows(epochs: int, seeds: int, num_workers: int, digits: int | None,
+                  runtime: Runtime) -> list[list[object]]:
     """Balanced test accuracy of each loop after `epochs` epochs, per seed (a seed fixes the initial weights,
     which both loops share, and each loop's own shuffles and crops), with mean and standard deviation."""
-    train_images, train_labels, test_images, test_labels = digits_32px()
+    train_images, train_labels, test_images, test_labels = digits_32px(digits)
     print(f"\naccuracy after {epochs} epochs, digits at 32 px ({len(train_labels)} train / {len(test_labels)} "
           f"test, batch 64, lr 0.05 cosine, crop only), seeds 0..{seeds - 1}; loops alternate seed by seed")
     scaled = train_images.astype(np.float64) / 255
@@ -216,7 +216,12 @@ def accuracy_rows(epochs: int, seeds: int, num_workers: int, runtime: Runtime) -
             for name in accuracy]
 
 
-def main() -> None:
+# --tiny: a run of seconds, made by the test suite
+TINY = {"steps": 1, "batch_sizes": [8], "repeats": 1, "epochs": 1, "seeds": 1, "digits": 100, "gemm_size": 256,
+        "threads": 1}
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=8, help="training steps per timed round")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 128])
@@ -224,10 +229,12 @@ def main() -> None:
     parser.add_argument("--num-workers", type=int, default=0, help="the reference DataLoader's worker processes")
     parser.add_argument("--epochs", type=int, default=8, help="epochs of the accuracy check (0 skips it)")
     parser.add_argument("--seeds", type=int, default=3, help="runs per loop in the accuracy check")
+    parser.add_argument("--gemm-size", type=int, default=2048, help="side of the fp32 matmul timed as the peak")
+    parser.add_argument("--digits", type=int, default=None, help="digits in the accuracy check (default: all 1797)")
     parser.add_argument("--amp", choices=["auto", "off", "bf16"], default="auto")
     parser.add_argument("--compile", choices=["auto", "off", "on"], default="auto")
     add_threads_flag(parser)
-    args = parser.parse_args()
+    args = parse_args(parser, argv, tiny=TINY)
     threads = apply_threads(args.threads)
     runtime = resolve_runtime(RunOptions(amp=args.amp, compile=args.compile))
     print(f"ResNet-32 (CIFAR), 32x32, {args.steps} steps per round, {args.repeats} rounds, device "
@@ -242,7 +249,7 @@ def main() -> None:
     print(table(["batch", "ref img/s", "tailtune img/s", "speedup", "ref GFLOP/s", "tailtune GFLOP/s",
                  "GEMM GFLOP/s", "tailtune/GEMM", "GFLOP/img"], rows))
     if args.epochs > 0:
-        rows = accuracy_rows(args.epochs, args.seeds, args.num_workers, runtime)
+        rows = accuracy_rows(args.epochs, args.seeds, args.num_workers, args.digits, runtime)
         print(table(["loop", "balanced test acc % per seed", "mean", "sd", "train s (mean)"], rows))
     print(f"speedup_vs_reference: {statistics.median(speedups):.2f}")
 

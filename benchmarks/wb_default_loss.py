@@ -69,8 +69,8 @@ def _mean(rows: list[dict[str, float | None]], key: str) -> float:
     return statistics.fmean(row[key] for row in rows if row[key] is not None)
 
 
-def main() -> None:
-    args = seeded_benchmark_args(__doc__, seeds=3, more_flags=lambda parser: parser.add_argument(
+def main(argv: list[str] | None = None) -> None:
+    args = seeded_benchmark_args(__doc__, seeds=3, argv=argv, more_flags=lambda parser: parser.add_argument(
         "--data-sets", choices=("both", "digits-lt", "folder"), default="both",
         help="measure on both data sets (and choose), or on one"))
     val_all: dict[str, list[float]] = {}
