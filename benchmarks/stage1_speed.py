@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=512)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=None, help="loader processes (default: min(8, cores))")
+    parser.add_argument("--workers", type=int, default=None, help=RunOptions.model_fields["loader_workers"].description)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     args = parse_args(parser, argv, tiny=TINY)
     runtime = resolve_runtime(RunOptions(device=args.device, amp=args.amp, decode=args.decode, compile="off",

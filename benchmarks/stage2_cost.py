@@ -6,7 +6,7 @@
 Stage 2 is the authors' 10 epochs of CB + WD + MaxNorm with the backbone frozen (BN in eval mode), on the feature
 bank extracted once per backbone (4 augmented train views, val/test, and their flips only for flip TTA). Each round
 trains stage 1, extracts the bank once more on its own, runs `--trials` stage-2 trials (different lambda_2), 8 such
-trials in one batch as a worker runs them (`run_stage2_batch`: their heads train in one batched pass), and one
+trials in one batch as a worker runs them (`stage2_outputs`: their heads train in one batched pass), and one
 stage-2 run the authors' way (BN in train mode, images through the backbone every epoch); medians over rounds. Stage
 1 is `train_backbone`'s time less its feature extraction. A projected row scales the measured stage-1 epoch cost to
 the WB preset's 320 epochs (an estimate, marked as such).
@@ -29,7 +29,7 @@ from benchmarks._common import add_stage1_epochs_flag, add_threads_flag, apply_t
 from trainers.config import ExperimentConfig, RunOptions, with_fields
 from trainers.data import load_dataset
 from trainers.device import Runtime, resolve_runtime
-from trainers.experiment import Backbone, run_stage2, run_stage2_batch, train_backbone
+from trainers.experiment import Backbone, run_stage2, stage2_outputs, train_backbone
 from trainers.features import extract_feature_bank
 from trainers.presets import PRESETS, method_defaults
 
@@ -48,7 +48,7 @@ def one_round(config: ExperimentConfig, trials: int, runtime: Runtime) -> dict[s
     stage2_s = statistics.median(timed(lambda trial=trial: stage2_trial(backbone, config, trial, runtime))
                                  for trial in range(trials))
     batch = [lambda_2_trial(config, trial) for trial in range(BATCH)]
-    batched_s = timed(lambda: run_stage2_batch(backbone, batch, runtime)) / BATCH
+    batched_s = timed(lambda: stage2_outputs(backbone, batch, runtime)) / BATCH
     authors_way = with_fields(config, {"stage2.bn_mode": "train", "stage2.maxnorm_every": "epoch"})
     end_to_end_s = timed(lambda: run_stage2(backbone, authors_way, runtime))
     return {"stage1": with_bank - bank_s, "bank": bank_s, "stage2": stage2_s, "batched": batched_s,

@@ -18,7 +18,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from service.schemas import Health, StudyCreated
 from studies.definition.comparison import ComparisonRecord, ComparisonSpec
-from studies.definition.records import Page, StudyRecord, StudyState, StudySummary, TrialRecord, WorkerRecord
+from studies.definition.records import PAGE_SIZE, Page, StudyRecord, StudyState, StudySummary, TrialRecord, WorkerRecord
 from studies.definition.space import ParamValue
 from studies.definition.spec import StudySpec
 from studies.store.lifecycle import QueuedTrial
@@ -60,7 +60,7 @@ class TailtuneClient:
         return self._call("POST", "/studies", StudyCreated, json=spec.model_dump(mode="json"))
 
     def list_studies(self, *, state: StudyState | None = None, name: str | None = None, offset: int = 0,
-                     limit: int = 50) -> Page[StudySummary]:
+                     limit: int = PAGE_SIZE) -> Page[StudySummary]:
         query = {"state": state, "name": name, "offset": offset, "limit": limit}
         return self._call("GET", "/studies", Page[StudySummary], params=_present(query))
 
@@ -73,7 +73,7 @@ class TailtuneClient:
             raise ApiError(404, f"no study named {name!r}; create it: tailtune study create {name} ...")
         return self.get_study(found[0].id)  # the list shows summaries; the study itself has its spec
 
-    def list_trials(self, study_id: int, *, offset: int = 0, limit: int = 50,
+    def list_trials(self, study_id: int, *, offset: int = 0, limit: int = PAGE_SIZE,
                     order: Literal["number", "value"] = "number") -> Page[TrialRecord]:
         query = {"offset": offset, "limit": limit, "order": order}
         return self._call("GET", f"/studies/{study_id}/trials", Page[TrialRecord], params=query)
@@ -97,9 +97,6 @@ class TailtuneClient:
 
     def delete_study(self, study_id: int, *, force: bool = False) -> None:
         self._checked("DELETE", f"/studies/{study_id}", params={"force": force})
-
-    def report_html(self, study_id: int) -> str:
-        return self._checked("GET", f"/studies/{study_id}/report").text
 
     def model(self, study_id: int, *, trial: int | None = None) -> bytes:
         """The trial's model file (default: the best trial), as `tailtune export` writes it; save it and run

@@ -1,7 +1,10 @@
 """The one copy of the test-database logic, used by tests/conftest.py and benchmarks/_common.py.
 
 - `PostgresServer.database()`: a fresh database, dropped afterwards, through pytest-postgresql's `DatabaseJanitor`
-  (it creates the database, and on leaving refuses new connections, ends the open ones and drops it).
+  (it creates the database, and on leaving refuses new connections, ends the open ones and drops it);
+  `create_database(template=NAME)` clones a database instead (CREATE DATABASE ... TEMPLATE).
+- `LaterDrops`: drops databases on a thread of its own. A DROP DATABASE waits for a checkpoint (1-4 s measured on
+  the shared machine), which the next test need not wait for.
 - `local_or_throwaway()`: the machine's 127.0.0.1:5432 when it answers, else a `ThrowawayPostgres` for the block.
 - `ThrowawayPostgres`: a server in a temp directory that tests may stop and start. Our own pg_ctl code, not
   pytest-postgresql's `PostgreSQLExecutor`: that runs initdb/pg_ctl as the current user, and both refuse to run
@@ -13,10 +16,12 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import queue
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,17 +49,46 @@ class PostgresServer:
         finally:
             self.drop_database(name)
 
-    def create_database(self, prefix: str = "tailtune_test") -> str:
+    def create_database(self, prefix: str = "tailtune_test", template: str | None = None) -> str:
+        """A new database, empty or a copy of `template` (which must have no open connection); returns its name."""
         name = f"{prefix}_{uuid.uuid4().hex[:16]}"
-        self._janitor(name).init()
+        self._janitor(name, template).init()
         return name
 
     def drop_database(self, name: str) -> None:
         """Ends the database's connections and drops it; nothing when it is gone already."""
         self._janitor(name).drop()
 
-    def _janitor(self, name: str) -> DatabaseJanitor:
-        return DatabaseJanitor(user=USER, host=self.host, port=self.port, dbname=name)
+    def _janitor(self, name: str, template: str | None = None) -> DatabaseJanitor:
+        return DatabaseJanitor(user=USER, host=self.host, port=self.port, dbname=name, template_dbname=template)
+
+
+class LaterDrops:
+    """Drops the databases handed to it on a thread of its own, in order; `close()` waits for the last one and
+    raises if any drop failed (a database left behind)."""
+
+    def __init__(self, server: PostgresServer) -> None:
+        self.server = server
+        self._failures: list[str] = []
+        self._names: queue.Queue[str | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._drop_each, name="drop-databases", daemon=True)
+        self._thread.start()
+
+    def drop(self, name: str) -> None:
+        self._names.put(name)
+
+    def close(self) -> None:
+        self._names.put(None)
+        self._thread.join()
+        if self._failures:
+            raise RuntimeError(f"databases left behind: {'; '.join(self._failures)}")
+
+    def _drop_each(self) -> None:
+        while (name := self._names.get()) is not None:
+            try:
+                self.server.drop_database(name)
+            except Exception as error:  # reported by close(), after the other drops ran
+                self._failures.append(f"{name}: {error}")
 
 
 class ThrowawayPostgres:

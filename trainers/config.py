@@ -7,6 +7,7 @@ Validated once at the edge (CLI, REST, study spec) and passed down as objects. F
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -172,12 +173,24 @@ class EvalConfig(_Frozen):
         "evaluates on (in-memory banks are float32 always); float16 takes half the disk and page cache")
 
 
+# Decoding processes (streamed batches) or threads (reading a data set into memory) when none are named: one per
+# core, and no more than 8, which keep a GPU fed at 224 px.
+MAX_DECODERS = 8
+
+
+def default_decoders() -> int:
+    return min(MAX_DECODERS, os.cpu_count() or 1)
+
+
+Device = Literal["auto", "cpu", "cuda"]
+
+
 class RunOptions(_Frozen):
     """How to run, not what to compute: none of these change the result beyond floating-point noise, except
     `amp`, which stays fp32 (the three papers' precision) until a GPU benchmark shows bf16 gives equal accuracy,
     and `stage1_processes` > 1 (each rank's BatchNorm sees its own share of a batch; shuffles are per rank)."""
 
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Device = "auto"
     channels_last: bool = True
     amp: Literal["off", "auto", "bf16"] = Field("off", description="off: fp32, the authors' precision; "
                                                 "auto: bf16 autocast on CUDA only; bf16: always")
@@ -185,7 +198,8 @@ class RunOptions(_Frozen):
     checkpoint_dir: Path | None = None
     progress: bool = False
     loader_workers: int | None = Field(None, ge=0, le=MAX_LOADER_WORKERS, description="processes decoding streamed "
-                                       "images; None: min(8, CPU cores); 0: decode in the training process")
+                                       f"images; None: one per CPU core, at most {MAX_DECODERS}; 0: decode in the "
+                                       "training process")
     loader_timeout_s: float = Field(300.0, gt=0, description="a decoding worker silent this long fails the run "
                                     "(a stuck file system) instead of hanging it")
     decode: Literal["auto", "workers", "device"] = Field(

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from trainers.config import RunOptions
+from trainers.config import RunOptions, default_decoders
 from trainers.errors import UserInputError
 
 
@@ -44,7 +43,7 @@ def resolve_runtime(options: RunOptions) -> Runtime:
     device = torch.device("cuda" if use_cuda else "cpu")
     autocast = {"auto": torch.bfloat16 if use_cuda else None, "off": None, "bf16": torch.bfloat16}[options.amp]
     compile_model = {"auto": use_cuda, "off": False, "on": True}[options.compile]
-    workers = options.loader_workers if options.loader_workers is not None else min(8, os.cpu_count() or 1)
+    workers = options.loader_workers if options.loader_workers is not None else default_decoders()
     # PyTorch's defaults differ (matmul off, cuDNN on): both follow the option, so "fp32" means fp32 everywhere.
     torch.backends.cuda.matmul.allow_tf32 = options.tf32
     torch.backends.cudnn.allow_tf32 = options.tf32

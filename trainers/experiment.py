@@ -141,10 +141,6 @@ def runs_on_cached_features(config: ExperimentConfig) -> bool:
     return isinstance(stage2, TauNormConfig | LogitAdjustConfig) or stage2.uses_cached_features
 
 
-def run_stage2_batch(backbone: Backbone, configs: list[ExperimentConfig], runtime: Runtime) -> list[StageResult]:
-    return [output.result for output in stage2_outputs(backbone, configs, runtime)]
-
-
 def stage2_outputs(backbone: Backbone, configs: list[ExperimentConfig], runtime: Runtime) -> list[Stage2Output]:
     """Stage 2 of several configs on one backbone; heads re-trained on cached features train in one batched
     pass (trainers/heads.py), with the results each would get alone. Order is kept."""

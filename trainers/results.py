@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, Field
 
 from trainers.config import ExperimentConfig
+
+# The papers' class splits by train count, and All; every table, CSV column and objective name takes this order.
+SplitName = Literal["all", "many", "medium", "few"]
+SPLITS: tuple[SplitName, ...] = get_args(SplitName)
 
 
 class SplitAccuracy(BaseModel):

@@ -46,7 +46,10 @@ log = logging.getLogger(__name__)
 LockFactory = Callable[[str], AbstractContextManager]
 ENTRY_FILES = ("model.pt", "features.pt", "stage1.json")
 MANIFEST = "manifest.json"  # {file name: {"size": bytes, "sha256": hex digest}} of ENTRY_FILES
-QUARANTINE = ".quarantine"  # damaged entries, kept for a look; a leading dot keeps them out of entries()
+QUARANTINE = ".quarantine"  # damaged entries, kept for a look; a leading dot sets them apart from the keys
+# Backbones (model and feature bank) a worker keeps in memory: a study that searches stage 1 alternates between a
+# few of them, and each may hold a large feature bank.
+MEMORY_ENTRIES = 2
 
 
 def stage1_key(config: ExperimentConfig) -> str:
@@ -73,13 +76,12 @@ class CachedBackbone:
 
 
 class Stage1Cache:
-    def __init__(self, artifact_dir: Path, lock: LockFactory, runtime: Runtime, memory_entries: int = 2) -> None:
+    def __init__(self, artifact_dir: Path, lock: LockFactory, runtime: Runtime) -> None:
         self.artifact_dir = artifact_dir
         self.root = artifact_dir / "stage1"
         self._lock = lock
         self.runtime = runtime
         self._memory: OrderedDict[str, Backbone] = OrderedDict()
-        self._memory_entries = memory_entries
 
     def backbone_for(self, config: ExperimentConfig, on_epoch: EpochCallback | None = None) -> CachedBackbone:
         key = stage1_key(config)
@@ -97,9 +99,6 @@ class Stage1Cache:
         """True when the config's backbone is trained already (here or by another worker)."""
         key = stage1_key(config)
         return key in self._memory or (self._entry(key) / MANIFEST).exists()
-
-    def entries(self) -> list[str]:
-        return sorted(p.name for p in self.root.iterdir() if not p.name.startswith(".")) if self.root.exists() else []
 
     def _entry(self, key: str) -> Path:
         return self.root / key
@@ -176,7 +175,7 @@ class Stage1Cache:
 
     def _remember(self, key: str, backbone: Backbone) -> None:
         self._memory[key] = backbone
-        while len(self._memory) > self._memory_entries:
+        while len(self._memory) > MEMORY_ENTRIES:
             self._memory.popitem(last=False)
 
 

@@ -21,6 +21,12 @@ WorkerState = Literal["idle", "running", "stopping", "exited", "gone"]
 SplitValues = dict[str, float | None]
 
 
+# Items per page where a caller names no limit, and the most one page may hold (the API refuses more; readers that
+# want everything, as the CSV export, read pages of this size).
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+
+
 class Page(BaseModel, Generic[T]):
     items: list[T]
     total: int = Field(description="items in all pages")

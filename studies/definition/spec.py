@@ -29,9 +29,9 @@ from trainers.config import MAX_SEED, ExperimentConfig, Method, leaf_values, wit
 from trainers.dataset_facts import generated_counts, resolved_augmentation
 from trainers.errors import UserInputError
 from trainers.presets import PRESETS, method_defaults
+from trainers.results import SplitName
 from trainers.splits import split_coverage, split_rule
 
-SplitName = Literal["all", "many", "medium", "few"]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 # Searched parameters a study may name. Each is a config field, which bounds them already (about 40); the cap
 # keeps a sampler's per-trial work and a trial's one-statement parameter write small.

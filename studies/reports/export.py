@@ -28,7 +28,7 @@ from trainers.errors import UserInputError
 from trainers.exported import TrialModelParts, model_file_payload, serialized, write_atomically
 from trainers.presets import PRESETS, paper_comparison, preset_differences
 from trainers.provenance import git_revision, tailtune_version
-from trainers.results import SplitCoverage
+from trainers.results import SPLITS, SplitCoverage
 
 
 @dataclass(frozen=True)
@@ -217,12 +217,12 @@ def card_as_markdown(card: dict[str, Any]) -> str:
              "|---|---|---|---|---|"]
     for name in ("val", "test", "stage1_val", "stage1_test"):
         lines.append(f"| {name} | " + " | ".join(_percent((results[name] or {}).get(key))
-                                                for key in ("all", "many", "medium", "few")) + " |")
+                                                for key in SPLITS) + " |")
     margins = card["margins"]
     for name in ("baseline", "recipe"):
         for part, values in margins.get(f"minus_{name}", {}).items():
             lines.append(f"| {part} - {name} | " + " | ".join(_signed(values.get(key))
-                                                              for key in ("all", "many", "medium", "few")) + " |")
+                                                              for key in SPLITS) + " |")
     lines += ["", _baseline_line(margins["baseline"])]
     rule = data["split_rule"]
     lines += ["", f"Many / Medium / Few: {rule['rule']} (Many n_k > {rule['many_above']:g}, Few n_k < "

@@ -14,8 +14,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-SPLITS = ("all", "many", "medium", "few")
-GROUPS = ("many", "medium", "few")
+from trainers.results import SPLITS
+
+GROUPS = SPLITS[1:]
 LABELS = {"all": "All", "many": "Many", "medium": "Medium", "few": "Few"}
 DPI = 110
 

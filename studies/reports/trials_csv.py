@@ -10,12 +10,11 @@ import io
 from collections.abc import Iterator
 
 from studies.definition.confirmation import ConfirmedAnswer
-from studies.definition.records import TrialRecord
+from studies.definition.records import MAX_PAGE_SIZE, TrialRecord
 from studies.store import registry
 from studies.store.db import Database
+from trainers.results import SPLITS
 
-SPLITS = ("all", "many", "medium", "few")
-PAGE_SIZE = 500
 # Columns of a confirmed configuration's row: its mean and std over seeds of these (part, split) accuracies.
 OVER_SEEDS_SPLITS = (("val", "all"), ("test", "all"), ("test", "few"))
 
@@ -46,10 +45,10 @@ def _chunks(db: Database, study_id: int, params: list[str], over_seeds: dict[int
     yield _lines([header])
     offset = 0
     while True:
-        page = registry.list_trials(db, study_id=study_id, offset=offset, limit=PAGE_SIZE)
+        page = registry.list_trials(db, study_id=study_id, offset=offset, limit=MAX_PAGE_SIZE)
         if page.items:
             yield _lines([_row(trial, params) + over_seeds.get(trial.number, []) for trial in page.items])
-        offset += PAGE_SIZE
+        offset += MAX_PAGE_SIZE
         if offset >= page.total:
             return
 

@@ -46,10 +46,6 @@ class StopRequested(Exception):
     """Raised at an epoch boundary when the worker was asked to stop (SIGTERM)."""
 
 
-def run_trial(trial: optuna.Trial, spec: StudySpec, context: TrialContext) -> list[float]:
-    return _run_sampled(trial, spec, _sampled_config(trial, spec), context)
-
-
 def run_trials(trial: optuna.Trial, spec: StudySpec, context: TrialContext) -> list[list[float] | Exception]:
     """Runs `trial`, and with it up to `batch_limit - 1` more trials of the study when its stage 2 reads only
     cached features of a backbone trained already: their heads then train in one batched pass, each with the

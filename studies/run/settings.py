@@ -1,11 +1,14 @@
 """A worker's settings, each default written once: `Settings.worker` (service/core/config.py) and the CLI's
-`tailtune worker` fill them. Apart from the loop (studies/run/worker.py) so that reading them imports no trainer."""
+`tailtune worker` fill them. Apart from the loop (studies/run/worker.py) so that reading them imports no torch."""
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from trainers.config import Device, RunOptions
+
+# How a trial runs, where the worker does not say otherwise: `tailtune train`'s defaults.
+_RUN = RunOptions()
 
 
 class WorkerSettings(BaseModel):
@@ -13,7 +16,7 @@ class WorkerSettings(BaseModel):
 
     heartbeat_interval: int = Field(10, ge=1, description="seconds between heartbeats")
     grace_period: int = Field(30, ge=1, description="a trial without a heartbeat for this long is retried")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Device = _RUN.device
     poll_interval_s: float = Field(1.0, gt=0, description="wait between claims while others hold the budget")
     stop_timeout_s: float = Field(5.0, ge=0, description="after SIGTERM, seconds the trial may run on")
     max_consecutive_failures: int = Field(5, ge=1, description="a study is stopped after this many in a row")
@@ -24,8 +27,9 @@ class WorkerSettings(BaseModel):
                                    "exiting (a long-lived worker in a Deployment)")
     batch_trials: int = Field(8, ge=1, le=256, description="stage-2 trials of one cached backbone trained "
                               "together (1: one trial at a time)")
-    stage1_processes: int = Field(1, ge=1, description="processes training each stage 1 data-parallel (DDP), "
-                                  "one per GPU: a worker owning a node's GPUs sets it to their number")
+    stage1_processes: int = Field(_RUN.stage1_processes, ge=1, description="processes training each stage 1 "
+                                  "data-parallel (DDP), one per GPU: a worker owning a node's GPUs sets it to their "
+                                  "number")
 
     @model_validator(mode="after")
     def _grace_covers_heartbeats(self) -> WorkerSettings:

@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 
 from studies.definition.confirmation import ConfirmedAnswer
 from studies.definition.records import (
+    PAGE_SIZE,
     BaselineComparison,
     Page,
     RecipeComparison,
@@ -148,7 +149,7 @@ def study_id_by_name(db: Database, *, name: str) -> int:
 
 
 def list_studies(db: Database, *, state: str | None = None, name: str | None = None, offset: int = 0,
-                 limit: int = 50) -> Page[StudySummary]:
+                 limit: int = PAGE_SIZE) -> Page[StudySummary]:
     """One page of studies without their specs (a spec can be large; get_study has it)."""
     where = sa.and_(_derived_state() == state if state is not None else sa.true(),
                     study_table.c.name == name if name is not None else sa.true())
@@ -337,7 +338,7 @@ def _best_trials(connection: sa.Connection, study_ids: list[int]) -> dict[int, t
 
 
 # ---------------------------------------------------------------------------------------------- trials
-def list_trials(db: Database, *, study_id: int, offset: int = 0, limit: int = 50,
+def list_trials(db: Database, *, study_id: int, offset: int = 0, limit: int = PAGE_SIZE,
                 order: Literal["number", "value"] = "number") -> Page[TrialRecord]:
     """One page of a study's trials, by number or by first-objective value (best first, unfinished last)."""
     first_value = trial_values.alias("first_value")

@@ -12,7 +12,7 @@ import typer
 
 from service.schemas import StudyCreated
 from studies.definition.comparison import ComparisonRecord, ComparisonSpec
-from studies.definition.records import Page, StudyRecord, StudyState, StudySummary, TrialRecord
+from studies.definition.records import PAGE_SIZE, Page, StudyRecord, StudyState, StudySummary, TrialRecord
 from studies.definition.space import ParamValue
 from studies.definition.spec import StudySpec
 from studies.reports.trials_csv import trials_csv
@@ -23,17 +23,17 @@ from tailtune.client import TailtuneClient
 from tailtune.commands.common import connect, load_settings
 
 ApiOption = Annotated[str | None, typer.Option(
-    "--api", help="URL of a tailtune API, used instead of --storage [env: TAILTUNE_API_URL]; its token comes from "
+    "--api", help="URL of a tailtune API, used instead of --storage \\[env: TAILTUNE_API_URL]; its token comes from "
                   "TAILTUNE_API_TOKEN (never a flag: it would show in `ps` and shell history)")]
 
 
 class Studies(Protocol):
     def create_study(self, spec: StudySpec) -> StudyCreated | StudyRecord: ...
     def list_studies(self, *, state: StudyState | None = None, name: str | None = None, offset: int = 0,
-                     limit: int = 50) -> Page[StudySummary]: ...
+                     limit: int = PAGE_SIZE) -> Page[StudySummary]: ...
     def get_study(self, study_id: int) -> StudyRecord: ...
     def get_study_by_name(self, name: str) -> StudyRecord: ...
-    def list_trials(self, study_id: int, *, offset: int = 0, limit: int = 50,
+    def list_trials(self, study_id: int, *, offset: int = 0, limit: int = PAGE_SIZE,
                     order: Literal["number", "value"] = "number") -> Page[TrialRecord]: ...
     def stop_study(self, study_id: int) -> StudyRecord: ...
     def resume_study(self, study_id: int) -> StudyRecord: ...
@@ -56,7 +56,7 @@ class LocalStudies:
         return registry.create_study(self.db, spec=spec)
 
     def list_studies(self, *, state: StudyState | None = None, name: str | None = None, offset: int = 0,
-                     limit: int = 50) -> Page[StudySummary]:
+                     limit: int = PAGE_SIZE) -> Page[StudySummary]:
         return registry.list_studies(self.db, state=state, name=name, offset=offset, limit=limit)
 
     def get_study(self, study_id: int) -> StudyRecord:
@@ -65,7 +65,7 @@ class LocalStudies:
     def get_study_by_name(self, name: str) -> StudyRecord:
         return registry.get_study_by_name(self.db, name=name)
 
-    def list_trials(self, study_id: int, *, offset: int = 0, limit: int = 50,
+    def list_trials(self, study_id: int, *, offset: int = 0, limit: int = PAGE_SIZE,
                     order: Literal["number", "value"] = "number") -> Page[TrialRecord]:
         return registry.list_trials(self.db, study_id=study_id, offset=offset, limit=limit, order=order)
 

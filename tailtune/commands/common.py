@@ -10,23 +10,33 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
+from rich.markup import escape
 
+from service.core.config import ArtifactSettings, Settings
 from trainers.errors import TrainingDivergedError, UserInputError
 
 if TYPE_CHECKING:
-    from service.core.config import Settings
     from studies.store.db import Database
 
 stderr = Console(stderr=True)
 
+
+def default_of(model: type[BaseModel], field: str) -> str:
+    """`[default: VALUE]` for a flag's help, read from the model the flag fills: its default is written there only.
+    The flag itself defaults to None, "not given", so the model's default applies."""
+    # Escaped: typer renders help as rich markup, which would take the brackets for a style and drop them.
+    return escape(f"[default: {model.model_fields[field].get_default(call_default_factory=True)}]")
+
+
 # Flags that stand for a setting default to None, "not given": the value then comes from the environment, the
 # .env file or the setting's own default (service/core/config.py), so no default is written twice.
 StorageOption = Annotated[str | None, typer.Option(
-    "--storage", help="database URL: postgresql://USER@HOST/DB or sqlite:///FILE.db [env: TAILTUNE_DATABASE_URL]")]
+    "--storage", help="database URL: postgresql://USER@HOST/DB or sqlite:///FILE.db \\[env: TAILTUNE_DATABASE_URL]")]
 ArtifactDirOption = Annotated[Path | None, typer.Option(
-    help="stage-1 cache, report pages and figures [env: TAILTUNE_ARTIFACT_DIR; default: tailtune-artifacts]")]
+    help="stage-1 cache, report pages and figures \\[env: TAILTUNE_ARTIFACT_DIR] "
+         f"{default_of(ArtifactSettings, 'dir')}")]
 
 
 @contextlib.contextmanager
@@ -43,12 +53,8 @@ def user_errors() -> Iterator[None]:
 def load_settings(**flags: dict[str, Any]) -> Settings:
     """The process's settings, built once: the environment and .env, overridden by the flags given on the command
     line, by section (`database={"url": storage}`); a flag left at None is not given."""
-    from service.core.config import Settings
-
-    given = {section: {name: value for name, value in fields.items() if value is not None}
-             for section, fields in flags.items()}
     try:
-        return Settings(**given)
+        return Settings(**{section: given(**fields) for section, fields in flags.items()})
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
                              for e in error.errors())
@@ -74,6 +80,11 @@ def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def given(**values: object) -> dict[str, object]:
+    """The flags the user gave: those not left at None."""
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, str]:

@@ -22,15 +22,15 @@ from rich.table import Table
 
 from service.core.config import Settings
 from tailtune.commands.common import ArtifactDirOption, load_settings, user_errors
+from trainers.results import SPLITS
 
 console = Console()
-SPLITS = ("all", "many", "medium", "few")
 
 
 def demo(
     n_trials: Annotated[int, typer.Option(help="trials in the demo study")] = 20,
     quick: Annotated[bool, typer.Option(help="a few short trials (CI)")] = False,
-    storage: Annotated[str, typer.Option(help="database URL [default: tailtune-demo.db, recreated]")] = "",
+    storage: Annotated[str, typer.Option(help="database URL \\[default: tailtune-demo.db, recreated]")] = "",
     artifact_dir: ArtifactDirOption = None,
 ) -> None:
     """Run a real study through the REST API and an in-process worker, then print the leaderboard."""

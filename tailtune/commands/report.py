@@ -20,7 +20,7 @@ def report(
     study: Annotated[str, typer.Argument(help="study name")],
     storage: StorageOption = None,
     out: Annotated[Path | None, typer.Option(help="directory for index.html and the PNGs "
-                                                  "[default: ./reports/STUDY]")] = None,
+                                                  "\\[default: ./reports/STUDY]")] = None,
     artifact_dir: ArtifactDirOption = None,
 ) -> None:
     """Write a study's report: best-so-far, accuracy per parameter, weight norms, LOS logits, Few vs All.

@@ -20,13 +20,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from studies.definition.confirmation import SPLITS, ConfirmedAnswer, answer_rows, parse_confirm
-from studies.definition.records import Page, SplitValues, StudyRecord, StudyState, TrialRecord
-from studies.definition.spec import parse_spec
+from studies.definition.confirmation import ConfirmedAnswer, answer_rows, parse_confirm
+from studies.definition.records import MAX_PAGE_SIZE, PAGE_SIZE, Page, SplitValues, StudyRecord, StudyState, TrialRecord
+from studies.definition.spec import StudySpec, parse_spec
 from studies.store.lifecycle import QueuedTrial
 from tailtune.commands.access import ApiOption, Studies, open_studies
-from tailtune.commands.common import StorageOption, parse_assignments, stderr, user_errors
+from tailtune.commands.common import StorageOption, default_of, given, parse_assignments, stderr, user_errors
 from trainers.errors import UserInputError
+from trainers.results import SPLITS
 
 app = typer.Typer(no_args_is_help=True, help="Create, run and inspect studies (Optuna studies with budgets).")
 console = Console()
@@ -34,6 +35,7 @@ console = Console()
 NameArgument = Annotated[str, typer.Argument(help="study name")]
 Result = TypeVar("Result", bound=BaseModel)
 JsonOption = Annotated[bool, typer.Option("--json", help="print the result as one JSON object")]
+LimitOption = Annotated[int, typer.Option(min=1, max=MAX_PAGE_SIZE, help="items per page")]
 
 
 @app.command()
@@ -42,14 +44,18 @@ def create(
     n_trials: Annotated[int | None, typer.Option(help="budget: trials to finish (COMPLETE, PRUNED)")] = None,
     storage: StorageOption = None,
     dataset: Annotated[str | None, typer.Option(help="digits-lt | cifar10-lt | ... | folder:PATH "
-                                                     "[default: digits-lt, or the preset's]")] = None,
-    method: Annotated[str, typer.Option(help="wb | tau-norm | los | ewb")] = "wb",
-    sampler: Annotated[str, typer.Option(help="tpe | gp | random | grid")] = "tpe",
+                                                     "\\[default: digits-lt, or the preset's]")] = None,
+    method: Annotated[str | None, typer.Option(help="wb | tau-norm | los | ewb "
+                                                    f"{default_of(StudySpec, 'method')}, or the preset's")] = None,
+    sampler: Annotated[str | None, typer.Option(help="tpe | gp | random | grid "
+                                                     f"{default_of(StudySpec, 'sampler')}")] = None,
     pruner: Annotated[str | None, typer.Option(help="auto | none | median | successive-halving | hyperband "
-                                               "[default: auto: successive halving when stage 1 is searched]")] = None,
-    objective: Annotated[list[str] | None, typer.Option(help="val split to maximise (repeatable): "
-                                                             "all | many | medium | few")] = None,
-    seed: Annotated[int, typer.Option()] = 0,
+                                                    f"{default_of(StudySpec, 'pruner')} (auto: successive halving "
+                                                    "when stage 1 is searched)")] = None,
+    objective: Annotated[list[str] | None, typer.Option(
+        help=f"val split to maximise (repeatable): {' | '.join(SPLITS)} {default_of(StudySpec, 'objectives')}")
+                         ] = None,
+    seed: Annotated[int | None, typer.Option(help=default_of(StudySpec, "seed"))] = None,
     preset: Annotated[str | None, typer.Option(help="a paper recipe as the base configuration")] = None,
     fix: Annotated[list[str] | None, typer.Option(help="config field fixed for every trial, e.g. "
                                                        "stage1.epochs=5 (repeatable)")] = None,
@@ -67,21 +73,12 @@ def create(
 ) -> None:
     """Create a study; nothing is written when the spec is invalid."""
     with user_errors():
-        payload: dict[str, Any] = {
-            "name": name, "dataset": dataset, "method": method, "sampler": sampler,
-            "seed": seed, "preset": preset, "image_size": image_size,
-            "data_root": str(data_root) if data_root else None, "imbalance_factor": imbalance_factor,
-            "fixed": {key: parse_scalar(value) for key, value in parse_assignments(fix or []).items()},
-            "search_space": parse_space(space or []),
-        }
-        if n_trials is not None:
-            payload["n_trials"] = n_trials
-        if objective:
-            payload["objectives"] = objective
-        if pruner is not None:
-            payload["pruner"] = pruner
-        payload |= confirm_payload(confirm, no_confirm)
-        spec = parse_spec(payload)
+        spec = parse_spec(given(
+            name=name, n_trials=n_trials, dataset=dataset, method=method, sampler=sampler, pruner=pruner,
+            objectives=objective or None, seed=seed, preset=preset, image_size=image_size,
+            data_root=str(data_root) if data_root else None, imbalance_factor=imbalance_factor,
+            fixed={key: parse_scalar(value) for key, value in parse_assignments(fix or []).items()},
+            search_space=parse_space(space or [])) | confirm_payload(confirm, no_confirm))
         studies = open_studies(storage, api)
         record = studies.get_study(studies.create_study(spec).id)
     if as_json:
@@ -141,7 +138,7 @@ def best(name: NameArgument, storage: StorageOption = None, api: ApiOption = Non
 @app.command("list")
 def list_(storage: StorageOption = None, api: ApiOption = None,
           state: Annotated[StudyState | None, typer.Option(help="active | stopped | done")] = None,
-          offset: Annotated[int, typer.Option(min=0)] = 0, limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+          offset: Annotated[int, typer.Option(min=0)] = 0, limit: LimitOption = PAGE_SIZE,
           as_json: JsonOption = False) -> None:
     """Studies with their state, budget and best val accuracy."""
     with user_errors():
@@ -162,7 +159,7 @@ def list_(storage: StorageOption = None, api: ApiOption = None,
 @app.command()
 def trials(name: NameArgument, storage: StorageOption = None, api: ApiOption = None,
            order: Annotated[Literal["number", "value"], typer.Option(help="number | value (best first)")] = "number",
-           offset: Annotated[int, typer.Option(min=0)] = 0, limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+           offset: Annotated[int, typer.Option(min=0)] = 0, limit: LimitOption = PAGE_SIZE,
            as_csv: Annotated[bool, typer.Option("--csv", help="every trial as CSV (params, per-split val/test, "
                                                               "state, duration)")] = False,
            as_json: JsonOption = False) -> None:

@@ -11,36 +11,41 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tailtune.commands.common import parse_assignments, user_errors
-from trainers.config import ExperimentConfig, Method, RunOptions, with_fields
+from tailtune.commands.common import default_of, given, parse_assignments, user_errors
+from trainers.config import DataConfig, ExperimentConfig, Method, RunOptions, with_fields
 from trainers.errors import UserInputError
 from trainers.presets import PRESETS, method_defaults, paper_comparison
-from trainers.results import ExperimentResult, SplitAccuracy
+from trainers.results import SPLITS, ExperimentResult, SplitAccuracy
 
 console = Console()
 
 
 def train(
     dataset: Annotated[str | None, typer.Option(help="digits-lt | cifar10-lt | cifar100-lt | imagenet-lt | "
-                                                     "inat2018 | folder:PATH [default: digits-lt, or the preset's]")
+                                                     "inat2018 | folder:PATH \\[default: digits-lt, or the preset's]")
                        ] = None,
-    method: Annotated[str | None, typer.Option(help="wb | tau-norm | los | ewb [default: wb, or the preset's]")
+    method: Annotated[str | None, typer.Option(help="wb | tau-norm | los | ewb "
+                                                    f"{default_of(ExperimentConfig, 'method')}, or the preset's")
                       ] = None,
     preset: Annotated[str | None, typer.Option(help=f"paper recipe: {', '.join(PRESETS)}")] = None,
     data_root: Annotated[Path | None, typer.Option(help="directory holding the data set")] = None,
     imbalance_factor: Annotated[float | None, typer.Option(help="n_max / n_min (>= 1)")] = None,
     image_size: Annotated[int | None, typer.Option(help="resize images to this side length")] = None,
-    download: Annotated[bool, typer.Option(help="let torchvision download CIFAR")] = False,
+    download: Annotated[bool | None, typer.Option(help="let torchvision download CIFAR "
+                                                       f"{default_of(DataConfig, 'download')}")] = None,
     epochs: Annotated[int | None, typer.Option(help="stage-1 epochs")] = None,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int | None, typer.Option(help=default_of(ExperimentConfig, "seed"))] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="any config field, e.g. stage2.tau=1.5")] = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
-    amp: Annotated[str, typer.Option(help="off (fp32, the papers' precision) | auto (bf16 on CUDA) | bf16")
-                   ] = "off",
+    device: Annotated[str | None, typer.Option(help=f"auto | cpu | cuda {default_of(RunOptions, 'device')}")
+                      ] = None,
+    amp: Annotated[str | None, typer.Option(help="off (fp32, the papers' precision) | auto (bf16 on CUDA) | bf16 "
+                                                 f"{default_of(RunOptions, 'amp')}")] = None,
     checkpoint_dir: Annotated[Path | None, typer.Option(help="write stage-1 and stage-2 weights here")] = None,
-    stage1_processes: Annotated[int, typer.Option(
-        help="processes (one per GPU) training stage 1 data-parallel with DDP; 1: this process")] = 1,
-    tf32: Annotated[bool, typer.Option(help="allow TF32 in CUDA matmuls and convolutions (off: true fp32)")] = False,
+    stage1_processes: Annotated[int | None, typer.Option(
+        help="processes (one per GPU) training stage 1 data-parallel with DDP; 1: this process "
+             f"{default_of(RunOptions, 'stage1_processes')}")] = None,
+    tf32: Annotated[bool | None, typer.Option(help="allow TF32 in CUDA matmuls and convolutions (off: true fp32) "
+                                                  f"{default_of(RunOptions, 'tf32')}")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as one JSON object")] = False,
 ) -> None:
     """Train one configuration: stage 1, then stage 2 (or the one-stage method), then a per-split table."""
@@ -60,20 +65,19 @@ def train(
 
 
 def _config(dataset: str | None, method: str | None, preset: str | None, data_root: Path | None,
-            imbalance_factor: float | None, image_size: int | None, download: bool, epochs: int | None, seed: int,
-            assignments: list[str]) -> ExperimentConfig:
+            imbalance_factor: float | None, image_size: int | None, download: bool | None, epochs: int | None,
+            seed: int | None, assignments: list[str]) -> ExperimentConfig:
     if preset is not None and preset not in PRESETS:
         raise UserInputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     if method is not None and method not in Method.__args__:
         raise UserInputError(f"unknown method {method!r}; choose one of {', '.join(Method.__args__)}")
     if preset is not None and method is not None and method != PRESETS[preset].config.method:
         raise UserInputError(f"preset {preset!r} is for method {PRESETS[preset].config.method!r}; drop --method")
-    base = PRESETS[preset].config if preset else method_defaults(method or "wb")
-    fields: dict[str, object] = {"seed": seed, "data.download": download}
-    for name, value in (("data.name", dataset), ("data.root", data_root), ("data.imbalance_factor", imbalance_factor),
-                        ("data.image_size", image_size), ("stage1.epochs", epochs)):
-        if value is not None:
-            fields[name] = str(value) if isinstance(value, Path) else value
+    default_method = ExperimentConfig.model_fields["method"].default
+    base = PRESETS[preset].config if preset else method_defaults(method or default_method)
+    fields = given(**{"seed": seed, "data.download": download, "data.name": dataset,
+                      "data.root": str(data_root) if data_root else None, "data.imbalance_factor": imbalance_factor,
+                      "data.image_size": image_size, "stage1.epochs": epochs})
     fields.update(parse_assignments(assignments))
     try:
         return with_fields(base, fields)
@@ -81,11 +85,11 @@ def _config(dataset: str | None, method: str | None, preset: str | None, data_ro
         raise UserInputError(str(error)) from None
 
 
-def _run_options(device: str, amp: str, checkpoint_dir: Path | None, stage1_processes: int, tf32: bool,
-                 progress: bool) -> RunOptions:
+def _run_options(device: str | None, amp: str | None, checkpoint_dir: Path | None, stage1_processes: int | None,
+                 tf32: bool | None, progress: bool) -> RunOptions:
     try:
-        return RunOptions(device=device, amp=amp, checkpoint_dir=checkpoint_dir, stage1_processes=stage1_processes,
-                          tf32=tf32, progress=progress)
+        return RunOptions(**given(device=device, amp=amp, checkpoint_dir=checkpoint_dir,
+                                  stage1_processes=stage1_processes, tf32=tf32), progress=progress)
     except ValueError:
         raise UserInputError(f"--device must be auto, cpu or cuda, --amp off, auto or bf16 and --stage1-processes "
                              f"at least 1; got --device {device!r}, --amp {amp!r}, --stage1-processes "
@@ -124,7 +128,7 @@ class _EpochProgress:
 
 def _cells(split: SplitAccuracy) -> list[str]:
     # An empty split (no class in it) has no accuracy: "–", never a number.
-    return [f"{value:.2f}" if value is not None else "–" for value in (split.all, split.many, split.medium, split.few)]
+    return [f"{value:.2f}" if value is not None else "–" for value in split.model_dump(include=set(SPLITS)).values()]
 
 
 def data_line(result: ExperimentResult) -> str:

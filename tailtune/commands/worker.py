@@ -13,8 +13,9 @@ from typing import Annotated
 
 import typer
 
+from studies.run.settings import WorkerSettings
 from studies.run.worker import BatchRunner, WorkerSummary, one_at_a_time, run_worker
-from tailtune.commands.common import ArtifactDirOption, StorageOption, connect, load_settings, user_errors
+from tailtune.commands.common import ArtifactDirOption, StorageOption, connect, default_of, load_settings, user_errors
 from trainers.errors import UserInputError
 
 
@@ -31,7 +32,8 @@ def worker(
     batch_trials: Annotated[int | None, typer.Option(
         help="stage-2 trials of one cached backbone trained together (1: one trial at a time)")] = None,
     stage1_processes: Annotated[int | None, typer.Option(
-        help="processes (one per GPU) training each stage 1 data-parallel with DDP [default: 1]")] = None,
+        help="processes (one per GPU) training each stage 1 data-parallel with DDP "
+             f"{default_of(WorkerSettings, 'stage1_processes')}")] = None,
     # Hidden: a `module:function` trial runner in place of the real objective (tests, benchmarks).
     trial_runner: Annotated[str | None, typer.Option(hidden=True)] = None,
     wait: Annotated[bool | None, typer.Option(help="when every study is done, wait for new ones instead of "

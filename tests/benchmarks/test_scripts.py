@@ -7,10 +7,8 @@ import importlib
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import optuna
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
@@ -39,14 +37,6 @@ CHECKS = {
     "wb_default_loss": lambda lines: sum(line.startswith(("cb 0.1", "cb-bce 0.1", "cb r*0.1")) for line in lines) == 6,
     "feature_precision": lambda lines: "(ratio 2.00)" in lines[-2],  # float32 features take twice the bytes
 }
-
-
-@pytest.fixture
-def optuna_verbosity() -> Iterator[None]:
-    """The scripts quiet Optuna's log for their whole process; give the tests after them theirs back."""
-    verbosity = optuna.logging.get_verbosity()
-    yield
-    optuna.logging.set_verbosity(verbosity)
 
 
 def test_every_script_is_listed() -> None:

@@ -1,19 +1,22 @@
-"""`tailtune demo`, the README's first command, as a user runs it."""
+"""`tailtune demo`, the README's first command, in this process (.ci/run runs it as a process)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
+from tailtune.cli import app
 
 
 @pytest.mark.slow
-def test_demo_runs_a_real_study_over_http_and_prints_a_leaderboard(tmp_path: Path) -> None:
-    completed = subprocess.run([sys.executable, "-m", "tailtune", "demo", "--quick"], cwd=tmp_path,
-                               capture_output=True, text=True, timeout=300)
-    assert completed.returncode == 0, completed.stderr
+@pytest.mark.usefixtures("optuna_verbosity")
+def test_demo_runs_a_real_study_over_http_and_prints_a_leaderboard(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    completed = CliRunner().invoke(app, ["demo", "--quick"])
+    assert completed.exit_code == 0, completed.output
     out = completed.stdout
     assert "top trials by val All" in out
     assert "optuna-dashboard sqlite:///tailtune-demo.db" in out

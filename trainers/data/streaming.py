@@ -11,7 +11,6 @@ IN_MEMORY_LIMIT; ImageNet-LT at 224 px (186k images, about 28 GB) streams, a few
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +23,7 @@ from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 from torchvision.transforms.v2 import RandomResizedCrop
 
 from trainers.augment import RRC_RATIO, RRC_SCALE, AugmentSpec, random_resized_boxes
-from trainers.config import DataConfig
+from trainers.config import DataConfig, default_decoders
 from trainers.data.profiles import FileEntries
 from trainers.data.types import FileSplit, ImageSplit, ImageView, LTDataset
 from trainers.data_paths import inside_roots
@@ -82,7 +81,7 @@ def read_views(paths: Sequence[Path], view: ImageView) -> torch.Tensor:
         images[index] = view_of(decode_file(paths[index], view.channels), view)
 
     # torchvision's decoders and resize release the GIL, so threads overlap the decoding of many files.
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(max_workers=default_decoders()) as pool:
         list(pool.map(decode_into, range(len(paths))))
     return images
 

@@ -11,7 +11,15 @@ from service.api.deps import DatabaseDep, SettingsDep, WriteLimitDep
 from service.core.config import Settings
 from service.data_paths import check_data_paths
 from service.schemas import BudgetUpdate, Message, StudyCreated, StudyLinks, TrialRequest, ValidationErrors
-from studies.definition.records import Page, StudyRecord, StudyState, StudySummary, TrialRecord
+from studies.definition.records import (
+    MAX_PAGE_SIZE,
+    PAGE_SIZE,
+    Page,
+    StudyRecord,
+    StudyState,
+    StudySummary,
+    TrialRecord,
+)
 from studies.definition.spec import MAX_SEARCHED_PARAMS, NAME_PATTERN, StudySpec
 from studies.reports.trials_csv import trials_csv
 from studies.store import lifecycle, registry
@@ -21,7 +29,7 @@ router = APIRouter(prefix="/studies", tags=["studies"])
 # Ids are PostgreSQL integers: larger values cannot name a study and must not reach the database.
 StudyId = Annotated[int, Path(ge=1, le=2**31 - 1, description="the study's id, as POST /studies returned it")]
 Offset = Annotated[int, Query(ge=0, le=2**31 - 1, description="items to skip")]
-Limit = Annotated[int, Query(ge=1, le=500, description="items per page (at most 500)")]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description=f"items per page (at most {MAX_PAGE_SIZE})")]
 NOT_FOUND = {404: {"model": Message}}
 CONFLICT = {409: {"model": Message, "description": "the budget cannot take it"}}
 # Study creation and trial queueing count against the token's TAILTUNE_API_WRITES_PER_MINUTE.
@@ -47,7 +55,7 @@ def create_study(spec: StudySpec, db: DatabaseDep, settings: SettingsDep) -> Stu
 @router.get("", response_model=Page[StudySummary])
 def list_studies(db: DatabaseDep, state: StudyState | None = None,
                  name: Annotated[str | None, Query(pattern=NAME_PATTERN, description="only the study of this name")]
-                 = None, offset: Offset = 0, limit: Limit = 50) -> Page[StudySummary]:
+                 = None, offset: Offset = 0, limit: Limit = PAGE_SIZE) -> Page[StudySummary]:
     """One page of studies without their specs; GET /studies/{id} has the spec."""
     return registry.list_studies(db, state=state, name=name, offset=offset, limit=limit)
 
@@ -58,7 +66,7 @@ def get_study(study_id: StudyId, db: DatabaseDep) -> StudyRecord:
 
 
 @router.get("/{study_id}/trials", response_model=Page[TrialRecord], responses=NOT_FOUND)
-def list_trials(study_id: StudyId, db: DatabaseDep, offset: Offset = 0, limit: Limit = 50,
+def list_trials(study_id: StudyId, db: DatabaseDep, offset: Offset = 0, limit: Limit = PAGE_SIZE,
                 order: Annotated[Literal["number", "value"], Query(description="value: best first")] = "number",
                 ) -> Page[TrialRecord]:
     return registry.list_trials(db, study_id=study_id, offset=offset, limit=limit, order=order)

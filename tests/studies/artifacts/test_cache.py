@@ -38,7 +38,7 @@ def test_a_wb_study_with_lambda1_fixed_trains_stage1_once(storage_url: str, tmp_
     assert [t.state for t in trials].count(optuna.trial.TrialState.COMPLETE) == 10
     assert sum(t.user_attrs["stage1_trained"] for t in trials) == 1
     assert len({t.user_attrs["stage1_key"] for t in trials}) == 1
-    assert Stage1Cache(tmp_path, db.named_lock, CPU).entries() == [trials[0].user_attrs["stage1_key"]]
+    assert [entry.name for entry in (tmp_path / "stage1").iterdir()] == [trials[0].user_attrs["stage1_key"]]
     db.dispose()
 
 
@@ -75,15 +75,16 @@ def test_two_workers_missing_the_same_key_train_it_once(postgres_url: str, tmp_p
     start = manager.Barrier(2)
     trained = pool.starmap(_race, [(postgres_url, str(tmp_path), start)] * 2, chunksize=1)
     assert sorted(trained) == [False, True]
-    assert len(Stage1Cache(tmp_path, lambda name: None, CPU).entries()) == 1
+    assert [entry.name for entry in (tmp_path / "stage1").iterdir()] == [stage1_key(TINY)]
 
 
 def test_a_crashed_training_leaves_no_cache_entry(sqlite_url: str, tmp_path: Path) -> None:
     db = Database.connect(sqlite_url)
     cache = Stage1Cache(tmp_path, db.named_lock, CPU)
+    diverging = with_fields(TINY, {"stage1.lr": 1e12})
     with pytest.raises(TrainingDivergedError):
-        cache.backbone_for(with_fields(TINY, {"stage1.lr": 1e12}))
-    assert cache.entries() == []
+        cache.backbone_for(diverging)
+    assert not cache.has(diverging)
     assert not any(tmp_path.rglob("*.pt"))
     db.dispose()
 
@@ -108,7 +109,7 @@ def test_a_second_writer_of_a_finished_key_keeps_the_first_entry_and_its_trial_g
     trained = pool.starmap(_train_without_lock, [(str(tmp_path), start)] * 2, chunksize=1)
     assert trained == [True, True]  # both trained, and neither trial failed on the other's entry
     cache = Stage1Cache(tmp_path, _lapsed_lock, CPU)
-    assert cache.entries() == [stage1_key(TINY)] and damage(cache.root / stage1_key(TINY)) is None
+    assert cache.has(TINY) and damage(cache.root / stage1_key(TINY)) is None
     assert [p.name for p in cache.root.iterdir()] == [stage1_key(TINY)]  # no staging folder left behind
 
 
