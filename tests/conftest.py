@@ -13,8 +13,9 @@ shared with benchmarks/_common.py.
     throwaway_postgres  a server run by pg_ctl on a temp dir: .url, .stop(), .start() (restarts_postgres)
 
 The server behind `postgres_url` is the machine's 127.0.0.1:5432 when it answers, else one the suite starts.
-Under pytest-xdist every worker process has its own template and databases (uuid names), and the tests that use
-`throwaway_postgres` all run in one worker (xdist_group, `--dist loadgroup`), so they share one such server.
+Under pytest-xdist every worker process has its own template and databases (uuid names); the tests marked
+`multiprocess` or using `throwaway_postgres` run one after another in one worker (xdist_group "processes",
+`--dist loadgroup`), so they share one such server and never start their worker processes at the same time.
 From pytest-postgresql we use `DatabaseJanitor` (each test's database created, then dropped with its
 connections ended). Not its `postgresql_proc` / `postgresql_noproc` fixtures: a noproc fixture is bound to one
 host:port fixed at configuration time, not "5432 if it answers, else start one", and its proc executor runs
@@ -42,10 +43,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # One throwaway server per test process: its tests together on one xdist worker pay one initdb, not one each.
+    # Under `--dist loadgroup`, one xdist worker runs these one after another: tests that start worker processes
+    # (heartbeats every second, a grace of three, checked against the clock) never run two at a time on the
+    # shared cores, and the tests of the throwaway server pay one initdb, not one per worker.
     for item in items:
-        if "throwaway_postgres" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("throwaway_postgres"))
+        if item.get_closest_marker("multiprocess") or "throwaway_postgres" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("processes"))
 
 
 @pytest.fixture
