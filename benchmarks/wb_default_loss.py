@@ -31,7 +31,7 @@ from benchmarks._gratings import GRATINGS_SIZE, write_gratings_folder
 from benchmarks.loss_gradient_ratio import LOGIT_SCALES, gradient_ratio
 from trainers.config import ExperimentConfig, RunOptions, with_fields
 from trainers.device import resolve_runtime
-from trainers.experiment import run_stage2_batch, train_backbone
+from trainers.experiment import stage2_outputs, train_backbone
 from trainers.presets import method_defaults
 
 PAPERS_LAMBDA2 = 0.1  # WB's lambda_2 with cb-bce on CIFAR100-LT
@@ -59,7 +59,8 @@ def measure(base: ExperimentConfig, seeds: int) -> tuple[float, dict[str, list[d
         backbone = train_backbone(with_fields(base, {"seed": seed}), runtime)
         ratio = ratio or median_gradient_ratio(backbone.data.class_counts)
         named = variants(with_fields(base, {"seed": seed}), ratio)
-        for name, result in zip(named, run_stage2_batch(backbone, list(named.values()), runtime), strict=True):
+        outputs = stage2_outputs(backbone, list(named.values()), runtime)
+        for name, result in zip(named, (output.result for output in outputs), strict=True):
             results.setdefault(name, []).append({"val_all": result.val.all, "val_few": result.val.few,
                                                  "test_all": result.test.all, "test_few": result.test.few})
     return ratio or 0.0, results
