@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from studies.definition.space import ParamValue
+from studies.definition.spec import TrialBudget
 
 
 class StudyLinks(BaseModel):
@@ -28,7 +29,7 @@ class BudgetUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    n_trials: int = Field(gt=0, le=100_000, description="trials to finish; not below those already finished")
+    n_trials: TrialBudget = Field(description="trials to finish; not below those already finished")
 
 
 class TrialRequest(BaseModel):

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from studies.definition.confirmation import Confirmation
 from studies.definition.space import Choices, FloatRange, ParamValue, default_space, param_value
-from studies.definition.spec import NAME_PATTERN, StudySpec, config_fields
+from studies.definition.spec import NAME_PATTERN, StudySpec, TrialBudget, config_fields
 from studies.definition.statistics import SeedSummary
 from trainers.config import Method
 from trainers.presets import method_defaults
@@ -45,7 +45,7 @@ class ComparisonSpec(BaseModel):
     imbalance_factor: float | None = None
     image_size: int | None = Field(None, ge=4, le=1024)
     methods: list[Method] = Field(default_factory=lambda: list(METHODS), min_length=1, max_length=len(METHODS))
-    n_trials: int = Field(gt=0, le=100_000, description="each method's search budget (trials)")
+    n_trials: TrialBudget = Field(description="each method's search budget (trials)")
     seeds: int = Field(_CONFIRM_DEFAULTS.seeds, ge=2, le=20, description="seeds per confirmed configuration")
     top_k: int = Field(_CONFIRM_DEFAULTS.top_k, ge=1, le=20, description="configurations per method confirmed")
     fixed: dict[str, ParamValue] = Field(default_factory=dict, description="config fields fixed in every study "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -37,6 +37,9 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 # keeps a sampler's per-trial work and a trial's one-statement parameter write small.
 MAX_SEARCHED_PARAMS = 32
 _NAMES_SHOWN = 5  # unknown names an error lists before "and N more"
+# A study's budget, as created and as changed: strict, since JSON's true is no integer (pydantic's lax mode reads
+# it as 1).
+TrialBudget = Annotated[int, Field(gt=0, le=100_000, strict=True)]
 PATH_CHARS = 4096  # PATH_MAX on Linux: a data set name or root longer than that names no folder
 
 
@@ -63,7 +66,7 @@ class StudySpec(BaseModel):
     fixed: dict[str, ParamValue] = Field(default_factory=dict,
                                          description="config fields fixed for every trial, e.g. stage1.epochs; "
                                                      "unknown names are refused")
-    n_trials: int = Field(gt=0, le=100_000)
+    n_trials: TrialBudget
     sampler: Literal["tpe", "gp", "random", "grid"] = Field(
         "tpe", description="grid needs every searched parameter given as categorical choices")
     pruner: Literal["auto", "none", "median", "successive-halving", "hyperband"] = Field(

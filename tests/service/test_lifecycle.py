@@ -94,7 +94,10 @@ def test_bad_requests_are_refused_and_write_nothing_and_a_stopped_study_resumes(
             # 409: a well-formed request that this study's space does not hold
             assert refused.status_code == 409 and named in refused.text, params
         assert client.post(f"/studies/{study_id}/trials", json={"params": {}, "priority": 1}).status_code == 422
-        assert client.patch(f"/studies/{study_id}", json={"n_trials": 0}).status_code == 422
+        # JSON's true is no integer, though Python's bool is one (schemathesis sent it)
+        for budget in (0, True, 2.5):
+            assert client.patch(f"/studies/{study_id}", json={"n_trials": budget}).status_code == 422, budget
+        assert client.post("/studies", json={"name": "boolean-budget", "n_trials": True}).status_code == 422
         # the one trial row is the study's recipe, WAITING as trial 0 since creation
         assert _trial_rows(client) == 1 and client.get(f"/studies/{study_id}").json()["n_trials"] == 3
 
