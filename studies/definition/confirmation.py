@@ -25,8 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from studies.definition.space import ParamValue
 from studies.definition.statistics import PairedDifference, SeedSummary, paired_difference, shown, summarize
 from trainers.errors import UserInputError
+from trainers.results import SPLITS
 
-SPLITS = ("all", "many", "medium", "few")
 # User attributes of a confirmation run: the search trial whose params it runs again, and its seed.
 CONFIRMS_ATTR = "confirms_trial"
 SEED_ATTR = "confirm_seed"

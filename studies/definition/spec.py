@@ -29,7 +29,7 @@ from trainers.config import MAX_SEED, ExperimentConfig, Method, leaf_values, wit
 from trainers.dataset_facts import generated_counts, resolved_augmentation
 from trainers.errors import UserInputError
 from trainers.presets import PRESETS, method_defaults
-from trainers.results import SplitName
+from trainers.results import SPLITS, SplitName
 from trainers.splits import split_coverage, split_rule
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
@@ -137,7 +137,7 @@ class StudySpec(BaseModel):
         coverage = split_coverage(counts[1], rule)
         empty = [split for split in self.objectives if split != "all" and getattr(coverage, f"{split}_classes") == 0]
         if empty:
-            filled = [split for split in ("all", "many", "medium", "few")
+            filled = [split for split in SPLITS
                       if split == "all" or getattr(coverage, f"{split}_classes") > 0]
             raise ValueError(f"objective {', '.join(empty)}: that split holds no class with val images on "
                              f"{base.data.name} (train counts {max(counts[0])}..{min(counts[0])}; rule: {rule.rule}); "

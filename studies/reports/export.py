@@ -257,7 +257,7 @@ def _confirmed_lines(confirmed: dict[str, Any] | None) -> list[str]:
     for name in ("val", "test"):
         lines.append(f"| {name} | " + " | ".join(
             "-" if cell is None else f"{cell['mean']:.2f} ± {cell['std'] or 0:.2f}"
-            for cell in (confirmed[name].get(key) for key in ("all", "many", "medium", "few"))) + " |")
+            for cell in (confirmed[name].get(key) for key in SPLITS)) + " |")
     return lines + (["", f"Best - recipe: {confirmed['verdict']}"] if confirmed["verdict"] else [])
 
 

@@ -285,7 +285,7 @@ def _echo_json(result: BaseModel) -> None:
 def _best_line(values: SplitValues | None) -> str:
     if not values:
         return "-"
-    return "  ".join(f"{key} {values[key]:.1f}" for key in ("all", "many", "medium", "few")
+    return "  ".join(f"{key} {values[key]:.1f}" for key in SPLITS
                      if values.get(key) is not None)
 
 
