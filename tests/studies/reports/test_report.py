@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import re
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -306,6 +306,9 @@ def test_report_of_a_real_tiny_digits_study(url: str, db: Database, tmp_path: Pa
 
         def should_stop(self) -> bool:
             return False
+
+        def fit_baseline_once(self, fit: Callable[[], dict[str, Any]]) -> None:
+            """A study run by hand, not by a worker: no baseline is fitted or stored."""
 
     study = optuna.create_study(study_name=spec.name, storage=url, directions=spec.directions,
                                 sampler=optuna.samplers.RandomSampler(seed=0))
