@@ -30,6 +30,7 @@ class WorkerSettings(BaseModel):
     stage1_processes: int = Field(_RUN.stage1_processes, ge=1, description="processes training each stage 1 "
                                   "data-parallel (DDP), one per GPU: a worker owning a node's GPUs sets it to their "
                                   "number")
+    tf32: bool = Field(_RUN.tf32, description=RunOptions.model_fields["tf32"].description)
 
     @model_validator(mode="after")
     def _grace_covers_heartbeats(self) -> WorkerSettings:

@@ -427,6 +427,7 @@ class _Worker:
 
         if self._cache is None:
             runtime = resolve_runtime(RunOptions(device=self.settings.device, data_roots=self.data_roots,
-                                                 stage1_processes=self.settings.stage1_processes))
+                                                 stage1_processes=self.settings.stage1_processes,
+                                                 tf32=self.settings.tf32))
             self._cache = Stage1Cache(self.artifact_dir, self.db.named_lock, runtime)
         return self._cache

@@ -34,6 +34,8 @@ def worker(
     stage1_processes: Annotated[int | None, typer.Option(
         help="processes (one per GPU) training each stage 1 data-parallel with DDP "
              f"{default_of(WorkerSettings, 'stage1_processes')}")] = None,
+    tf32: Annotated[bool | None, typer.Option(help="allow TF32 in CUDA matmuls and convolutions (off: true fp32) "
+                                                  f"{default_of(WorkerSettings, 'tf32')}")] = None,
     # Hidden: a `module:function` trial runner in place of the real objective (tests, benchmarks).
     trial_runner: Annotated[str | None, typer.Option(hidden=True)] = None,
     wait: Annotated[bool | None, typer.Option(help="when every study is done, wait for new ones instead of "
@@ -45,7 +47,7 @@ def worker(
             database={"url": storage}, artifact={"dir": artifact_dir},
             worker={"heartbeat_interval": heartbeat_interval, "grace_period": grace_period, "device": device,
                     "stop_timeout_s": stop_timeout, "batch_trials": batch_trials, "wait_for_studies": wait,
-                    "stage1_processes": stage1_processes})
+                    "stage1_processes": stage1_processes, "tf32": tf32})
         # TAILTUNE_DATA_ROOTS unset: a worker reads any path (the API still refuses studies outside its roots).
         summary = run_worker(connect(settings), study_names=study or None, settings=settings.worker,
                              artifact_dir=settings.artifact.dir, runner=load_runner(trial_runner),

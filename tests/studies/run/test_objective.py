@@ -6,6 +6,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 
 import trainers.loop
 from studies.definition.spec import parse_spec
@@ -59,3 +60,20 @@ def test_a_corrupt_image_stops_the_study_with_its_path(sqlite_url: str, tmp_path
     db.dispose()
     assert (summary.failed, record.state) == (2, "stopped")
     assert "CorruptImageError" in record.stop_reason and str(damaged) in record.stop_reason
+
+
+@pytest.mark.parametrize("tf32", [False, True])
+def test_a_worker_trains_with_tf32_only_when_its_settings_ask(tf32: bool, sqlite_url: str, tmp_path: Path) -> None:
+    flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    db = Database.connect(sqlite_url)
+    registry.create_study(db, spec=parse_spec({"name": "precision", "n_trials": 1, "confirm": None,
+                                               "fixed": {"stage1.epochs": 1, "stage1.lr": 0.01, "stage2.epochs": 1,
+                                                         "stage1.weight_decay": 5e-3}}))
+    try:
+        run_worker(db, study_names=["precision"], artifact_dir=tmp_path,
+                   settings=WorkerSettings(device="cpu", handle_signals=False, tf32=tf32))
+    finally:  # the setting is process-wide: later tests in this process must see PyTorch's own
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+    trial = optuna.load_study(study_name="precision", storage=sqlite_url).trials[0]
+    db.dispose()
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.user_attrs["provenance"]["tf32"] is tf32
