@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmar
 import optuna
 import torch
 
-from benchmarks._common import add_stage1_epochs_flag, add_threads_flag, apply_threads, table
+from benchmarks._common import add_stage1_epochs_flag, add_threads_flag, apply_threads, parse_args, table
 from studies.definition.comparison import METHODS, ComparisonSpec
 from studies.run.worker import WorkerSettings, run_worker
 from studies.store import comparisons, registry
@@ -67,12 +67,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trials", type=int, default=8, help="search trials per method")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per confirmed configuration")
     parser.add_argument("--top-k", type=int, default=3, help="configurations per method confirmed")
-    parser.add_argument("--tiny", action="store_true", help="the suite's size: " + str(TINY))
     add_stage1_epochs_flag(parser)
     add_threads_flag(parser)
-    args = parser.parse_args(argv)
-    if args.tiny:
-        vars(args).update(TINY)
+    args = parse_args(parser, argv, tiny=TINY)
     threads = apply_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = ComparisonSpec(name="cost", dataset="digits-lt", n_trials=args.trials, seeds=args.seeds,

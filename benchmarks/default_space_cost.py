@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmar
 import optuna
 from optuna.trial import TrialState
 
-from benchmarks._common import add_threads_flag, apply_threads, table
+from benchmarks._common import add_threads_flag, apply_threads, parse_args, table
 from studies.definition.spec import parse_spec
 from studies.run.worker import WorkerSettings, run_worker
 from studies.store import registry
@@ -59,11 +59,9 @@ def run_study(name: str, variant: dict, trials: int, tiny: bool) -> list[object]
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=16)
-    parser.add_argument("--tiny", action="store_true", help="3 trials of 2 stage-1 epochs (the suite's smoke run)")
     add_threads_flag(parser)
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv, tiny={"trials": 3})  # and 2 stage-1 epochs (run_study)
     threads = apply_threads(args.threads)
-    trials = 3 if args.tiny else args.trials
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # Warm-up outside the timings: the objective's imports (torch, the trainer) and scikit-learn's, which the
     # first study would pay alone.
@@ -73,8 +71,8 @@ def main(argv: list[str] | None = None) -> None:
     from trainers.data import load_dataset
 
     fit_linear_baseline(load_dataset(DataConfig(name="digits-lt")))
-    rows = [run_study("before", BEFORE, trials, args.tiny), run_study("after", AFTER, trials, args.tiny)]
-    print(f"WB on digits-lt, {trials} trials, TPE seed 0, CPU, {threads} threads")
+    rows = [run_study("before", BEFORE, args.trials, args.tiny), run_study("after", AFTER, args.trials, args.tiny)]
+    print(f"WB on digits-lt, {args.trials} trials, TPE seed 0, CPU, {threads} threads")
     print(table(["space", "wall s", "stage-1 trainings (complete)", "pruned", "best val All %",
                  "its test All %", "baseline test All %"], rows))
     print(f"default_space_cost_ratio: {rows[1][1] / rows[0][1]:.2f}")

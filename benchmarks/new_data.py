@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmar
 
 import optuna
 
-from benchmarks._common import add_threads_flag, apply_threads, table
+from benchmarks._common import add_threads_flag, apply_threads, parse_args, table
 from benchmarks.panel import PANEL, SIDE
 from studies.definition.records import StudyRecord
 from studies.definition.spec import parse_spec
@@ -61,11 +61,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--method", default="wb")
-    parser.add_argument("--tiny", action="store_true", help="2 trials of 2 stage-1 epochs (the suite's smoke run)")
     add_threads_flag(parser)
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv, tiny={"trials": 2})  # and 2 stage-1 epochs on smaller sets (below)
     threads = apply_threads(args.threads)
-    trials = 2 if args.tiny else args.trials
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
@@ -73,9 +71,9 @@ def main(argv: list[str] | None = None) -> None:
             sizes = {"n_max": TINY_N_MAX} if args.tiny else {}
             folder = write(Path(scratch) / "data" / name, **sizes)
             started = time.perf_counter()
-            record = study_panel_set(name, folder, Path(scratch), args.method, trials, args.tiny)
+            record = study_panel_set(name, folder, Path(scratch), args.method, args.trials, args.tiny)
             rows.append(row(name, record, time.perf_counter() - started))
-    print(f"{args.method} on the panel ({', '.join(PANEL)}; {SIDE} px, IF 20, 10 classes), {trials} trials, "
+    print(f"{args.method} on the panel ({', '.join(PANEL)}; {SIDE} px, IF 20, 10 classes), {args.trials} trials, "
           f"TPE seed 0, CPU, {threads} threads; accuracies are test All %")
     print(table(["set", "default run", "study best val", "study best test", "baseline", "best - baseline",
                  "study s", "walls"], rows))
