@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from filelock import FileLock
 
 from studies.store.migrations import upgrade_schema
-from studies.store.storage import Storage, create_or_check_schema
+from studies.store.storage import Storage, TransactionAbortedError, create_or_check_schema
 from trainers.errors import UserInputError
 
 log = logging.getLogger(__name__)
@@ -203,8 +203,8 @@ def engine_kwargs(url: str, *, pool_size: int = POOL_SIZE, recycle: bool = True)
 # ---------------------------------------------------------------------------------------------- retries
 def is_transient(error: BaseException) -> bool:
     """Errors a retry can cure: a lost connection or server shutdown, a deadlock, a serialization failure, a
-    lock wait that timed out, an exhausted pool, a busy SQLite file. A program limit or a data error is not:
-    retried, it fails again, for ever."""
+    lock wait that timed out, an exhausted pool, a busy SQLite file, a transaction Optuna rolled back. A program
+    limit or a data error is not: retried, it fails again, for ever."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
@@ -221,6 +221,10 @@ TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "53300", "57P01", "5
 
 
 def _is_transient_one(error: BaseException) -> bool:
+    if isinstance(error, TransactionAbortedError):
+        # Optuna rolled back the whole transaction, nothing of it written: after an error that chain holds, or
+        # after an integrity error Optuna itself takes for a race among processes, which a retry cures.
+        return True
     if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
         return True
     if isinstance(error, sa.exc.TimeoutError):  # the pool had no free connection in time

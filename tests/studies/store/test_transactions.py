@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from studies.definition.spec import parse_spec
 from studies.store import baselines, claims, lifecycle, registry
 from studies.store.db import Database
-from studies.store.storage import TransactionAbortedError, trial_heartbeats
+from studies.store.storage import Storage, TransactionAbortedError, trial_heartbeats
 from studies.store.tables import study_table
 
 HEARTBEAT_S, GRACE_S = 1, 2
@@ -131,6 +131,28 @@ def test_a_claim_retried_after_its_commit_reply_was_lost_returns_its_own_trials(
     assert trial_states(db, study_id) == [(0, "running")]
     claimed.study.tell(claimed.trial, 1.0)
     assert trial_states(db, study_id) == [(0, "complete")]
+
+
+@pytest.mark.postgres
+def test_a_claim_that_optuna_rolled_back_as_a_race_is_retried_not_fatal(
+        postgres_database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Optuna takes some integrity errors for a race among processes, rolls back and carries on (a heartbeat
+    written while PostgreSQL restarts and a worker's retry races it). Nothing was written, so the claim is
+    retried like one that lost its connection; before, the worker died of TransactionAbortedError."""
+    db = postgres_database
+    study_id = create(db, 2)
+    start_trials, raced = Storage.start_trials, []
+
+    def start_after_a_race(self: Storage, connection: sa.Connection, **kwargs: object) -> list[int]:
+        if not raced:
+            raced.append(True)
+            self.record_heartbeat(10**9)  # no such trial: an integrity error Optuna rolls back and ignores
+        return start_trials(self, connection, **kwargs)
+
+    monkeypatch.setattr(Storage, "start_trials", start_after_a_race)
+    claimed = claim(db, study_id, loaded(db))
+    assert raced and claimed is not None and claimed.number == 0
+    assert trial_states(db, study_id) == [(0, "running")]
 
 
 @pytest.mark.postgres
