@@ -17,9 +17,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from studies.definition.confirmation import Confirmation
+from studies.definition.confirmation import Confirmation, SeedCount, TopK
 from studies.definition.space import Choices, FloatRange, ParamValue, default_space, param_value
-from studies.definition.spec import NAME_PATTERN, StudySpec, TrialBudget, config_fields
+from studies.definition.spec import NAME_PATTERN, ImageSize, SamplerSeed, StudySpec, TrialBudget, config_fields
 from studies.definition.statistics import SeedSummary
 from trainers.config import Method
 from trainers.presets import method_defaults
@@ -43,15 +43,15 @@ class ComparisonSpec(BaseModel):
     dataset: str = "digits-lt"
     data_root: str | None = None
     imbalance_factor: float | None = None
-    image_size: int | None = Field(None, ge=4, le=1024)
+    image_size: ImageSize | None = None
     methods: list[Method] = Field(default_factory=lambda: list(METHODS), min_length=1, max_length=len(METHODS))
     n_trials: TrialBudget = Field(description="each method's search budget (trials)")
-    seeds: int = Field(_CONFIRM_DEFAULTS.seeds, ge=2, le=20, description="seeds per confirmed configuration")
-    top_k: int = Field(_CONFIRM_DEFAULTS.top_k, ge=1, le=20, description="configurations per method confirmed")
+    seeds: SeedCount = Field(_CONFIRM_DEFAULTS.seeds, description="seeds per confirmed configuration")
+    top_k: TopK = Field(_CONFIRM_DEFAULTS.top_k, description="configurations per method confirmed")
     fixed: dict[str, ParamValue] = Field(default_factory=dict, description="config fields fixed in every study "
                                          "whose method has them, e.g. stage1.epochs")
     sampler: Literal["tpe", "gp", "random"] = "tpe"
-    seed: int = 0
+    seed: SamplerSeed = 0
 
     @model_validator(mode="after")
     def _valid(self) -> ComparisonSpec:

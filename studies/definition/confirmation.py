@@ -18,7 +18,7 @@ confirms and its seed as user attributes.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,14 +34,19 @@ SEED_ATTR = "confirm_seed"
 LINKED_SUFFIX = "~confirm"
 
 
+# strict: JSON's true is no integer, though pydantic's lax mode takes a bool for one.
+TopK = Annotated[int, Field(ge=1, le=20, strict=True)]
+SeedCount = Annotated[int, Field(ge=2, le=20, strict=True)]
+
+
 class Confirmation(BaseModel):
     """How a study confirms its answer once its search budget is spent."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    top_k: int = Field(3, ge=1, le=20, description="distinct configurations of the search, best by val, to confirm")
-    seeds: int = Field(3, ge=2, le=20, description="seeds per configuration in all, the search's run counting as "
-                       "one; seed s+1, s+2, ... after the study's seed s")
+    top_k: TopK = Field(3, description="distinct configurations of the search, best by val, to confirm")
+    seeds: SeedCount = Field(3, description="seeds per configuration in all, the search's run counting as one; "
+                             "seed s+1, s+2, ... after the study's seed s")
 
     def runs(self, configurations: int) -> int:
         """Trainings that confirming `configurations` distinct configurations (the recipe among them) costs."""

@@ -40,6 +40,9 @@ _NAMES_SHOWN = 5  # unknown names an error lists before "and N more"
 # A study's budget, as created and as changed: strict, since JSON's true is no integer (pydantic's lax mode reads
 # it as 1).
 TrialBudget = Annotated[int, Field(gt=0, le=100_000, strict=True)]
+# strict: JSON's true is no integer, though pydantic's lax mode takes a bool for one.
+SamplerSeed = Annotated[int, Field(ge=0, le=MAX_SEED, strict=True, description="the samplers' seed")]
+ImageSize = Annotated[int, Field(ge=4, le=1024, strict=True)]
 PATH_CHARS = 4096  # PATH_MAX on Linux: a data set name or root longer than that names no folder
 
 
@@ -59,7 +62,7 @@ class StudySpec(BaseModel):
     data_root: str | None = Field(None, max_length=PATH_CHARS)
     imbalance_factor: float | None = Field(None, ge=1, le=1e6,
                                            description="None: the preset's, else the data set's default")
-    image_size: int | None = Field(None, ge=4, le=1024)
+    image_size: ImageSize | None = None
     search_space: dict[str, ParamSpec] = Field(
         default_factory=dict, description=f"overrides of the method's default ranges, keyed by config field "
         f"(e.g. stage2.weight_decay); unknown names are refused; at most {MAX_SEARCHED_PARAMS} searched in all")
@@ -75,7 +78,7 @@ class StudySpec(BaseModel):
     objectives: list[SplitName] = Field(default_factory=lambda: ["all"], min_length=1, max_length=4,
                                         json_schema_extra={"uniqueItems": True},
                                         description="val balanced accuracy of these splits, all maximised")
-    seed: int = Field(0, ge=0, le=MAX_SEED, description="the samplers' seed")
+    seed: SamplerSeed = 0
     confirm: Confirmation | None = Field(
         default_factory=Confirmation, description="when the budget is spent, train the top-k configurations and "
         "the recipe with further seeds; the study's answer is the best mean val over seeds. null: no confirmation")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+import json
 
+import pytest
+from pydantic import ValidationError
+
+from studies.definition.comparison import ComparisonSpec
 from studies.definition.space import DERIVED_PARAMS, Choices, default_space
 from studies.definition.spec import StudySpec, parse_spec
 from trainers.config import with_fields
@@ -105,3 +109,20 @@ def test_the_recipe_resolves_the_data_sets_augmentation_defaults() -> None:
     for dataset, expected in (("digits-lt", (False, 1)), ("cifar100-lt", (True, 4))):  # 8 px // 8; CIFAR's 4
         recipe = _spec(dataset=dataset, search_space=space).recipe_params()
         assert recipe is not None and (recipe["data.flip"], recipe["data.crop_padding"]) == expected
+
+
+# JSON's true is no integer, though Python's bool is one: schemathesis sent {"seed": false} to POST /comparisons
+# and got a comparison created.
+@pytest.mark.parametrize(("model", "body"), [
+    (StudySpec, {"name": "s", "n_trials": 4, "seed": True}),
+    (StudySpec, {"name": "s", "n_trials": 4, "image_size": True}),
+    (StudySpec, {"name": "s", "n_trials": 4, "confirm": {"top_k": True, "seeds": 3}}),
+    (StudySpec, {"name": "s", "n_trials": 4, "confirm": {"top_k": 2, "seeds": True}}),
+    (ComparisonSpec, {"name": "c", "n_trials": 4, "seed": False}),
+    (ComparisonSpec, {"name": "c", "n_trials": 4, "top_k": True}),
+    (ComparisonSpec, {"name": "c", "n_trials": 4, "image_size": True}),
+    (ComparisonSpec, {"name": "c", "n_trials": 4, "seed": -1}),
+])
+def test_a_boolean_or_out_of_range_integer_in_a_spec_is_refused(model: type, body: dict) -> None:
+    with pytest.raises(ValidationError):
+        model.model_validate_json(json.dumps(body))
