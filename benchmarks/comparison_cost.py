@@ -9,7 +9,7 @@ two-stage methods' stage-1 weight decay once and their stage-2 knobs on the cach
 studies (`tailtune study create` x 4) each search their own stage 1. Prints the stage-1 trainings (trials that
 trained their backbone rather than reading it from the cache) and the wall time of each, and ends with
 `comparison_cost_vs_separate: X` (comparison wall time / separate studies' wall time; goal <= 0.5).
-`--tiny` is the suite's size (2 trials, 2 seeds, top 1, 3 stage-1 epochs).
+`--tiny` is the suite's size (2 trials, 2 seeds, top 1, 1 stage-1 epoch).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from studies.run.worker import WorkerSettings, run_worker
 from studies.store import comparisons, registry
 from studies.store.db import Database
 
-TINY = {"trials": 2, "seeds": 2, "top_k": 1, "stage1_epochs": 3}
+TINY = {"trials": 2, "seeds": 2, "top_k": 1, "stage1_epochs": 1}
 
 
 def comparison(spec: ComparisonSpec, db: Database) -> None:

@@ -7,7 +7,7 @@ otherwise at its recipe: lr 0.01, 100 epochs; no pruner). After: today's default
 weight decay and epochs on log grids, successive halving over stage-1 epochs). Both run one in-process worker on
 SQLite with an empty stage-1 cache, TPE seed 0, one after the other on the same machine; each prints its wall
 time, stage-1 trainings, pruned trials, best val All, that trial's test All and the study's linear baseline.
-`--tiny` (the suite's smoke run) fixes 2 stage-1 epochs and runs 3 trials. Ends with `default_space_cost_ratio:
+`--tiny` (the suite's smoke run) fixes 1 stage-1 epoch and runs 2 trials. Ends with `default_space_cost_ratio:
 X` (after / before wall time).
 """
 
@@ -36,7 +36,7 @@ AFTER: dict = {"fixed": {}}
 
 
 def run_study(name: str, variant: dict, trials: int, tiny: bool) -> list[object]:
-    fixed = {**variant["fixed"], **({"stage1.epochs": 2} if tiny else {})}
+    fixed = {**variant["fixed"], **({"stage1.epochs": 1} if tiny else {})}
     spec = parse_spec({"name": name, "method": "wb", "n_trials": trials, "seed": 0, **variant, "fixed": fixed})
     with tempfile.TemporaryDirectory() as scratch:
         url = f"sqlite:///{Path(scratch) / 'study.db'}"
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=16)
     add_threads_flag(parser)
-    args = parse_args(parser, argv, tiny={"trials": 3})  # and 2 stage-1 epochs (run_study)
+    args = parse_args(parser, argv, tiny={"trials": 2})  # and 1 stage-1 epoch (run_study)
     threads = apply_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # Warm-up outside the timings: the objective's imports (torch, the trainer) and scikit-learn's, which the

@@ -66,13 +66,14 @@ def test_a_paper_preset_runs_its_recipe_on_cifar_files_and_shows_the_papers_numb
     write_fake_cifar(tmp_path, num_classes=100, per_class_train=30, per_class_test=2)
     completed = _run("train", "--preset", "wb-cifar100-if100", "--data-root", str(tmp_path), "--imbalance-factor",
                      "10", "--epochs", "1", "--set", "model.arch=small-cnn", "--set", "stage2.epochs=1",
-                     "--checkpoint-dir", str(tmp_path / "run"))
+                     "--image-size", "16", "--checkpoint-dir", str(tmp_path / "run"))
     assert completed.exit_code == 0, completed.stderr
     printed = " ".join(completed.stdout.split())  # rich wraps long lines at the terminal's width
-    # IF 10, 1 epoch, a small CNN: the paper's IF 100 numbers are not this run's
+    # IF 10, 1 epoch, a small CNN on 16 px: the paper's IF 100 numbers are not this run's
     for value in ALGORITHMS_MD_FIGURES["wb-cifar100-if100"].values():
         assert f"{value:.2f}" not in printed
-    assert "differs from it in data.imbalance_factor, model.arch, stage1.epochs, stage2.epochs" in printed
+    assert ("differs from it in data.image_size, data.imbalance_factor, model.arch, stage1.epochs, stage2.epochs"
+            in printed)
     # the WB head class uses all 30 of its images: val has none of it, and says so
     assert "no val image of class 0;" in printed
     # the WB code's floor() counts on this file's 30 images per class, not EWB's round() of 30 - 20
