@@ -20,14 +20,15 @@ SCRIPTS = {"trainer_throughput": "speedup_vs_reference", "stage2_cost": "stage2_
            "image_pipeline": "decode_speedup_vs_reference", "stage1_speed": "stage1_images_per_s",
            "new_data": "min_margin_over_baseline", "default_space_cost": "default_space_cost_ratio",
            "wb_default_loss": "best_default_by_val_all", "feature_precision": "max_abs_fp16_minus_fp32_points",
-           "comparison_cost": "comparison_cost_vs_separate"}
+           "comparison_cost": "comparison_cost_vs_separate", "folder_defaults": "best_folder_default_by_val_all"}
 # Scripts that measure nothing themselves: panel.py writes the data sets new_data.py studies.
 HELPERS = {"panel"}
 # Marks beyond "slow": what a script starts besides itself.
 MARKS = {"service_overhead": [pytest.mark.postgres],
          "claim_throughput": [pytest.mark.postgres, pytest.mark.multiprocess]}
 NUMBER = r"-?\d+(\.\d+)?"
-VALUES = {"wb_default_loss": r"(cb 0\.1|cb-bce 0\.1|cb r\*0\.1)"}  # the metric names the best default
+# The metric names the best default.
+VALUES = {"wb_default_loss": r"(cb 0\.1|cb-bce 0\.1|cb r\*0\.1)", "folder_defaults": r"(default|lr-0\.1)"}
 # What a script's tiny run must print besides its metric line.
 CHECKS = {
     "batched_heads": lambda lines: any(line.startswith("digits-lt-like") for line in lines),
