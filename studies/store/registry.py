@@ -201,7 +201,8 @@ def mark_stopped(db: Database, *, study_id: int, reason: str) -> bool:
 
 def delete_study(db: Database, *, study_id: int, force: bool = False) -> None:
     """Deletes the study with its trials; refuses while trials run unless `force`."""
-    with locked_study(db, study_id=study_id) as (connection, row):
+    storage = db.optuna_storage()
+    with locked_study(db, study_id=study_id, storage=storage) as (connection, row):
         if row is None:
             raise StudyNotFoundError.of_id(study_id)
         running = trial_counts(connection, study_ids=[study_id])[study_id].running
@@ -209,7 +210,10 @@ def delete_study(db: Database, *, study_id: int, force: bool = False) -> None:
             raise StudyBusyError(f"study {row.name!r} has {running} running trial(s); stop it "
                                  f"(tailtune study stop {row.name}), wait for them, or delete with force")
         connection.execute(study_table.delete().where(study_table.c.id == study_id))
-    _delete_optuna_studies(db.optuna_storage(), row.name)
+        # In the same transaction: a failure between the two would leave an Optuna study no tailtune study shows.
+        for optuna_id in connection.execute(sa.select(optuna_studies.c.study_id).where(
+                optuna_studies.c.study_name.in_([row.name, confirmation.linked_name(row.name)]))).scalars():
+            storage.delete_study(optuna_id)
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ from studies.definition.spec import StudySpec, parse_spec
 from studies.run.worker import WorkerSettings, one_at_a_time, run_worker
 from studies.store import registry
 from studies.store.db import Database
+from studies.store.storage import Storage
 from studies.store.tables import study_table
 from tailtune.cli import app as tailtune_app
 from tailtune.commands import study as study_command
@@ -166,6 +167,23 @@ def test_delete_refuses_while_a_trial_runs_unless_forced(database: Database) -> 
     with pytest.raises(registry.StudyNotFoundError):
         registry.get_study(database, study_id=record.id)
     assert optuna_study_names(database) == [] and row_count(database) == 0
+
+
+def test_a_delete_that_fails_part_way_leaves_the_study_whole(database: Database,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Our row and Optuna's study go in one transaction: before, the row was deleted under the lock and Optuna's
+    study after it, so a failure between them left an Optuna study that no tailtune study showed."""
+    record = registry.create_study(database, spec=make_spec())
+
+    def fails(self: object, study_id: int) -> None:
+        raise RuntimeError("the connection dropped")
+
+    monkeypatch.setattr(Storage, "delete_study", fails)
+    with pytest.raises(RuntimeError, match="dropped"):
+        registry.delete_study(database, study_id=record.id)
+    monkeypatch.undo()
+    assert registry.get_study(database, study_id=record.id).name == "wb-digits"
+    assert "wb-digits" in optuna_study_names(database) and row_count(database) == 1
 
 
 def test_a_study_deleted_through_optuna_disappears_and_its_name_is_free(database: Database) -> None:
