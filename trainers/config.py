@@ -83,8 +83,9 @@ class DataConfig(_Frozen):
 
 
 class ModelConfig(_Frozen):
-    arch: Arch = Field("auto", description="auto picks small-cnn for small images, resnet34-cifar for CIFAR, "
-                       "resnext50 for ImageNet-LT, resnet50 for iNaturalist")
+    arch: Arch = Field("auto", description="auto picks small-cnn for images up to 28 px, resnet34-cifar for CIFAR, "
+                       "resnext50 for ImageNet-LT, resnet50 for iNaturalist; for a folder, resnet32-cifar up to "
+                       "64 px, resnet50 above")
 
 
 class Stage1Config(_Frozen):

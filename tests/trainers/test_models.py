@@ -52,7 +52,9 @@ def test_auto_arch_follows_the_data_set_and_unknown_arch_is_a_user_error() -> No
     assert resolve_arch("auto", "imagenet-lt", 64) == "resnext50"
     assert resolve_arch("auto", "inat2018", 224) == "resnet50"
     assert resolve_arch("auto", "digits-lt", 32) == "small-cnn"
-    assert resolve_arch("auto", "folder:/data/birds", 64) == "small-cnn"
+    # A folder's model grows with its images (issue 24: every folder got the 3-block CNN, whatever its size).
+    assert [resolve_arch("auto", "folder:/data/birds", side) for side in (16, 28, 32, 64, 65, 224)] == [
+        "small-cnn", "small-cnn", "resnet32-cifar", "resnet32-cifar", "resnet50", "resnet50"]
     assert resolve_arch("resnet32-cifar", "cifar100-lt", 32) == "resnet32-cifar"
     with pytest.raises(UserInputError, match="unknown model"):
         build_model("vgg", 3, 3, 32)
