@@ -1,12 +1,13 @@
 """Which defaults a folder data set gets (stage-1 lr and epochs, augmentation, model), chosen on the panel.
 
     python benchmarks/folder_defaults.py [--seeds 2] [--stage1-epochs 100] [--sets digits16,glyphs,textures]
-                                         [--candidates default,lr-0.1,...] [--tiny] [--threads N]
+                                         [--candidates generic,lr-0.1,...] [--tiny] [--threads N]
 
-Per panel set (benchmarks/panel.py: digits16, glyphs, textures; 16 px, IF 20) and seed, tailtune's WB default run
-(`tailtune train --dataset folder:DIR --image-size 16`: the recipe a study enqueues as trial 0) is trained once
-per candidate: tailtune's defaults with one or two fields changed (CANDIDATES). The choice is made on val All,
-mean over sets and seeds (never test); test All is printed beside it. Ends with
+Per panel set (benchmarks/panel.py: digits16, glyphs, textures; 16 px, IF 20) and seed, WB's default run (the
+recipe a study enqueues as trial 0) is trained once per candidate: `generic`, tailtune's defaults for any data
+set without a preset (what a folder got before this measurement), and variants of it with one or two fields
+changed (CANDIDATES). The choice is made on val All, mean over sets and seeds (never test); test All is printed
+beside it. trainers/presets.py's FOLDER_STAGE1 is the choice. Ends with
 `best_folder_default_by_val_all: <candidate>`. `--tiny` (the suite's smoke run) trains two candidates for one
 epoch on digits16 at 20 .. 1 train images per class.
 """
@@ -27,11 +28,11 @@ from trainers.device import resolve_runtime
 from trainers.experiment import run_experiment
 from trainers.presets import method_defaults
 
-# tailtune's folder defaults, then one question each: a larger stage-1 lr (the panel studies' best trials sat at
+# The generic defaults, then one question each: a larger stage-1 lr (the panel studies' best trials sat at
 # the top of the lr grid), a longer stage 1, both, no random crop, flips, and the next larger model for small
 # images.
 CANDIDATES: dict[str, dict[str, object]] = {
-    "default": {},
+    "generic": {},
     "lr-0.03": {"stage1.lr": 0.03},
     "lr-0.1": {"stage1.lr": 0.1},
     "epochs-x2": {"stage1.epochs": "x2"},
@@ -40,7 +41,7 @@ CANDIDATES: dict[str, dict[str, object]] = {
     "flip": {"data.flip": True},
     "resnet32": {"model.arch": "resnet32-cifar"},
 }
-TINY = {"sets": "digits16", "candidates": "default,lr-0.1", "n_max": 20}
+TINY = {"sets": "digits16", "candidates": "generic,lr-0.1", "n_max": 20}
 
 
 def candidate_fields(candidate: dict[str, object], stage1_epochs: int) -> dict[str, object]:

@@ -84,7 +84,7 @@ class ComparisonSpec(BaseModel):
         space = self.stage1_space()
         if not self.two_stage or not space:
             return None
-        recipe = method_defaults("wb")
+        recipe = method_defaults("wb", self.dataset)
         stage2 = {name: param_value(recipe, name) for name in default_space("wb") if name not in space}
         return self._spec("wb", self.study_name(STAGE1_SUFFIX), n_trials=self.n_trials, fixed=stage2,
                           search_space=space, confirm=None, sampler=self.sampler)

@@ -172,7 +172,7 @@ class StudySpec(BaseModel):
                     raise ValueError(f"search_space {name!r}: {value!r} is not a valid value: {error}") from None
 
     def _preset_or_defaults(self) -> ExperimentConfig:
-        return PRESETS[self.preset].config if self.preset else method_defaults(self.method)
+        return PRESETS[self.preset].config if self.preset else method_defaults(self.method, self.dataset)
 
     @property
     def resolved_pruner(self) -> Literal["none", "median", "successive-halving", "hyperband"]:

@@ -74,7 +74,7 @@ def _config(dataset: str | None, method: str | None, preset: str | None, data_ro
     if preset is not None and method is not None and method != PRESETS[preset].config.method:
         raise UserInputError(f"preset {preset!r} is for method {PRESETS[preset].config.method!r}; drop --method")
     default_method = ExperimentConfig.model_fields["method"].default
-    base = PRESETS[preset].config if preset else method_defaults(method or default_method)
+    base = PRESETS[preset].config if preset else method_defaults(method or default_method, dataset)
     fields = given(**{"seed": seed, "data.download": download, "data.name": dataset,
                       "data.root": str(data_root) if data_root else None, "data.imbalance_factor": imbalance_factor,
                       "data.image_size": image_size, "stage1.epochs": epochs})

@@ -28,7 +28,7 @@ MARKS = {"service_overhead": [pytest.mark.postgres],
          "claim_throughput": [pytest.mark.postgres, pytest.mark.multiprocess]}
 NUMBER = r"-?\d+(\.\d+)?"
 # The metric names the best default.
-VALUES = {"wb_default_loss": r"(cb 0\.1|cb-bce 0\.1|cb r\*0\.1)", "folder_defaults": r"(default|lr-0\.1)"}
+VALUES = {"wb_default_loss": r"(cb 0\.1|cb-bce 0\.1|cb r\*0\.1)", "folder_defaults": r"(generic|lr-0\.1)"}
 # What a script's tiny run must print besides its metric line.
 CHECKS = {
     "batched_heads": lambda lines: any(line.startswith("digits-lt-like") for line in lines),

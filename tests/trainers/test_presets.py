@@ -14,7 +14,7 @@ from trainers.data.cifar import cifar_lt_indices
 from trainers.device import resolve_runtime
 from trainers.experiment import maxnorm_radius
 from trainers.losses import ClassLoss, make_loss
-from trainers.presets import PRESETS, paper_comparison, preset_differences
+from trainers.presets import FOLDER_STAGE1, PRESETS, method_defaults, paper_comparison, preset_differences
 from trainers.provenance import provenance
 from trainers.splits import split_rule
 
@@ -187,3 +187,11 @@ def test_paper_numbers_are_shown_only_for_the_unmodified_preset() -> None:
     changed = paper_comparison("wb-cifar100-if100", with_fields(preset, {"data.imbalance_factor": 10}))
     assert "53.35" not in changed and "differs from it in data.imbalance_factor" in changed
     assert preset_differences("wb-cifar100-if100", with_fields(preset, {"stage2.loss": "cb"})) == ["stage2.loss"]
+
+
+def test_a_folder_data_set_gets_the_stage1_chosen_on_the_panel_and_digits_lt_keeps_its_own() -> None:
+    for method in ("wb", "tau-norm", "los"):
+        folder = method_defaults(method, "folder:/data/birds").stage1
+        assert (folder.lr, folder.epochs) == (FOLDER_STAGE1["lr"], FOLDER_STAGE1["epochs"]) != (0.01, 100)
+        assert method_defaults(method, "digits-lt").stage1 == method_defaults(method).stage1
+    assert method_defaults("ewb", "folder:/data/birds") == method_defaults("ewb")
