@@ -8,10 +8,11 @@ import torch.nn.functional as F
 
 from trainers.config import ExperimentConfig
 from trainers.data.types import LTDataset
+from trainers.dataset_facts import resolve_arch
 from trainers.device import Runtime
 from trainers.loop import LossFn
 from trainers.losses import feature_regularization
-from trainers.models import LTModel, build_model, resolve_arch
+from trainers.models import LTModel, build_model
 from trainers.posthoc import etf_classifier_weight
 
 

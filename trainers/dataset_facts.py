@@ -1,6 +1,6 @@
 """What is known about a data set from its config alone, without reading a file (and without torch, so the
-service can check a study spec): each data set's default image size and augmentation, and the class counts of
-the generated long-tailed profiles (ALGORITHMS.md, "Data").
+service can check a study spec): each data set's default image size, augmentation and model, and the class
+counts of the generated long-tailed profiles (ALGORITHMS.md, "Data").
 
 The authors' profile: class k keeps n_k = n_max * (1/IF)^(k/(K-1)) images, class 0 the head. WB truncates with
 int() (floor), EWB rounds; for CIFAR-100 IF 100 that gives 10,847 (n_max 500, floor) and 10,457 (n_max 480,
@@ -120,3 +120,28 @@ def generated_counts(cfg: DataConfig) -> tuple[list[int], list[int]] | None:
         # val: the next up to 20 unused images of each class (none for a WB-counts head class that uses all)
         return train, [min(VAL_PER_CLASS, per_class - n) for n in train]
     return None
+
+
+# Largest image side small-cnn is picked for under arch=auto (digits are 8x8, MNIST-like sets 28x28).
+SMALL_IMAGE_MAX = 28
+# Largest side a folder data set gets the CIFAR-size ResNet-32 for (the LOS and EWB papers' network at 32 px);
+# above it, the ImageNet-size ResNet-50 (the papers' iNaturalist network).
+CIFAR_SIZE_MAX = 64
+
+
+def resolve_arch(arch: str, dataset_name: str, image_size: int) -> str:
+    """`auto` picks what the papers train on each data set, small-cnn for small images, and for a folder data set
+    the papers' network for its image size."""
+    if arch != "auto":
+        return arch
+    if image_size <= SMALL_IMAGE_MAX or dataset_name == "digits-lt":
+        return "small-cnn"
+    if dataset_name.startswith(FOLDER_PREFIX):
+        return "resnet32-cifar" if image_size <= CIFAR_SIZE_MAX else "resnet50"
+    if dataset_name.startswith("cifar"):
+        return "resnet34-cifar"
+    if dataset_name == "imagenet-lt":
+        return "resnext50"
+    if dataset_name == "inat2018":
+        return "resnet50"
+    return "small-cnn"

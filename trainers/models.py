@@ -17,11 +17,6 @@ from torch import nn
 from trainers.errors import UserInputError
 
 ARCHS = ("resnet34-cifar", "resnet32-cifar", "resnet50", "resnext50", "small-cnn")
-# Largest image side small-cnn is picked for under arch=auto (digits are 8x8, MNIST-like sets 28x28).
-SMALL_IMAGE_MAX = 28
-# Largest side a folder data set gets the CIFAR-size ResNet-32 for (the LOS and EWB papers' network at 32 px);
-# above it, the ImageNet-size ResNet-50 (the papers' iNaturalist network).
-CIFAR_SIZE_MAX = 64
 
 
 class LTModel(nn.Module):
@@ -43,24 +38,6 @@ class LTModel(nn.Module):
     def last_block_parameters(self) -> Iterator[nn.Parameter]:
         """The last stage of the body: with the classifier, WB's "last two layers" re-training option."""
         return self.body[-1].parameters()
-
-
-def resolve_arch(arch: str, dataset_name: str, image_size: int) -> str:
-    """`auto` picks what the papers train on each data set, small-cnn for small images, and for a folder data set
-    the papers' network for its image size."""
-    if arch != "auto":
-        return arch
-    if image_size <= SMALL_IMAGE_MAX or dataset_name == "digits-lt":
-        return "small-cnn"
-    if dataset_name.startswith("folder:"):
-        return "resnet32-cifar" if image_size <= CIFAR_SIZE_MAX else "resnet50"
-    if dataset_name.startswith("cifar"):
-        return "resnet34-cifar"
-    if dataset_name == "imagenet-lt":
-        return "resnext50"
-    if dataset_name == "inat2018":
-        return "resnet50"
-    return "small-cnn"
 
 
 def build_model(arch: str, num_classes: int, in_channels: int, image_size: int) -> LTModel:

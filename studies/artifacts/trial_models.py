@@ -21,10 +21,10 @@ import torch
 from studies.artifacts.cache import CachedBackbone
 from studies.definition.errors import ModelFilesMissingError
 from trainers.config import ExperimentConfig
+from trainers.dataset_facts import resolve_arch
 from trainers.device import Runtime
 from trainers.experiment import Stage2Output
 from trainers.exported import ModelInput, TrialModelParts, serialized, write_atomically
-from trainers.models import resolve_arch
 
 STAGE2_FILE_ATTR = "stage2_file"
 STAGE2_BYTES_ATTR = "stage2_bytes"

@@ -18,7 +18,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from studies.definition.confirmation import Confirmation, SeedCount, TopK
-from studies.definition.space import Choices, FloatRange, ParamValue, default_space, param_value
+from studies.definition.space import Choices, FloatRange, ParamValue, default_space, folder_space, param_value
 from studies.definition.spec import NAME_PATTERN, ImageSize, SamplerSeed, StudySpec, TrialBudget, config_fields
 from studies.definition.statistics import SeedSummary
 from trainers.config import Method
@@ -26,7 +26,7 @@ from trainers.presets import method_defaults
 
 METHODS: tuple[Method, ...] = ("wb", "tau-norm", "los", "ewb")
 TWO_STAGE: tuple[Method, ...] = ("wb", "tau-norm", "los")
-STAGE1_PREFIX = "stage1."
+STAGE2_PREFIX = "stage2."
 STAGE1_SUFFIX = "stage1"
 _CONFIRM_DEFAULTS = Confirmation()
 # The longest study-name suffix ("-tau-norm") must still fit a study name's 100 characters.
@@ -71,9 +71,11 @@ class ComparisonSpec(BaseModel):
         return [method for method in self.methods if method in TWO_STAGE]
 
     def stage1_space(self) -> dict[str, FloatRange | Choices]:
-        """The two-stage methods' shared stage-1 knobs of the default space that `fixed` leaves searched."""
-        return {name: param for name, param in default_space("wb").items()
-                if name.startswith(STAGE1_PREFIX) and name not in self.fixed}
+        """The two-stage methods' shared backbone knobs of the default space (stage 1's, and a folder's
+        augmentation and model) that `fixed` leaves searched."""
+        space = {**default_space("wb"), **folder_space(self.dataset, self.image_size, None)}
+        return {name: param for name, param in space.items()
+                if not name.startswith(STAGE2_PREFIX) and name not in self.fixed}
 
     def study_name(self, method: Method | Literal["stage1"]) -> str:
         return f"{self.name}-{method}"

@@ -14,7 +14,8 @@ from typing import Annotated, Any, Literal
 import optuna
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
-from trainers.config import ExperimentConfig, Method
+from trainers.config import FOLDER_PREFIX, ExperimentConfig, Method
+from trainers.dataset_facts import CIFAR_SIZE_MAX, crop_padding_for
 
 # Bounds on any value a request may give a parameter: wide enough for every config field (each field's own
 # bound is checked when the config is built), narrow enough that float() and the database hold them.
@@ -128,6 +129,31 @@ NEW_DATA_STAGE1: dict[str, FloatRange | Choices] = {
     # rung a pruner reaches first. Doubling steps (log grid).
     "stage1.epochs": Choices(choices=[50, 100, 200]),
 }
+
+
+
+
+def folder_space(dataset: str, image_size: int | None, preset: str | None) -> dict[str, Choices]:
+    """What a folder data set without a preset (new data) searches besides NEW_DATA_STAGE1: its augmentation and,
+    for small images, the model's size; nothing for other data sets (their augmentation and model are the
+    papers'). A few choices each, so trials that pick the same share a backbone. Measured on the panel of folder
+    sets (benchmarks/folder_defaults.py, WB's default run, generic lr 0.01 for 100 epochs, 2 seeds, val All):"""
+    if preset is not None or not dataset.startswith(FOLDER_PREFIX) or image_size is None:
+        return {}
+    padding = crop_padding_for(image_size)
+    space = {
+        # A mirror keeps a photo's class and changes a character's: flips lost 4 and 15 points on digits16 and
+        # glyphs and won 0.5 on textures, so the data decide (off in the recipe).
+        "data.flip": Choices(choices=[False, True]),
+        # Random-crop padding: none, the default 1/8 of the side (CIFAR's 4 px at 32), or twice it; without it
+        # glyphs lost 7 points, digits16 gained 4.
+        "data.crop_padding": Choices(choices=sorted({0, padding, 2 * padding})),
+    }
+    if image_size <= CIFAR_SIZE_MAX:
+        # The model's size for small images: the 3-block CNN or the CIFAR ResNet-32 (0.46M parameters), which
+        # beat it by 4.3 points on average at several times the compute.
+        space["model.arch"] = Choices(choices=["small-cnn", "resnet32-cifar"])
+    return space
 
 
 @dataclass(frozen=True)

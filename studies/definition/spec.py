@@ -23,10 +23,11 @@ from studies.definition.space import (
     config_values,
     contains,
     default_space,
+    folder_space,
     param_value,
 )
 from trainers.config import MAX_SEED, ExperimentConfig, Method, leaf_values, with_fields
-from trainers.dataset_facts import generated_counts, resolved_augmentation
+from trainers.dataset_facts import generated_counts, resolve_arch, resolved_augmentation
 from trainers.errors import UserInputError
 from trainers.presets import PRESETS, method_defaults
 from trainers.results import SPLITS, SplitName
@@ -188,7 +189,8 @@ class StudySpec(BaseModel):
         return ["maximize"] * len(self.objectives)
 
     def resolved_space(self) -> dict[str, FloatRange | Choices]:
-        space = {**default_space(self.method, self.preset), **self.search_space}
+        space = {**default_space(self.method, self.preset),
+                 **folder_space(self.dataset, self.image_size, self.preset), **self.search_space}
         return {name: spec for name, spec in space.items() if name not in self.fixed}
 
     def base_config(self) -> ExperimentConfig:
@@ -213,6 +215,8 @@ class StudySpec(BaseModel):
             resolved = asdict(resolved_augmentation(base.data))
             base = with_fields(base, {field: resolved[key] for field, key in _AUGMENTATION_FIELDS.items()
                                       if param_value(base, field) is None})
+        if "model.arch" in space and base.model.arch == "auto":
+            base = with_fields(base, {"model.arch": resolve_arch("auto", base.data.name, base.data.image_size)})
         params = {name: param_value(base, name) for name in space}
         return params if all(contains(space[name], value) for name, value in params.items()) else None
 

@@ -14,7 +14,7 @@ import json
 
 import sqlalchemy as sa
 
-from studies.definition.comparison import STAGE1_PREFIX, ComparisonRecord, ComparisonSpec, ComparisonState, MethodRow
+from studies.definition.comparison import STAGE2_PREFIX, ComparisonRecord, ComparisonSpec, ComparisonState, MethodRow
 from studies.definition.confirmation import ConfirmedConfiguration
 from studies.definition.records import StudyRecord
 from studies.definition.space import ParamValue
@@ -148,7 +148,7 @@ def _row(study: str, record: StudyRecord | None, *, recipe: bool) -> MethodRow:
         chosen = answer.recipe if recipe else answer.best
     if chosen is None:
         return MethodRow(study=study, state=record.state)
-    fixed = {name: value for name, value in record.spec.fixed.items() if name.startswith(STAGE1_PREFIX)}
+    fixed = {name: value for name, value in record.spec.fixed.items() if not name.startswith(STAGE2_PREFIX)}
     return MethodRow(study=study, state=record.state, params=fixed | chosen.params, seeds=chosen.seeds,
                      val=chosen.val, test=chosen.test, verdict=None if recipe else answer.verdict)
 

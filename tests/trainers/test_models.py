@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from trainers.dataset_facts import resolve_arch
 from trainers.errors import UserInputError
-from trainers.models import build_model, resolve_arch
+from trainers.models import build_model
 
 ARCH_SHAPES = [("resnet34-cifar", 3, 32, 512), ("resnet32-cifar", 3, 32, 64), ("resnet50", 3, 32, 2048),
                ("resnext50", 3, 32, 2048), ("small-cnn", 1, 8, 128)]

@@ -126,3 +126,30 @@ def test_the_recipe_resolves_the_data_sets_augmentation_defaults() -> None:
 def test_a_boolean_or_out_of_range_integer_in_a_spec_is_refused(model: type, body: dict) -> None:
     with pytest.raises(ValidationError):
         model.model_validate_json(json.dumps(body))
+
+
+@pytest.mark.parametrize(("side", "padding", "arch"), [(16, [0, 2, 4], "small-cnn"), (48, [0, 6, 12], "resnet32-cifar"),
+                                                       (128, [0, 16, 32], None)])
+def test_a_folder_without_a_preset_searches_its_augmentation_and_model_and_keeps_its_recipe(
+        side: int, padding: list[int], arch: str | None) -> None:
+    spec = parse_spec({"name": "f", "n_trials": 4, "dataset": "folder:/data/birds", "image_size": side})
+    space = spec.resolved_space()
+    assert space["data.flip"].choices == [False, True] and space["data.crop_padding"].choices == padding
+    assert (space["model.arch"].choices if arch else None) == (["small-cnn", "resnet32-cifar"] if arch else None)
+    recipe = spec.recipe_params()
+    assert recipe is not None  # the recipe still runs as trial 0, with the data set's own augmentation and model
+    assert recipe["data.flip"] is False and recipe["data.crop_padding"] == padding[1]
+    assert recipe.get("model.arch") == arch
+    for other in ({"dataset": "digits-lt"}, {"preset": "wb-cifar100-if100"}):
+        assert "data.flip" not in parse_spec({"name": "o", "n_trials": 4, **other}).resolved_space()
+
+
+def test_a_folder_comparison_searches_augmentation_and_model_once_with_stage1_and_fixes_them_after() -> None:
+    comparison = ComparisonSpec(name="c", n_trials=4, dataset="folder:/data/birds", image_size=16)
+    shared = comparison.stage1_space()
+    assert {"data.flip", "data.crop_padding", "model.arch", "stage1.lr"} <= set(shared)
+    assert not any(name.startswith("stage2.") for name in shared)
+    chosen = {"data.flip": False, "data.crop_padding": 2, "model.arch": "resnet32-cifar", "stage1.lr": 0.1,
+              "stage1.weight_decay": 5e-4, "stage1.epochs": 100}
+    method_space = comparison.method_spec("tau-norm", chosen).resolved_space()
+    assert method_space and not set(method_space) & set(shared)  # its backbones are the stage-1 study's
