@@ -19,7 +19,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from studies.definition.confirmation import Confirmation, SeedCount, TopK
 from studies.definition.space import Choices, FloatRange, ParamValue, default_space, folder_space, param_value
-from studies.definition.spec import NAME_PATTERN, ImageSize, SamplerSeed, StudySpec, TrialBudget, config_fields
+from studies.definition.spec import (
+    NAME_PATTERN,
+    ImageSize,
+    ImbalanceFactor,
+    SamplerSeed,
+    StudySpec,
+    TrialBudget,
+    config_fields,
+)
 from studies.definition.statistics import SeedSummary
 from trainers.config import Method
 from trainers.presets import method_defaults
@@ -42,7 +50,7 @@ class ComparisonSpec(BaseModel):
                       description="comparison name; its studies are NAME-stage1 and NAME-<method>")
     dataset: str = "digits-lt"
     data_root: str | None = None
-    imbalance_factor: float | None = None
+    imbalance_factor: ImbalanceFactor | None = None
     image_size: ImageSize | None = None
     methods: list[Method] = Field(default_factory=lambda: list(METHODS), min_length=1, max_length=len(METHODS))
     n_trials: TrialBudget = Field(description="each method's search budget (trials)")

@@ -31,8 +31,9 @@ class FloatRange(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["float"] = "float"
-    low: float = Field(ge=-PARAM_MAGNITUDE, le=PARAM_MAGNITUDE)
-    high: float = Field(ge=-PARAM_MAGNITUDE, le=PARAM_MAGNITUDE)
+    # strict: JSON's true is no bound (pydantic's lax mode reads it as 1.0)
+    low: float = Field(ge=-PARAM_MAGNITUDE, le=PARAM_MAGNITUDE, strict=True)
+    high: float = Field(ge=-PARAM_MAGNITUDE, le=PARAM_MAGNITUDE, strict=True)
     log: bool = False
 
     @model_validator(mode="after")

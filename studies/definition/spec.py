@@ -44,6 +44,8 @@ TrialBudget = Annotated[int, Field(gt=0, le=100_000, strict=True)]
 # strict: JSON's true is no integer, though pydantic's lax mode takes a bool for one.
 SamplerSeed = Annotated[int, Field(ge=0, le=MAX_SEED, strict=True, description="the samplers' seed")]
 ImageSize = Annotated[int, Field(ge=4, le=1024, strict=True)]
+ImbalanceFactor = Annotated[float, Field(ge=1, le=1e6, strict=True,
+                                         description="None: the preset's, else the data set's default")]
 PATH_CHARS = 4096  # PATH_MAX on Linux: a data set name or root longer than that names no folder
 
 
@@ -61,8 +63,7 @@ class StudySpec(BaseModel):
     dataset: str = Field("digits-lt", max_length=PATH_CHARS,
                          description="data set name; with a preset, defaults to the preset's")
     data_root: str | None = Field(None, max_length=PATH_CHARS)
-    imbalance_factor: float | None = Field(None, ge=1, le=1e6,
-                                           description="None: the preset's, else the data set's default")
+    imbalance_factor: ImbalanceFactor | None = None
     image_size: ImageSize | None = None
     search_space: dict[str, ParamSpec] = Field(
         default_factory=dict, description=f"overrides of the method's default ranges, keyed by config field "

@@ -122,8 +122,14 @@ def test_the_recipe_resolves_the_data_sets_augmentation_defaults() -> None:
     (ComparisonSpec, {"name": "c", "n_trials": 4, "top_k": True}),
     (ComparisonSpec, {"name": "c", "n_trials": 4, "image_size": True}),
     (ComparisonSpec, {"name": "c", "n_trials": 4, "seed": -1}),
+    # and no number: schemathesis created a comparison from {"imbalance_factor": true}
+    (StudySpec, {"name": "s", "n_trials": 4, "imbalance_factor": True}),
+    (ComparisonSpec, {"name": "c", "n_trials": 4, "imbalance_factor": True}),
+    (ComparisonSpec, {"name": "c", "n_trials": 4, "imbalance_factor": 0.5}),
+    (StudySpec, {"name": "s", "n_trials": 4, "search_space": {"stage2.weight_decay": {"type": "float", "low": True,
+                                                                                     "high": 2}}}),
 ])
-def test_a_boolean_or_out_of_range_integer_in_a_spec_is_refused(model: type, body: dict) -> None:
+def test_a_boolean_or_out_of_range_number_in_a_spec_is_refused(model: type, body: dict) -> None:
     with pytest.raises(ValidationError):
         model.model_validate_json(json.dumps(body))
 
