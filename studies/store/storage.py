@@ -94,21 +94,28 @@ class Storage(RDBStorage):
         it (join_transaction_mode="rollback_only": their commits leave it open, their rollbacks end it).
 
         Optuna rolls back on any error, and after an integrity error it takes for a race among processes it
-        rolls back and goes on without raising. Either way the whole transaction is gone, so the block raises
-        TransactionAbortedError (from Optuna's error, or from the first statement that met the closed
-        transaction) instead of committing the rest of itself or returning as if all of it were written.
+        rolls back and goes on without raising. Either way the whole transaction is gone, and the connection
+        would begin a fresh one for the next statement, which Optuna's next call would commit on its own (a
+        trial created RUNNING without the heartbeat that lets it be reaped). So no second transaction may begin
+        on the connection: the next statement, Optuna's or the block's, raises TransactionAbortedError, as does
+        the block's end, and nothing after the rollback is written either.
         """
+        def refuse_a_second_transaction(_: sa.Connection) -> None:
+            raise TransactionAbortedError(ABORTED)
+
         with self.engine.connect() as connection:
             transaction = connection.begin()
+            sa.event.listen(connection, "begin", refuse_a_second_transaction)
             self.scoped_session.registry.set(orm.Session(bind=connection, join_transaction_mode="rollback_only"))
             try:
                 yield connection
             except Exception as error:
-                if transaction.is_active:
+                if transaction.is_active or isinstance(error, TransactionAbortedError):
                     raise
                 raise TransactionAbortedError(ABORTED) from error
             finally:
                 self.scoped_session.remove()
+                sa.event.remove(connection, "begin", refuse_a_second_transaction)
             if not transaction.is_active:
                 raise TransactionAbortedError(ABORTED)
             transaction.commit()

@@ -8,7 +8,11 @@ Every option left out comes from the settings (TAILTUNE_WORKER_<OPTION>, service
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import importlib
+import io
+import signal
 from typing import Annotated
 
 import typer
@@ -41,7 +45,10 @@ def worker(
     wait: Annotated[bool | None, typer.Option(help="when every study is done, wait for new ones instead of "
                                                    "exiting (long-lived workers in compose or Kubernetes)")] = None,
 ) -> None:
-    """Run trials until the studies' budgets are met, then exit 0 (SIGTERM: finish or hand back, exit 0)."""
+    """Run trials until the studies' budgets are met, then exit 0 (SIGTERM: finish or hand back, exit 0;
+    SIGUSR1: print every thread's stack to stderr and go on, to see where a worker that seems stuck waits)."""
+    with contextlib.suppress(io.UnsupportedOperation):  # a stderr with no file descriptor: nowhere to print
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     with user_errors():
         settings = load_settings(
             database={"url": storage}, artifact={"dir": artifact_dir},

@@ -37,7 +37,8 @@ def test_workers_survive_a_postgres_restart(throwaway_postgres: ThrowawayPostgre
     assert db.ping()  # the pool's pre-ping replaced the dead connections
 
     for worker in workers:
-        assert worker.wait(90) == 0, worker.log()
+        assert worker.wait(90, state=lambda: [(t.number, t.state, t.worker) for t in trials_of(db, study_id)]) == 0, \
+            worker.log()
     assert any("retrying" in worker.log() or "unavailable" in worker.log() for worker in workers), \
         "no worker noticed the outage"
     assert_budget_met_with_retries(trials_of(db, study_id), 8)

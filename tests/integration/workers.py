@@ -45,16 +45,21 @@ class WorkerProcess:
     def signal(self, signum: signal.Signals) -> None:
         self.process.send_signal(signum)
 
-    def wait(self, timeout_s: float) -> int:
+    def wait(self, timeout_s: float, state: Callable[[], object] | None = None) -> int:
+        """Its exit code; past the timeout, an AssertionError with its threads' stacks, its log and `state()`
+        (what the test's database holds)."""
         try:
             return self.process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGUSR1)  # its threads' stacks, into the log shown below
+            time.sleep(1)
             self.process.kill()
-            raise AssertionError(f"worker {self.pid} still ran after {timeout_s} s; log:\n{self.log()}") \
+            shown = "" if state is None else f"\nstate: {state()}"
+            raise AssertionError(f"worker {self.pid} still ran after {timeout_s} s; log:\n{self.log()}{shown}") \
                 from None
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
+        return self.log_path.read_text(errors="replace")[-12000:]
 
 
 def start_workers(url: str, study: str, runner: str | None, tmp_path: Path, count: int,

@@ -134,6 +134,22 @@ def test_a_claim_retried_after_its_commit_reply_was_lost_returns_its_own_trials(
 
 
 @pytest.mark.postgres
+def test_an_optuna_write_after_its_own_rollback_is_not_committed_on_its_own(database: Database) -> None:
+    """After the rollback the connection has no transaction, and Optuna's next call began one of its own and
+    committed it: a claim that met a race left a RUNNING trial with no heartbeat, which no reaper ever fails and
+    which kept two workers waiting on a full budget (tests/integration/test_postgres_restart.py)."""
+    study_id = create(database, 2)
+    storage = database.optuna_storage()
+    before = trial_states(database, study_id)  # the queued recipe
+    with pytest.raises(TransactionAbortedError), \
+            registry.locked_study(database, study_id=study_id, storage=storage) as (connection, _):
+        if database.is_sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+        storage.record_heartbeat(10**9)
+        storage.create_new_trial(study_id)
+    assert trial_states(database, study_id) == before
+
+
 def test_a_claim_that_optuna_rolled_back_as_a_race_is_retried_not_fatal(
         postgres_database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     """Optuna takes some integrity errors for a race among processes, rolls back and carries on (a heartbeat
