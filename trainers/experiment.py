@@ -84,7 +84,12 @@ def data_summary(data: LTDataset, config: ExperimentConfig) -> DataSummary:
 
 
 def feature_views(config: ExperimentConfig) -> int:
-    return config.stage2.feature_views if isinstance(config.stage2, RetrainConfig) else 1
+    """Augmented train views in the backbone's feature bank: a re-trained head's own setting. τ-norm reads none
+    but takes the default, so it shares WB's and LOS's backbone (one cache entry) at the cost of a few forward
+    passes; EWB's stage 1 is its own anyway."""
+    if isinstance(config.stage2, RetrainConfig):
+        return config.stage2.feature_views
+    return RetrainConfig.model_fields["feature_views"].default if isinstance(config.stage2, TauNormConfig) else 1
 
 
 # ---------------------------------------------------------------------------------------------- stage 1

@@ -51,6 +51,14 @@ def test_the_key_changes_with_what_determines_stage1_only() -> None:
     assert stage1_key(TINY) != stage1_key(with_fields(TINY, {"eval.flip_tta": True}))
 
 
+def test_tau_norm_reads_the_backbone_wb_and_los_train_with_the_same_stage1() -> None:
+    """τ-norm re-trains no head, so the train views in the bank are not its to choose: it shares WB's and LOS's
+    cache entry (a comparison's τ-norm study trained its confirmation seeds' backbones again)."""
+    stage1 = {"stage1.weight_decay": 2e-3, "stage1.epochs": 3, "seed": 2}
+    wb, los, tau_norm = (with_fields(method_defaults(method), stage1) for method in ("wb", "los", "tau-norm"))
+    assert stage1_key(tau_norm) == stage1_key(wb) == stage1_key(los)
+
+
 def _race(url: str, artifact_dir: str, start: multiprocessing.synchronize.Barrier) -> bool:
     db = Database.connect(url)
     cache = Stage1Cache(Path(artifact_dir), db.named_lock, CPU)
