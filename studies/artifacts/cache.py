@@ -43,7 +43,8 @@ from trainers.results import StageResult
 
 log = logging.getLogger(__name__)
 
-LockFactory = Callable[[str], AbstractContextManager]
+# Database.named_lock: a lock by name, and what to do while another holder has it (see there).
+LockFactory = Callable[[str, Callable[[], bool] | None], AbstractContextManager]
 ENTRY_FILES = ("model.pt", "features.pt", "stage1.json")
 MANIFEST = "manifest.json"  # {file name: {"size": bytes, "sha256": hex digest}} of ENTRY_FILES
 QUARANTINE = ".quarantine"  # damaged entries, kept for a look; a leading dot sets them apart from the keys
@@ -76,10 +77,14 @@ class CachedBackbone:
 
 
 class Stage1Cache:
-    def __init__(self, artifact_dir: Path, lock: LockFactory, runtime: Runtime) -> None:
+    def __init__(self, artifact_dir: Path, lock: LockFactory, runtime: Runtime,
+                 meanwhile: Callable[[], bool] | None = None) -> None:
+        """`meanwhile`: called while another worker trains a backbone this one waits for (a worker runs another
+        trial then); it returns whether it did anything."""
         self.artifact_dir = artifact_dir
         self.root = artifact_dir / "stage1"
         self._lock = lock
+        self._meanwhile = meanwhile
         self.runtime = runtime
         self._memory: OrderedDict[str, Backbone] = OrderedDict()
 
@@ -104,9 +109,10 @@ class Stage1Cache:
         return self.root / key
 
     def _build(self, key: str, config: ExperimentConfig, on_epoch: EpochCallback | None) -> tuple[Backbone, bool]:
-        # Whoever holds the lock trains; the others wait here, then find the finished entry. A damaged entry is
-        # judged again under the lock: another worker may have rebuilt it meanwhile, and a sound one stays.
-        with self._lock(f"stage1:{key}"):
+        # Whoever holds the lock trains; the others wait here (doing what `meanwhile` does), then find the
+        # finished entry. A damaged entry is judged again under the lock: another worker may have rebuilt it
+        # meanwhile, and a sound one stays.
+        with self._lock(f"stage1:{key}", self._meanwhile):
             backbone = self._load_sound(key, config, quarantine=True)
             if backbone is not None:
                 return backbone, False

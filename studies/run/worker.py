@@ -10,6 +10,10 @@ for `stop_timeout_s`, then interrupts it at the next epoch boundary, fails it wi
 Stage-2 trials that share a cached backbone cost milliseconds each; the objective may claim up to
 `batch_trials - 1` more trials of the same study while it runs one (`RunContext.claim_more`) and train their
 heads in one batched pass. Every claimed trial is heartbeated, told, or handed back like a lone one.
+
+A trial that waits for a backbone another worker is training does not keep its worker idle: meanwhile the worker
+claims and runs a trial of any study it serves (`_Worker._run_meanwhile`, one level deep), so a pool serving the
+studies of a comparison, whose method studies share backbones, keeps every device busy while work is left.
 """
 
 from __future__ import annotations
@@ -195,6 +199,8 @@ class _Worker:
         self._cache: Stage1Cache | None = None
         self._baselines_checked: set[int] = set()
         self._exiting = threading.Event()
+        self._study_ids: list[int] | None = None
+        self._running_meanwhile = False
 
     # ------------------------------------------------------------------------------------------ lifecycle
     @contextlib.contextmanager
@@ -244,6 +250,7 @@ class _Worker:
 
     # ------------------------------------------------------------------------------------------ loop
     def run(self, study_ids: list[int] | None) -> None:
+        self._study_ids = study_ids
         while not self.stop.requested:
             try:
                 if not self._step(study_ids):
@@ -300,8 +307,9 @@ class _Worker:
     # ------------------------------------------------------------------------------------------ one batch
     def _run_batch(self, first: claims.ClaimedTrial) -> None:
         log.info("worker %s runs trial %d of study %d", self.worker_id, first.number, first.study_id)
+        waiting = self.heartbeat.current  # trials that wait for a backbone while this batch runs meanwhile
         batch = [first]
-        self.heartbeat.current, self.heartbeat.state = list(batch), "running"
+        self.heartbeat.current, self.heartbeat.state = waiting + batch, "running"
 
         def claim_more(count: int) -> list[optuna.Trial]:
             room = self.settings.batch_trials - len(batch)
@@ -310,7 +318,7 @@ class _Worker:
             more = claims.claim_trials(self.db, study_id=first.study_id, studies=self.studies,
                                        worker_id=self.worker_id, count=min(count, room))
             batch.extend(more)
-            self.heartbeat.current = list(batch)
+            self.heartbeat.current = waiting + batch
             return [claimed.trial for claimed in more]
 
         context = RunContext(should_stop=self.stop.trial_must_stop, cache_factory=self._stage1_cache,
@@ -326,8 +334,31 @@ class _Worker:
             for claimed, outcome in zip(batch, outcomes, strict=True):
                 self._settle(claimed, outcome)
         finally:
-            self.heartbeat.current = []
-            self.heartbeat.state = "stopping" if self.stop.requested else "idle"
+            self.heartbeat.current = waiting
+            self.heartbeat.state = "running" if waiting else "stopping" if self.stop.requested else "idle"
+
+    def _run_meanwhile(self) -> bool:
+        """While a trial waits for a backbone that another worker trains: claims and runs one trial of any study
+        this worker serves, the waiting trial heartbeated all along; False when there was none to run. One level
+        deep: a trial run meanwhile that waits in turn just waits. Any error is the trial's run meanwhile, never
+        the waiting trial's: it is logged, and a trial left RUNNING is reaped and retried."""
+        if self._running_meanwhile or self.stop.requested:
+            return False
+        self._running_meanwhile = True
+        try:
+            targets, _ = self._open_studies(self._study_ids)
+            claimed = claims.claim_next_trial(self.db, study_ids=targets, studies=self.studies,
+                                              worker_id=self.worker_id) if targets else None
+            if claimed is None:
+                return False
+            log.info("worker %s: a trial waits for a backbone another worker trains; meanwhile", self.worker_id)
+            self._run_batch(claimed)
+            return True
+        except Exception as error:
+            log.warning("a trial run while another waited failed: %s", describe(error))
+            return False
+        finally:
+            self._running_meanwhile = False
 
     def _settle(self, claimed: claims.ClaimedTrial, outcome: Outcome) -> None:
         if isinstance(outcome, optuna.TrialPruned):
@@ -429,5 +460,5 @@ class _Worker:
             runtime = resolve_runtime(RunOptions(device=self.settings.device, data_roots=self.data_roots,
                                                  stage1_processes=self.settings.stage1_processes,
                                                  tf32=self.settings.tf32))
-            self._cache = Stage1Cache(self.artifact_dir, self.db.named_lock, runtime)
+            self._cache = Stage1Cache(self.artifact_dir, self.db.named_lock, runtime, meanwhile=self._run_meanwhile)
         return self._cache

@@ -29,7 +29,7 @@ from typing import TypeVar
 
 import psycopg2
 import sqlalchemy as sa
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from studies.store.migrations import upgrade_schema
 from studies.store.storage import Storage, TransactionAbortedError, create_or_check_schema
@@ -109,7 +109,7 @@ class Database:
             return self._storages[key]
 
     @contextlib.contextmanager
-    def named_lock(self, name: str) -> Iterator[None]:
+    def named_lock(self, name: str, while_waiting: Callable[[], bool] | None = None) -> Iterator[None]:
         """A lock across processes and machines: a PostgreSQL advisory lock, or a file lock next to SQLite.
 
         On PostgreSQL the lock belongs to the side engine's one session, which keeps it between checkouts, so
@@ -118,21 +118,45 @@ class Database:
         as long as that session: if the connection drops (server restart), the server releases it, so a holder
         that outlives an outage must tolerate another holder (a stage-1 cache writer that finds the entry
         written meanwhile keeps it, studies/artifacts/cache.py).
+
+        `while_waiting`, when given, is called between polls while another holder has the lock, in place of
+        the pause (it returns whether it did anything: then the lock is polled again at once). The waiter then
+        holds nothing of the lock meanwhile, so what it calls may take this lock too.
         """
+        blocking = while_waiting is None
         if self.is_sqlite:
-            with FileLock(self._lock_file(name)):
+            file_lock = FileLock(self._lock_file(name))
+            self._wait_for(lambda: _acquired(file_lock, blocking=blocking), while_waiting)
+            try:
                 yield
+            finally:
+                file_lock.release()
             return
         key = _advisory_key(name)
         # A session's advisory locks are re-entrant, and this process's threads share the session: a thread lock
         # keeps them apart, the advisory lock keeps other processes out.
-        with self._thread_locks.setdefault(name, threading.Lock()):
-            while not self._side_sql("SELECT pg_try_advisory_lock(:key)", key):
+        thread_lock = self._thread_locks.setdefault(name, threading.Lock())
+
+        def acquired() -> bool:
+            if not thread_lock.acquire(blocking=blocking):
+                return False
+            if self._side_sql("SELECT pg_try_advisory_lock(:key)", key):
+                return True
+            thread_lock.release()
+            return False
+
+        self._wait_for(acquired, while_waiting)
+        try:
+            yield
+        finally:
+            self._release_advisory_lock(name, key)
+            thread_lock.release()
+
+    @staticmethod
+    def _wait_for(acquired: Callable[[], bool], while_waiting: Callable[[], bool] | None) -> None:
+        while not acquired():
+            if while_waiting is None or not while_waiting():
                 time.sleep(LOCK_POLL_S)
-            try:
-                yield
-            finally:
-                self._release_advisory_lock(name, key)
 
     def _release_advisory_lock(self, name: str, key: int) -> None:
         try:
@@ -292,6 +316,14 @@ def _normalized_url(url: str | None) -> str:
 
 def _digest(name: str) -> str:
     return hashlib.blake2b(name.encode(), digest_size=8).hexdigest()
+
+
+def _acquired(file_lock: FileLock, *, blocking: bool) -> bool:
+    try:
+        file_lock.acquire(blocking=blocking)
+    except Timeout:
+        return False
+    return True
 
 
 def _advisory_key(name: str) -> int:

@@ -98,7 +98,7 @@ def test_a_crashed_training_leaves_no_cache_entry(sqlite_url: str, tmp_path: Pat
 
 
 @contextlib.contextmanager
-def _lapsed_lock(name: str) -> Iterator[None]:
+def _lapsed_lock(name: str, while_waiting: object) -> Iterator[None]:
     """A lock that excludes no one: what two workers hold when a PostgreSQL restart ended the first one's."""
     yield
 

@@ -296,7 +296,7 @@ def test_report_of_a_real_tiny_digits_study(url: str, db: Database, tmp_path: Pa
                      fixed={"stage1.epochs": 3, "stage2.epochs": 2},
                      search_space={"stage1.weight_decay": Choices(choices=[5e-3])})
     cpu = resolve_runtime(RunOptions(device="cpu"))
-    cache = Stage1Cache(tmp_path / "cache", lambda _: nullcontext(), cpu)
+    cache = Stage1Cache(tmp_path / "cache", lambda _name, _while_waiting: nullcontext(), cpu)
 
     class Context:
         batch_limit = 1
