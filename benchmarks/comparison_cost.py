@@ -7,7 +7,8 @@ configurations and the recipe of each over `--seeds` seeds, on a SQLite file and
 serves every study, each from an empty stage-1 cache. The comparison (`tailtune compare create`) searches the
 two-stage methods' stage-1 weight decay once and their stage-2 knobs on the cached backbones; the separate
 studies (`tailtune study create` x 4) each search their own stage 1. Prints the stage-1 trainings (trials that
-trained their backbone rather than reading it from the cache) and the wall time of each, and ends with
+trained their backbone rather than reading it from the cache) and the wall time of each, then both per Optuna
+study (search, and confirmation in `<name>~confirm`), and ends with
 `comparison_cost_vs_separate: X` (comparison wall time / separate studies' wall time; goal <= 0.5).
 `--tiny` is the suite's size (2 trials, 2 seeds, top 1, 1 stage-1 epoch).
 """
@@ -46,8 +47,9 @@ def separate(spec: ComparisonSpec, db: Database) -> None:
 
 
 def run_variant(create: Callable[[ComparisonSpec, Database], None], spec: ComparisonSpec,
-                scratch: Path) -> tuple[float, int, int]:
-    """Wall seconds, stage-1 trainings and trials (search and confirmation) of one variant, from an empty cache."""
+                scratch: Path) -> tuple[float, dict[str, tuple[int, int]]]:
+    """Wall seconds, and per Optuna study (confirmation runs in `<name>~confirm`) its stage-1 trainings and its
+    COMPLETE trials, of one variant from an empty cache."""
     url = f"sqlite:///{scratch / 'studies.db'}"
     db = Database.connect(url)
     started = time.perf_counter()
@@ -56,10 +58,12 @@ def run_variant(create: Callable[[ComparisonSpec, Database], None], spec: Compar
     run_worker(db, study_names=None, settings=settings, artifact_dir=scratch / "artifacts")
     seconds = time.perf_counter() - started
     db.dispose()
-    finished = [trial for name in optuna.get_all_study_names(storage=url)
-                for trial in optuna.load_study(study_name=name, storage=url).get_trials(
-                    states=(optuna.trial.TrialState.COMPLETE,))]
-    return seconds, sum(bool(t.user_attrs.get("stage1_trained")) for t in finished), len(finished)
+    per_study = {}
+    for name in optuna.get_all_study_names(storage=url):
+        finished = optuna.load_study(study_name=name, storage=url).get_trials(
+            states=(optuna.trial.TrialState.COMPLETE,))
+        per_study[name] = (sum(bool(t.user_attrs.get("stage1_trained")) for t in finished), len(finished))
+    return seconds, per_study
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -74,16 +78,18 @@ def main(argv: list[str] | None = None) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = ComparisonSpec(name="cost", dataset="digits-lt", n_trials=args.trials, seeds=args.seeds,
                           top_k=args.top_k, fixed={"stage1.epochs": args.stage1_epochs})
-    rows, seconds = [], {}
+    rows, seconds, studies = [], {}, []
     for name, create in (("comparison", comparison), ("4 separate studies", separate)):
         with tempfile.TemporaryDirectory() as scratch:
-            seconds[name], trainings, trials = run_variant(create, spec, Path(scratch))
-        rows.append([name, seconds[name], trainings, trials])
+            seconds[name], per_study = run_variant(create, spec, Path(scratch))
+        rows.append([name, seconds[name], *map(sum, zip(*per_study.values(), strict=True))])
+        studies += [[name, study, *counts] for study, counts in per_study.items()]
 
     print(f"{', '.join(METHODS)} on digits-lt, {args.trials} trials each, top {args.top_k} + recipe confirmed "
           f"over {args.seeds} seeds, {args.stage1_epochs} stage-1 epochs, torch {torch.__version__}, "
           f"{threads} threads, one worker")
     print(table(["variant", "wall s", "stage-1 trainings", "trials (search + confirmation)"], rows))
+    print(table(["variant", "Optuna study", "stage-1 trainings", "complete trials"], studies))
     print(f"comparison_cost_vs_separate: {seconds['comparison'] / seconds['4 separate studies']:.2f}")
 
 
