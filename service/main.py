@@ -26,14 +26,15 @@ from studies.definition.errors import (
 from studies.store.comparisons import ComparisonExistsError, ComparisonNotFoundError
 from studies.store.db import Database, DatabaseUnavailableError, describe, is_transient
 from studies.store.lifecycle import BudgetConflictError, ParamsMismatchError
-from studies.store.registry import StudyBusyError, StudyExistsError, StudyNotFoundError
+from studies.store.registry import StudyBusyError, StudyExistsError, StudyNotFoundError, StudyUnreadableError
 from trainers.errors import UserInputError
 
 log = logging.getLogger(__name__)
 
 _STATUS_OF = [(StudyNotFoundError, status.HTTP_404_NOT_FOUND), (StudyExistsError, status.HTTP_409_CONFLICT),
               (ComparisonNotFoundError, status.HTTP_404_NOT_FOUND), (ComparisonExistsError, status.HTTP_409_CONFLICT),
-              (StudyBusyError, status.HTTP_409_CONFLICT), (BudgetConflictError, status.HTTP_409_CONFLICT),
+              (StudyBusyError, status.HTTP_409_CONFLICT), (StudyUnreadableError, status.HTTP_409_CONFLICT),
+              (BudgetConflictError, status.HTTP_409_CONFLICT),
               (TrialNotExportableError, status.HTTP_409_CONFLICT),
               (TrialNotFoundError, status.HTTP_404_NOT_FOUND), (ParamsMismatchError, status.HTTP_409_CONFLICT),
               (NoFinishedTrialsError, status.HTTP_409_CONFLICT), (ModelFilesMissingError, status.HTTP_404_NOT_FOUND),

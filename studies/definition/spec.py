@@ -245,5 +245,9 @@ def parsed(model: type[Model], payload: dict[str, Any], what: str) -> Model:
     try:
         return model.model_validate(payload)
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}" for e in error.errors())
-        raise UserInputError(f"invalid {what}: {problems}") from None
+        raise UserInputError(f"invalid {what}: {field_problems(error)}") from None
+
+
+def field_problems(error: ValidationError) -> str:
+    """"field: problem; ..." for every field a validation refused (pydantic's first line names only the model)."""
+    return "; ".join(f"{'.'.join(str(part) for part in e['loc']) or 'spec'}: {e['msg']}" for e in error.errors())

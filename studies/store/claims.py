@@ -45,7 +45,7 @@ from optuna.trial import TrialState
 from pydantic import ValidationError
 
 from studies.definition.samplers import build_pruner, build_sampler
-from studies.definition.spec import StudySpec
+from studies.definition.spec import StudySpec, field_problems
 from studies.store import confirmation, storage
 from studies.store.db import Database, describe, is_transient, retry_transient
 from studies.store.registry import locked_study, mark_done_if_finished, mark_stopped, trial_counts
@@ -140,7 +140,7 @@ class LoadedStudies:
 
 def _reason(error: Exception) -> str:
     if isinstance(error, ValidationError):  # its first line says only "1 validation error for StudySpec"
-        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'spec'}: {e['msg']}" for e in error.errors())[:1000]
+        return field_problems(error)[:1000]
     return describe(error)
 
 

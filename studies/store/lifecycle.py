@@ -24,6 +24,7 @@ from studies.store.registry import (
     get_study,
     locked_study,
     mark_done_if_finished,
+    stored_spec,
     trial_counts,
 )
 from studies.store.storage import trial_user_attrs, trials
@@ -73,7 +74,7 @@ def set_budget(db: Database, *, study_id: int, n_trials: int) -> StudyRecord:
         if n_trials < finished:
             raise BudgetConflictError(f"n_trials {n_trials} is below the {finished} trials study {row.name!r} "
                                       f"has already finished; give at least {finished}")
-        spec = StudySpec.model_validate_json(row.spec_json).model_copy(update={"n_trials": n_trials})
+        spec = stored_spec(row).model_copy(update={"n_trials": n_trials})
         reopened = "active" if row.state == "done" and n_trials > finished else row.state
         connection.execute(study_table.update().where(study_table.c.id == study_id)
                            .values(n_trials=n_trials, spec_json=spec.model_dump_json(), state=reopened,
@@ -94,7 +95,7 @@ def queue_trial(db: Database, *, study_id: int, params: dict[str, ParamValue]) -
     with locked_study(db, study_id=study_id) as (connection, row):
         if row is None:
             raise StudyNotFoundError.of_id(study_id)
-        checked = checked_params(StudySpec.model_validate_json(row.spec_json), params)
+        checked = checked_params(stored_spec(row), params)
         key = _params_key(checked)
         earlier = _queued_number(connection, study_id, key)
         if earlier is not None:

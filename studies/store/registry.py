@@ -20,6 +20,7 @@ import optuna
 import sqlalchemy as sa
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
+from pydantic import ValidationError
 
 from studies.definition.confirmation import ConfirmedAnswer
 from studies.definition.records import (
@@ -33,7 +34,7 @@ from studies.definition.records import (
     TrialRecord,
     best_minus,
 )
-from studies.definition.spec import StudySpec
+from studies.definition.spec import StudySpec, field_problems
 from studies.definition.walls import range_walls
 from studies.store import confirmation
 from studies.store.confirmation import RECIPE_ATTR
@@ -74,6 +75,21 @@ class StudyNotFoundError(UserInputError):
 
 class StudyBusyError(UserInputError):
     """The study still runs trials; stop it and wait, or delete with force."""
+
+
+class StudyUnreadableError(UserInputError):
+    """A study's stored spec no longer validates (written by an older tailtune, or by hand)."""
+
+
+def stored_spec(row: Any) -> StudySpec:
+    """The spec of a study row; StudyUnreadableError naming the fields when it no longer validates."""
+    try:
+        return StudySpec.model_validate_json(row.spec_json)
+    except ValidationError as error:
+        raise StudyUnreadableError(
+            f"study {row.id} ({row.name}) was stored with a spec this tailtune no longer accepts: "
+            f"{field_problems(error)[:1000]}; its trials are still in Optuna (optuna.load_study), or delete the "
+            f"study with force to use the name again") from None
 
 
 # ---------------------------------------------------------------------------------------------- studies
@@ -275,8 +291,7 @@ def _study_records(db: Database, where: sa.ColumnElement[bool], *, offset: int, 
             best, recipe = _best_trials(connection, ids), _recipe_trials(connection, ids)
             details = _TrialDetails.read(connection, [trial_id for trial_id, _ in [*best.values(), *recipe.values()]])
             baselines = read_study_user_attr(connection, study_ids=ids, key=BASELINE_ATTR)
-            confirmed = {row.id: confirmation.read_answer(connection, row=row,
-                                                               spec=StudySpec.model_validate_json(row.spec_json))
+            confirmed = {row.id: confirmation.read_answer(connection, row=row, spec=stored_spec(row))
                          for row in rows} if with_spec else {}
         return [_study_record(row, counts[row.id], best.get(row.id), recipe.get(row.id), details, with_spec,
                               baselines.get(row.id), confirmed.get(row.id)) for row in rows]
@@ -307,7 +322,7 @@ def _study_record(row: Any, counts: TrialCounts, best: tuple[int, int] | None, r
     if baseline is not None:
         fields["baseline"] = BaselineComparison.of(baseline, fields.get("best_val"), fields.get("best_test"))
     if with_spec:
-        spec = StudySpec.model_validate_json(row.spec_json)
+        spec = stored_spec(row)
         return StudyRecord(**fields, spec=spec, walls=range_walls(spec, fields.get("best_params") or {}),
                            confirmed=confirmed)
     return StudySummary(**fields)

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from service.core.config import Settings
 from service.main import create_app
 from studies.run.worker import WorkerSettings, run_worker
+from tests.studies.run.test_poisoned_study import poison
 
 pytestmark = pytest.mark.postgres
 
@@ -192,3 +193,14 @@ def test_a_lost_database_is_503_with_retry_after_and_a_body_that_names_no_databa
         assert client.get("/healthz").status_code == 503
     assert any(name in record.getMessage() for record in caplog.records), "the server log keeps the cause"
     app.state.database.dispose()
+
+
+def test_a_study_whose_stored_spec_no_longer_validates_is_a_409_naming_the_field(client: TestClient) -> None:
+    """A spec written by an older tailtune or by hand (here a seed above today's bound) was a 500 on every route
+    that answers with the study; the list, which reads no spec, kept working."""
+    created = _create(client)
+    poison(client.app.state.database, created["id"])
+    for response in (client.get(f"/studies/{created['id']}"), client.post(f"/studies/{created['id']}/stop")):
+        assert response.status_code == 409, response.text
+        assert "seed" in response.json()["detail"] and "no longer" in response.json()["detail"]
+    assert client.get("/studies").json()["items"][0]["name"] == "wb-api"

@@ -32,6 +32,8 @@ Offset = Annotated[int, Query(ge=0, le=2**31 - 1, description="items to skip")]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description=f"items per page (at most {MAX_PAGE_SIZE})")]
 NOT_FOUND = {404: {"model": Message}}
 CONFLICT = {409: {"model": Message, "description": "the budget cannot take it"}}
+UNREADABLE = {409: {"model": Message, "description": "the study's stored spec no longer validates (an older "
+                                                  "tailtune's, or written by hand): the fields are named"}}
 # Study creation and trial queueing count against the token's TAILTUNE_API_WRITES_PER_MINUTE.
 TOO_MANY = {429: {"model": Message, "description": "over this token's writes per minute; see Retry-After"}}
 BAD_BODY = {400: {"model": Message, "description": "the body is not UTF-8 JSON"},
@@ -60,7 +62,7 @@ def list_studies(db: DatabaseDep, state: StudyState | None = None,
     return registry.list_studies(db, state=state, name=name, offset=offset, limit=limit)
 
 
-@router.get("/{study_id}", response_model=StudyRecord, responses=NOT_FOUND)
+@router.get("/{study_id}", response_model=StudyRecord, responses={**NOT_FOUND, **UNREADABLE})
 def get_study(study_id: StudyId, db: DatabaseDep) -> StudyRecord:
     return registry.get_study(db, study_id=study_id)
 
@@ -72,13 +74,13 @@ def list_trials(study_id: StudyId, db: DatabaseDep, offset: Offset = 0, limit: L
     return registry.list_trials(db, study_id=study_id, offset=offset, limit=limit, order=order)
 
 
-@router.post("/{study_id}/stop", response_model=StudyRecord, responses=NOT_FOUND)
+@router.post("/{study_id}/stop", response_model=StudyRecord, responses={**NOT_FOUND, **UNREADABLE})
 def stop_study(study_id: StudyId, db: DatabaseDep) -> StudyRecord:
     """No new trials start; trials already running finish and count."""
     return registry.stop_study(db, study_id=study_id)
 
 
-@router.post("/{study_id}/resume", response_model=StudyRecord, responses=NOT_FOUND)
+@router.post("/{study_id}/resume", response_model=StudyRecord, responses={**NOT_FOUND, **UNREADABLE})
 def resume_study(study_id: StudyId, db: DatabaseDep) -> StudyRecord:
     """A stopped study takes trials again."""
     return lifecycle.resume_study(db, study_id=study_id)

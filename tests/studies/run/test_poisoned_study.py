@@ -17,7 +17,7 @@ from tests.trainers.fake_data import write_fake_image_folder
 from tests.trial_runners import instant_runner
 
 
-def _poison(db: Database, study_id: int) -> None:
+def poison(db: Database, study_id: int) -> None:
     """A spec written before seeds were bounded (or by hand): 2**32 stopped every worker that loaded it."""
     with db.engine.begin() as connection:
         spec = json.loads(connection.execute(sa.select(study_table.c.spec_json)
@@ -31,7 +31,7 @@ def test_a_worker_serving_a_poisoned_and_a_good_study_finishes_the_good_one(data
     poisoned = registry.create_study(database, spec=parse_spec({"name": "poisoned", "n_trials": 2,
                                                                                  "confirm": None}))
     good = registry.create_study(database, spec=parse_spec({"name": "good", "n_trials": 3, "confirm": None}))
-    _poison(database, poisoned.id)
+    poison(database, poisoned.id)
     settings = WorkerSettings(heartbeat_interval=1, grace_period=3, device="cpu", handle_signals=False)
     summary = run_worker(database, study_names=["poisoned", "good"], settings=settings, artifact_dir=tmp_path,
                          runner=one_at_a_time(instant_runner))
