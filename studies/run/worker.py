@@ -253,7 +253,7 @@ class _Worker:
         self._study_ids = study_ids
         while not self.stop.requested:
             try:
-                if not self._step(study_ids):
+                if not self._step():
                     self.summary.exit_reason = "every study's budget is met or the study was stopped"
                     return
                 self._outage_since = None
@@ -261,9 +261,9 @@ class _Worker:
                 self._survive_outage(error)
         self.summary.exit_reason = "stopped by signal"
 
-    def _step(self, study_ids: list[int] | None) -> bool:
+    def _step(self) -> bool:
         """Claims and runs one trial, or waits while others hold the rest of the budget; False when done."""
-        targets, from_memory = self._open_studies(study_ids)
+        targets, from_memory = self._open_studies()
         if not targets:
             if self.settings.wait_for_studies:
                 self.stop.event.wait(self.settings.poll_interval_s)
@@ -280,15 +280,15 @@ class _Worker:
             self._run_batch(claimed)
         return True
 
-    def _open_studies(self, study_ids: list[int] | None) -> tuple[list[int], bool]:
+    def _open_studies(self) -> tuple[list[int], bool]:
         """`registry.open_study_ids`, re-read at most once per poll interval while claims succeed (a claim
         re-checks its study under the lock anyway); also says whether the list is that remembered one."""
         fresh = time.monotonic() - self._open_read_at < self.settings.poll_interval_s
         if fresh and self._open:
             return self._open, True
-        if study_ids is None:  # a worker serving every study starts a comparison's next studies
+        if self._study_ids is None:  # a worker serving every study starts a comparison's next studies
             retry_transient(lambda: comparisons.advance(self.db), what="start comparisons' next studies")
-        self._open = registry.open_study_ids(self.db, among=study_ids)
+        self._open = registry.open_study_ids(self.db, among=self._study_ids)
         self._open_read_at = time.monotonic()
         return self._open, False
 
@@ -346,7 +346,7 @@ class _Worker:
             return False
         self._running_meanwhile = True
         try:
-            targets, _ = self._open_studies(self._study_ids)
+            targets, _ = self._open_studies()
             claimed = claims.claim_next_trial(self.db, study_ids=targets, studies=self.studies,
                                               worker_id=self.worker_id) if targets else None
             if claimed is None:

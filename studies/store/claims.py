@@ -42,13 +42,12 @@ from typing import Any
 import optuna
 import sqlalchemy as sa
 from optuna.trial import TrialState
-from pydantic import ValidationError
 
 from studies.definition.samplers import build_pruner, build_sampler
-from studies.definition.spec import StudySpec, field_problems
+from studies.definition.spec import StudySpec
 from studies.store import confirmation, storage
 from studies.store.db import Database, describe, is_transient, retry_transient
-from studies.store.registry import locked_study, mark_done_if_finished, mark_stopped, trial_counts
+from studies.store.registry import locked_study, mark_done_if_finished, mark_stopped, stored_spec, trial_counts
 from studies.store.storage import WORKER_ATTR, trial_heartbeats, trial_system_attrs, trials
 from studies.store.tables import study_table
 
@@ -102,14 +101,14 @@ class LoadedStudies:
         key = (row.id, row.name)
         if key not in self._studies:
             try:
-                spec = StudySpec.model_validate_json(row.spec_json)
+                spec = stored_spec(row)
                 sampler = self._samplers.setdefault(key, build_sampler(spec, self._seed_offset))
                 study = optuna.load_study(study_name=row.name, storage=self.storage, sampler=sampler,
                                           pruner=build_pruner(spec))
             except Exception as error:
                 if is_transient(error):  # the database, not the study: retried like any other claim
                     raise
-                raise StudyUnloadableError(f"a worker cannot load study {row.name!r}: {_reason(error)}") from error
+                raise StudyUnloadableError(f"a worker cannot load study {row.name!r}: {describe(error)}") from error
             self._studies[key] = (study, spec)
         return self._studies[key]
 
@@ -136,12 +135,6 @@ class LoadedStudies:
             return False
         self._reaped_at[study_id] = now
         return True
-
-
-def _reason(error: Exception) -> str:
-    if isinstance(error, ValidationError):  # its first line says only "1 validation error for StudySpec"
-        return field_problems(error)[:1000]
-    return describe(error)
 
 
 def claim_next_trial(db: Database, *, study_ids: Sequence[int], studies: LoadedStudies,
