@@ -33,6 +33,7 @@ from studies.run.worker import WorkerSettings, run_worker
 from studies.store import comparisons, registry
 from studies.store.db import Database
 
+COMPLETE, PRUNED = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
 TINY = {"trials": 2, "seeds": 2, "top_k": 1, "stage1_epochs": 1}
 
 
@@ -47,9 +48,9 @@ def separate(spec: ComparisonSpec, db: Database) -> None:
 
 
 def run_variant(create: Callable[[ComparisonSpec, Database], None], spec: ComparisonSpec,
-                scratch: Path) -> tuple[float, dict[str, tuple[int, int]]]:
-    """Wall seconds, and per Optuna study (confirmation runs in `<name>~confirm`) its stage-1 trainings and its
-    COMPLETE trials, of one variant from an empty cache."""
+                scratch: Path) -> tuple[float, dict[str, tuple[int, int, int, float]]]:
+    """Wall seconds, and per Optuna study (confirmation runs in `<name>~confirm`) its stage-1 trainings, its
+    COMPLETE and PRUNED trials and the seconds its trials ran, of one variant from an empty cache."""
     url = f"sqlite:///{scratch / 'studies.db'}"
     db = Database.connect(url)
     started = time.perf_counter()
@@ -60,9 +61,10 @@ def run_variant(create: Callable[[ComparisonSpec, Database], None], spec: Compar
     db.dispose()
     per_study = {}
     for name in optuna.get_all_study_names(storage=url):
-        finished = optuna.load_study(study_name=name, storage=url).get_trials(
-            states=(optuna.trial.TrialState.COMPLETE,))
-        per_study[name] = (sum(bool(t.user_attrs.get("stage1_trained")) for t in finished), len(finished))
+        finished = optuna.load_study(study_name=name, storage=url).get_trials(states=(COMPLETE, PRUNED))
+        per_study[name] = (sum(bool(t.user_attrs.get("stage1_trained")) for t in finished),
+                           sum(t.state == COMPLETE for t in finished), sum(t.state == PRUNED for t in finished),
+                           sum(t.duration.total_seconds() for t in finished))
     return seconds, per_study
 
 
@@ -82,14 +84,15 @@ def main(argv: list[str] | None = None) -> None:
     for name, create in (("comparison", comparison), ("4 separate studies", separate)):
         with tempfile.TemporaryDirectory() as scratch:
             seconds[name], per_study = run_variant(create, spec, Path(scratch))
-        rows.append([name, seconds[name], *map(sum, zip(*per_study.values(), strict=True))])
+        trainings, complete, pruned, _ = map(sum, zip(*per_study.values(), strict=True))
+        rows.append([name, seconds[name], trainings, complete + pruned])
         studies += [[name, study, *counts] for study, counts in per_study.items()]
 
     print(f"{', '.join(METHODS)} on digits-lt, {args.trials} trials each, top {args.top_k} + recipe confirmed "
           f"over {args.seeds} seeds, {args.stage1_epochs} stage-1 epochs, torch {torch.__version__}, "
           f"{threads} threads, one worker")
     print(table(["variant", "wall s", "stage-1 trainings", "trials (search + confirmation)"], rows))
-    print(table(["variant", "Optuna study", "stage-1 trainings", "complete trials"], studies))
+    print(table(["variant", "Optuna study", "stage-1 trainings", "complete", "pruned", "trial s"], studies))
     print(f"comparison_cost_vs_separate: {seconds['comparison'] / seconds['4 separate studies']:.2f}")
 
 

@@ -52,7 +52,8 @@ def run_trials(trial: optuna.Trial, spec: StudySpec, context: TrialContext) -> l
     result it would get alone. Returns the outcomes of `trial` and the claimed ones, in claim order.
 
     A cold backbone runs alone (with pruning), so the batch never waits on stage-1 training it could not
-    share; companions whose sampled stage 1 differs form their own groups. The first worker of a study fits
+    share; companions whose sampled stage 1 differs form their own groups, and a cold group's
+    stage 1 is judged by the pruner as a trial alone's is (`_run_members`). The first worker of a study fits
     the study's baseline before its first trial.
     """
     context.fit_baseline_once(lambda: study_baseline(spec, context.cache.runtime.data_roots))
@@ -71,11 +72,8 @@ def run_trials(trial: optuna.Trial, spec: StudySpec, context: TrialContext) -> l
         groups.setdefault(stage1_key(companion_config), []).append((index, companion_config))
     for members in groups.values():
         indices = [index for index, _ in members]
-        try:
-            values = _run_group([trials[i] for i in indices], [c for _, c in members], spec, context)
-            outcomes.update(zip(indices, values, strict=True))
-        except Exception as error:  # the group shares its backbone's fate (stop, failed stage 1)
-            outcomes.update(dict.fromkeys(indices, error))
+        values = _run_members([trials[i] for i in indices], [c for _, c in members], spec, context)
+        outcomes.update(zip(indices, values, strict=True))
     return [outcomes[index] for index in range(len(trials))]
 
 
@@ -98,6 +96,27 @@ def _run_sampled(trial: optuna.Trial, spec: StudySpec, config: ExperimentConfig,
     stage2 = stage2_output(cached.backbone, config, context.cache.runtime, on_epoch)
     return _record(trial, spec, config, cached, stage2, context, trained_here=cached.trained_here,
                    wall_time_s=time.perf_counter() - started)
+
+
+def _run_members(trials: list[optuna.Trial], configs: list[ExperimentConfig], spec: StudySpec,
+                 context: TrialContext) -> list[list[float] | Exception]:
+    """Trials sampled with one stage 1. Without its backbone cached, they take turns training it as a trial alone
+    does (the pruner judging every epoch) until one caches it; the rest train their heads together on it."""
+    outcomes: list[list[float] | Exception] = []
+    while len(outcomes) < len(trials) and not context.cache.has(configs[len(outcomes)]):
+        trial, config = trials[len(outcomes)], configs[len(outcomes)]
+        try:
+            outcomes.append(_run_sampled(trial, spec, config, context))
+        except StopRequested as error:
+            return outcomes + [error] * (len(trials) - len(outcomes))
+        except Exception as error:  # pruned or failed: the next trial trains its own stage 1
+            outcomes.append(error)
+    if len(outcomes) == len(trials):
+        return outcomes
+    try:
+        return outcomes + _run_group(trials[len(outcomes):], configs[len(outcomes):], spec, context)
+    except Exception as error:  # the group shares its backbone's fate (stop, failed stage 1)
+        return outcomes + [error] * (len(trials) - len(outcomes))
 
 
 def _run_group(trials: list[optuna.Trial], configs: list[ExperimentConfig], spec: StudySpec,

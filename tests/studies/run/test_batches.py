@@ -82,3 +82,26 @@ def test_every_trial_of_a_batch_is_heartbeated_and_handed_back_when_it_breaks(da
     assert summary.interrupted == 4 and summary.completed == 6
     retried = sorted(t.values[0] for t in trials if t.state == "complete" and t.retried_from is not None)
     assert retried == sorted(entry["params"] for entry in broken_batch.values())
+
+
+def test_a_companion_that_trains_its_own_backbone_is_judged_by_the_pruner(sqlite_url: str, tmp_path: Path) -> None:
+    """A batch's companion whose stage 1 is not cached trains it as a trial alone would: reporting each epoch's val
+    to the pruner, which may stop it, instead of a full stage 1 the pruner never sees."""
+    db = Database.connect(sqlite_url)
+    spec = parse_spec({"name": "pruned", "method": "wb", "n_trials": 12, "sampler": "random", "confirm": None,
+                       "pruner": "median",
+                       "search_space": {"stage1.weight_decay": {"type": "categorical",
+                                                                "choices": [1e-4, 5e-4, 2e-3, 5e-3, 1e-2, 2e-2]}},
+                       "fixed": {"stage1.epochs": 3, "stage1.lr": 0.01}})
+    registry.create_study(db, spec=spec)
+    settings = WorkerSettings(heartbeat_interval=1, grace_period=3, device="cpu", handle_signals=False,
+                              batch_trials=4)
+    run_worker(db, study_names=["pruned"], settings=settings, artifact_dir=tmp_path)
+
+    trials = optuna.load_study(study_name="pruned", storage=sqlite_url).trials
+    assert max(t.user_attrs.get("batch_size", 1) for t in trials) > 1, "no trials were batched"
+    trained = [t for t in trials if t.user_attrs.get("stage1_trained") or t.state == TrialState.PRUNED]
+    assert len(trained) >= 2
+    unjudged = [t.number for t in trained if not t.intermediate_values]
+    assert not unjudged, f"trials {unjudged} trained stage 1 without the pruner"
+    db.dispose()
