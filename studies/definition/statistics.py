@@ -15,7 +15,6 @@ import statistics
 from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
-from scipy.stats import t as student_t
 
 CONFIDENCE = 0.95
 NO_INTERVAL = "one seed: no interval (train more seeds to get one)"
@@ -50,6 +49,9 @@ def summarize(values: Sequence[float]) -> SeedSummary:
 
 def half_width(std: float, n: int) -> float:
     """Half the width of the 95 % t interval of a mean of n values with sample std `std` (0 when std is 0)."""
+    # Imported here: scipy.stats takes 0.8 s to import, which every worker, API and CLI process paid at start.
+    from scipy.stats import t as student_t
+
     return float(student_t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * std / math.sqrt(n) if std > 0 else 0.0
 
 
