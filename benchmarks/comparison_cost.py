@@ -4,9 +4,10 @@
 
 Both variants search WB, τ-norm, LOS and EWB with `--trials` trials each and confirm the top `--top-k`
 configurations and the recipe of each over `--seeds` seeds, on a SQLite file and one in-process worker that
-serves every study, each from an empty stage-1 cache. The comparison (`tailtune compare create`) searches the
-two-stage methods' stage-1 weight decay once and their stage-2 knobs on the cached backbones; the separate
-studies (`tailtune study create` x 4) each search their own stage 1. Prints the stage-1 trainings (trials that
+serves every study, each from an empty stage-1 cache. The comparison (`tailtune compare create`) searches each
+network's stage-1 knobs once (cross-entropy + weight decay for WB, τ-norm and LOS; EWB's own) and the methods'
+stage-2 knobs on the cached backbones; the separate studies (`tailtune study create` x 4) each search their own
+stage 1. Prints the stage-1 trainings (trials that
 trained their backbone rather than reading it from the cache) and the wall time of each, then both per Optuna
 study (search, and confirmation in `<name>~confirm`), and ends with
 `comparison_cost_vs_separate: X` (comparison wall time / separate studies' wall time; goal <= 0.5).

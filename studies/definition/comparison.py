@@ -3,12 +3,15 @@
     tailtune compare create acc --dataset digits-lt --n-trials 8 --seeds 3
 
 One study per method, each with confirmation over `seeds` seeds (studies/definition/confirmation.py), so every
-row of the table is a mean ± std over seeds of that method's confirmed configuration. The two-stage methods
-(WB, τ-norm, LOS) begin with the same stage 1 (cross-entropy + weight decay), so they search it once, in the WB
-paper's order (tune stage 1, then stage 2): a stage-1 study searches the stage-1 knobs of the default space
-(weight decay, and lr and epochs where the space has them) with WB's recipe stage 2 and the same budget, and
-each method's study then searches only its stage-2 knobs with the best stage 1 fixed, on the backbone the cache
-already holds. EWB (one stage) runs its own search.
+row of the table is a mean ± std over seeds of that method's confirmed configuration. Every method here trains a
+network and then adjusts its classifier on the network's cached features, so each kind of network is searched
+once, in the WB paper's order (tune stage 1, then stage 2): a stage-1 study searches the trained knobs of the
+default space (weight decay, and lr and epochs where the space has them) with the method's recipe stage 2 and
+the same budget, and each method's study then searches only its stage-2 knobs with the best stage 1 fixed, on
+the backbone the cache already holds. WB, τ-norm and LOS share one stage 1 (cross-entropy + weight decay,
+NAME-stage1); EWB's network (fixed ETF classifier, feature regularisation) is its own (NAME-ewb-stage1), and its
+logit adjustment is post hoc. Besides the search, this makes confirmation cheap: a study's top configurations
+share one backbone, so each further seed trains it once for all of them.
 """
 
 from __future__ import annotations
@@ -33,12 +36,13 @@ from trainers.config import Method
 from trainers.presets import method_defaults
 
 METHODS: tuple[Method, ...] = ("wb", "tau-norm", "los", "ewb")
-TWO_STAGE: tuple[Method, ...] = ("wb", "tau-norm", "los")
+# The stage-1 studies (by study-name suffix) and the methods whose network each searches; the first one's recipe
+# stage 2 scores its trials.
+STAGE1_STUDIES: dict[str, tuple[Method, ...]] = {"stage1": ("wb", "tau-norm", "los"), "ewb-stage1": ("ewb",)}
 STAGE2_PREFIX = "stage2."
-STAGE1_SUFFIX = "stage1"
 _CONFIRM_DEFAULTS = Confirmation()
-# The longest study-name suffix ("-tau-norm") must still fit a study name's 100 characters.
-MAX_NAME = 90
+# The longest study-name suffix ("-ewb-stage1") must still fit a study name's 100 characters.
+MAX_NAME = 100 - max(len(f"-{suffix}") for suffix in [*METHODS, *STAGE1_STUDIES])
 
 
 class ComparisonSpec(BaseModel):
@@ -47,7 +51,7 @@ class ComparisonSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=NAME_PATTERN, max_length=MAX_NAME,
-                      description="comparison name; its studies are NAME-stage1 and NAME-<method>")
+                      description="comparison name; its studies are NAME-<method>, NAME-stage1 and NAME-ewb-stage1")
     dataset: str = "digits-lt"
     data_root: str | None = None
     imbalance_factor: ImbalanceFactor | None = None
@@ -71,38 +75,42 @@ class ComparisonSpec(BaseModel):
             raise ValueError(f"fixed names {unknown} are config fields of none of the methods {self.methods}")
         for method in self.methods:  # every study the comparison will create must be valid now
             self.method_spec(method, {})
-        self.stage1_spec()
+        for suffix in self.stage1_studies():
+            self.stage1_spec(suffix)
         return self
 
-    @property
-    def two_stage(self) -> list[Method]:
-        return [method for method in self.methods if method in TWO_STAGE]
+    def stage1_studies(self) -> dict[str, list[Method]]:
+        """The stage-1 studies this comparison runs (by name suffix) and its methods each searches stage 1 for;
+        none for a network whose every trained knob is fixed (nothing to search)."""
+        return {suffix: chosen for suffix, shared in STAGE1_STUDIES.items()
+                if (chosen := [method for method in self.methods if method in shared])
+                and self.stage1_space(shared[0])}
 
-    def stage1_space(self) -> dict[str, FloatRange | Choices]:
-        """The two-stage methods' shared backbone knobs of the default space (stage 1's, and a folder's
-        augmentation and model) that `fixed` leaves searched."""
-        space = {**default_space("wb"), **folder_space(self.dataset, self.image_size, None)}
+    def stage1_study_of(self, method: Method) -> str | None:
+        return next((suffix for suffix, members in self.stage1_studies().items() if method in members), None)
+
+    def stage1_space(self, method: Method) -> dict[str, FloatRange | Choices]:
+        """The knobs of the method's default space that train its network (stage 1's, and a folder's augmentation
+        and model), less those `fixed` sets."""
+        space = {**default_space(method), **folder_space(self.dataset, self.image_size, None)}
         return {name: param for name, param in space.items()
                 if not name.startswith(STAGE2_PREFIX) and name not in self.fixed}
 
-    def study_name(self, method: Method | Literal["stage1"]) -> str:
-        return f"{self.name}-{method}"
+    def study_name(self, method_or_suffix: str) -> str:
+        return f"{self.name}-{method_or_suffix}"
 
-    def stage1_spec(self) -> StudySpec | None:
-        """WB searching only the shared stage-1 knobs, its stage 2 at the recipe; None without two-stage methods
-        or with every stage-1 knob fixed (nothing to search)."""
-        space = self.stage1_space()
-        if not self.two_stage or not space:
-            return None
-        recipe = method_defaults("wb", self.dataset)
-        stage2 = {name: param_value(recipe, name) for name in default_space("wb") if name not in space}
-        return self._spec("wb", self.study_name(STAGE1_SUFFIX), n_trials=self.n_trials, fixed=stage2,
+    def stage1_spec(self, suffix: str) -> StudySpec:
+        """The stage-1 study: its first method searching only the trained knobs, its stage 2 at the recipe."""
+        method = STAGE1_STUDIES[suffix][0]
+        space = self.stage1_space(method)
+        recipe = method_defaults(method, self.dataset)
+        stage2 = {name: param_value(recipe, name) for name in default_space(method) if name not in space}
+        return self._spec(method, self.study_name(suffix), n_trials=self.n_trials, fixed=stage2,
                           search_space=space, confirm=None, sampler=self.sampler)
 
     def method_spec(self, method: Method, stage1: dict[str, ParamValue]) -> StudySpec:
-        """The method's study; a two-stage method's with the stage 1 the stage-1 study chose fixed."""
-        chosen = stage1 if method in TWO_STAGE else {}
-        return self._spec(method, self.study_name(method), n_trials=self.n_trials, fixed=chosen,
+        """The method's study, with the stage 1 its stage-1 study chose fixed (none without one)."""
+        return self._spec(method, self.study_name(method), n_trials=self.n_trials, fixed=stage1,
                           confirm=Confirmation(top_k=self.top_k, seeds=self.seeds), sampler=self.sampler)
 
     def _spec(self, method: Method, name: str, *, fixed: dict[str, ParamValue], **fields: object) -> StudySpec:
@@ -130,14 +138,20 @@ class MethodRow(BaseModel):
     verdict: str | None = Field(None, description="best - recipe, test All")
 
 
+class Stage1Search(BaseModel):
+    """A stage-1 study: one network's trained knobs, searched once for the methods that re-use it."""
+
+    study: str
+    methods: list[Method]
+    params: dict[str, ParamValue] | None = Field(None, description="the stage 1 it chose (None while it runs)")
+
+
 class ComparisonRecord(BaseModel):
     id: int
     name: str
     state: ComparisonState
     spec: ComparisonSpec
-    stage1_study: str | None = None
-    stage1_params: dict[str, ParamValue] | None = Field(None, description="the stage 1 the stage-1 study chose "
-                                                        "for the two-stage methods (None while it runs)")
+    stage1: list[Stage1Search]
     stage1_trainings: int = Field(description="stage-1 trainings its studies ran (the cache served the rest)")
     methods: dict[str, MethodRow]
     recipes: dict[str, MethodRow] = Field(description="each method's recipe over the same seeds")

@@ -1,10 +1,10 @@
 """Comparisons in the database: one `tailtune_comparison` row and the studies it creates (NAME-stage1,
-NAME-<method>); what a comparison is: studies/definition/comparison.py.
+NAME-ewb-stage1, NAME-<method>); what a comparison is: studies/definition/comparison.py.
 
-A two-stage method's study needs the stage-1 weight decay the stage-1 study chooses, so it is created when that
-study is done, by `advance`: workers call it before they list open studies (a worker serving every study then
-goes on to the new ones at once), and reading a comparison calls it too. Two callers creating the same study is
-safe: the second gets StudyExistsError and moves on.
+A method's study needs the stage 1 its stage-1 study chooses, so it is created when that study is done, by
+`advance`: workers call it before they list open studies (a worker serving every study then goes on to the new
+ones at once), and reading a comparison calls it too. Two callers creating the same study is safe: the second
+gets StudyExistsError and moves on.
 """
 
 from __future__ import annotations
@@ -14,7 +14,14 @@ import json
 
 import sqlalchemy as sa
 
-from studies.definition.comparison import STAGE2_PREFIX, ComparisonRecord, ComparisonSpec, ComparisonState, MethodRow
+from studies.definition.comparison import (
+    STAGE2_PREFIX,
+    ComparisonRecord,
+    ComparisonSpec,
+    ComparisonState,
+    MethodRow,
+    Stage1Search,
+)
 from studies.definition.confirmation import ConfirmedConfiguration
 from studies.definition.records import StudyRecord
 from studies.definition.space import ParamValue
@@ -37,9 +44,10 @@ class ComparisonNotFoundError(UserInputError):
 
 
 def create_comparison(db: Database, *, spec: ComparisonSpec) -> ComparisonRecord:
-    """The row, the stage-1 study and the studies that need nothing from it; refuses a name taken by a
+    """The row, the stage-1 studies and the studies that need nothing from them; refuses a name taken by a
     comparison or by one of its studies-to-be."""
-    for name in [spec.study_name(method) for method in [*spec.methods, "stage1"]]:
+    stage1 = spec.stage1_studies()
+    for name in [spec.study_name(suffix) for suffix in [*spec.methods, *stage1]]:
         with contextlib.suppress(registry.StudyNotFoundError):
             registry.get_study_by_name(db, name=name)
             raise ComparisonExistsError(f"study {name!r} exists; choose another comparison name")
@@ -49,37 +57,35 @@ def create_comparison(db: Database, *, spec: ComparisonSpec) -> ComparisonRecord
                 name=spec.name, spec_json=spec.model_dump_json()).returning(comparison_table.c.id)).scalar_one()
     except sa.exc.IntegrityError:
         raise ComparisonExistsError(f"a comparison named {spec.name!r} exists; choose another name") from None
-    stage1 = spec.stage1_spec()
-    if stage1 is not None:
-        registry.create_study(db, spec=stage1)
+    for suffix in stage1:
+        registry.create_study(db, spec=spec.stage1_spec(suffix))
     for method in spec.methods:
-        if method not in spec.two_stage or stage1 is None:
+        if spec.stage1_study_of(method) is None:
             registry.create_study(db, spec=spec.method_spec(method, {}))
     return get_comparison(db, comparison_id=comparison_id)
 
 
 def advance(db: Database) -> None:
-    """Creates the two-stage methods' studies of every comparison whose stage-1 study is done."""
-    waiting = [spec for spec in _specs(db) if spec.stage1_spec() is not None]
-    names = [spec.study_name(method) for spec in waiting for method in spec.two_stage]
+    """Creates the methods' studies of every comparison whose stage-1 study for them is done."""
+    waiting = [(spec, suffix, methods) for spec in _specs(db) for suffix, methods in spec.stage1_studies().items()]
+    names = [spec.study_name(method) for spec, _, methods in waiting for method in methods]
     with db.engine.connect() as connection:
         existing = set(connection.execute(sa.select(study_table.c.name).where(study_table.c.name.in_(names)))
                        .scalars())
-    for spec in waiting:
-        if any(spec.study_name(method) not in existing for method in spec.two_stage):
-            _advance_one(db, spec)
+    for spec, suffix, methods in waiting:
+        if any(spec.study_name(method) not in existing for method in methods):
+            _advance_one(db, spec, suffix)
 
 
-def _advance_one(db: Database, spec: ComparisonSpec) -> dict[str, ParamValue] | None:
-    """The chosen stage 1 (None while the stage-1 study runs); creates the studies that wait on it."""
-    if spec.stage1_spec() is None:
-        return None
+def _advance_one(db: Database, spec: ComparisonSpec, suffix: str) -> dict[str, ParamValue] | None:
+    """The stage 1 the stage-1 study chose (None while it runs); creates the studies that wait on it."""
     with contextlib.suppress(registry.StudyNotFoundError):
-        stage1 = registry.get_study_by_name(db, name=spec.study_name("stage1"))
+        stage1 = registry.get_study_by_name(db, name=spec.study_name(suffix))
         if stage1.state != "done" or not stage1.best_params:
             return None
-        chosen = {name: value for name, value in stage1.best_params.items() if name in spec.stage1_space()}
-        for method in spec.two_stage:
+        space = spec.stage1_space(stage1.spec.method)
+        chosen = {name: value for name, value in stage1.best_params.items() if name in space}
+        for method in spec.stage1_studies()[suffix]:
             with contextlib.suppress(registry.StudyExistsError):  # created by another caller
                 registry.create_study(db, spec=spec.method_spec(method, chosen))
         return chosen
@@ -111,21 +117,20 @@ def _record(db: Database, where: sa.ColumnElement[bool], missing: str) -> Compar
     if row is None:
         raise ComparisonNotFoundError(missing)
     spec = ComparisonSpec.model_validate_json(row.spec_json)
-    chosen = _advance_one(db, spec) if spec.stage1_spec() is not None else None
+    stage1 = [Stage1Search(study=spec.study_name(suffix), methods=methods, params=_advance_one(db, spec, suffix))
+              for suffix, methods in spec.stage1_studies().items()]
     studies = _studies(db, spec)
     methods = {method: _row(spec.study_name(method), studies.get(method), recipe=False) for method in spec.methods}
     recipes = {method: _row(spec.study_name(method), studies.get(method), recipe=True) for method in spec.methods}
     return ComparisonRecord(
-        id=row.id, name=row.name, state=_state(spec, studies), spec=spec,
-        stage1_study=spec.study_name("stage1") if spec.stage1_spec() is not None else None,
-        stage1_params=chosen,
+        id=row.id, name=row.name, state=_state(spec, studies), spec=spec, stage1=stage1,
         stage1_trainings=_stage1_trainings(db, [record.id for record in studies.values()]),
         methods=methods, recipes=recipes)
 
 
 def _studies(db: Database, spec: ComparisonSpec) -> dict[str, StudyRecord]:
     found = {}
-    for method in [*spec.methods, "stage1"]:
+    for method in [*spec.methods, *spec.stage1_studies()]:
         with contextlib.suppress(registry.StudyNotFoundError):  # not created yet
             found[method] = registry.get_study_by_name(db, name=spec.study_name(method))
     return found

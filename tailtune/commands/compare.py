@@ -61,9 +61,8 @@ def create(
 def _cost(spec: ComparisonSpec) -> str:
     confirm = spec.method_spec(spec.methods[0], {}).confirm
     assert confirm is not None
-    stage1 = spec.stage1_spec()
-    shared = (f"stage 1 searched once for {', '.join(spec.two_stage)}: {stage1.n_trials} trials; "
-              if stage1 is not None else "")
+    shared = "".join(f"stage 1 searched once for {', '.join(methods)}: {spec.n_trials} trials; "
+                     for methods in spec.stage1_studies().values())
     return (f"cost: {shared}{spec.n_trials} search trials per method; per method, "
             f"{confirm.cost_line(spec.n_trials).removeprefix('confirmation: ')}")
 

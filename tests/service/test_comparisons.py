@@ -35,6 +35,7 @@ def test_a_comparison_ends_with_every_method_confirmed_over_seeds(postgres_url: 
                                   "--seeds", "2", "--top-k", "1", *TINY, "--storage", postgres_url])
     assert created.exit_code == 0, created.output
     assert "stage 1 searched once for wb, tau-norm, los: 2 trials" in created.output
+    assert "stage 1 searched once for ewb: 2 trials" in created.output
     db = Database.connect(postgres_url)
     try:
         record = comparisons.get_comparison_by_name(db, name="acc")
@@ -65,8 +66,12 @@ def test_a_comparison_ends_with_every_method_confirmed_over_seeds(postgres_url: 
     assert any(row["test"]["all"]["std"] > 0 for row in result["methods"].values())
     assert {path.name for path in (tmp_path / "table").iterdir()} == {"comparison.md", "comparison.tex",
                                                                       "comparison.csv", "comparison.png"}
-    # Shared stage 1: a two-stage method's search trained no backbone the stage-1 study had not.
-    for method in ("wb", "los"):
+    assert [(search["study"], search["methods"]) for search in result["stage1"]] == [
+        ("acc-stage1", ["wb", "tau-norm", "los"]), ("acc-ewb-stage1", ["ewb"])]
+    assert result["methods"]["ewb"]["params"]["stage1.feature_reg"] == result["stage1"][1]["params"][
+        "stage1.feature_reg"]
+    # Shared stage 1: a method's search trained no backbone its stage-1 study had not.
+    for method in ("wb", "los", "ewb"):
         trained = [t for t in _trials(postgres_url, f"acc-{method}") if t.user_attrs["stage1_trained"]]
         assert trained == [], method
 

@@ -152,10 +152,29 @@ def test_a_folder_without_a_preset_searches_its_augmentation_and_model_and_keeps
 
 def test_a_folder_comparison_searches_augmentation_and_model_once_with_stage1_and_fixes_them_after() -> None:
     comparison = ComparisonSpec(name="c", n_trials=4, dataset="folder:/data/birds", image_size=16)
-    shared = comparison.stage1_space()
+    shared = comparison.stage1_space("wb")
     assert {"data.flip", "data.crop_padding", "model.arch", "stage1.lr"} <= set(shared)
     assert not any(name.startswith("stage2.") for name in shared)
     chosen = {"data.flip": False, "data.crop_padding": 2, "model.arch": "resnet32-cifar", "stage1.lr": 0.1,
               "stage1.weight_decay": 5e-4, "stage1.epochs": 100}
     method_space = comparison.method_spec("tau-norm", chosen).resolved_space()
     assert method_space and not set(method_space) & set(shared)  # its backbones are the stage-1 study's
+
+
+def test_ewb_searches_its_own_network_once_and_then_only_its_post_hoc_logit_adjustment() -> None:
+    comparison = ComparisonSpec(name="c", n_trials=4, fixed={"stage1.epochs": 20})
+    assert comparison.stage1_studies() == {"stage1": ["wb", "tau-norm", "los"], "ewb-stage1": ["ewb"]}
+    stage1 = comparison.stage1_spec("ewb-stage1")
+    assert stage1.name == "c-ewb-stage1" and stage1.method == "ewb" and stage1.confirm is None
+    assert set(stage1.resolved_space()) == {"stage1.lr", "stage1.weight_decay", "stage1.feature_reg"}
+    assert stage1.fixed["stage2.tau"] == method_defaults("ewb", "digits-lt").stage2.tau  # scored at the recipe
+    chosen = {"stage1.lr": 0.03, "stage1.weight_decay": 3e-3, "stage1.feature_reg": 2e-2}
+    ewb = comparison.method_spec("ewb", chosen)
+    assert set(ewb.resolved_space()) == {"stage2.tau"} and ewb.confirm is not None
+    # Only the methods compared get a stage-1 study; with every trained knob fixed there is nothing to search.
+    assert ComparisonSpec(name="c", n_trials=4, methods=["ewb", "los"]).stage1_studies() == {
+        "stage1": ["los"], "ewb-stage1": ["ewb"]}
+    every = {"stage1.lr": 0.01, "stage1.weight_decay": 5e-3, "stage1.feature_reg": 1e-2, "stage1.epochs": 20}
+    assert ComparisonSpec(name="c", n_trials=4, methods=["ewb"], fixed=every).stage1_studies() == {}
+    with pytest.raises(ValidationError, match="at most"):
+        ComparisonSpec(name="n" * 90, n_trials=4)  # NAME-ewb-stage1 would pass a study name's 100 characters
