@@ -6,7 +6,10 @@ What confirmation is and why: studies/definition/confirmation.py. Here:
   study row's `confirm_study_id`. The search's sampler loads only the search study, so confirmation runs are
   never part of its history (the linked study is visible in optuna-dashboard, for those who want them);
 - the first claim after the search budget is spent (finished >= n_trials, nothing running) fixes the plan under
-  the study's lock, in the claim's transaction: `confirm_plan_json`, `confirm_planned`;
+  the study's lock, in the claim's transaction: `confirm_plan_json`, `confirm_planned`. A budget raised later
+  (lifecycle.set_budget) clears `confirm_planned`, so the study is not done until the first claim after the
+  longer search adds the runs its top-k needs; the runs planned before stay in the plan (their results stand,
+  and every COMPLETE run of the linked study stays a planned one, which `budget_met` counts on);
 - every claim in the confirmation phase queues again any planned run that has no WAITING, RUNNING or COMPLETE
   trial (one that failed by exception is not cloned by the reaper), then starts WAITING runs only, as many as
   `confirm_planned` minus COMPLETE and RUNNING allows: the same exact budget as the search's;
@@ -83,9 +86,11 @@ def start_runs(connection: sa.Connection, *, storage: Storage, search: optuna.St
                row: Any, spec: StudySpec, count: int) -> list[int]:
     """Up to `count` confirmation runs set RUNNING, in the caller's locked transaction (the search is over)."""
     assert spec.confirm is not None and row.confirm_study_id is not None
-    plan = _plan(row)
-    if plan is None:
-        plan = plan_runs(spec.confirm, _search_trials(search), spec.seed)
+    plan = _plan(row) or []
+    if row.confirm_planned is None:
+        known = {(run.trial, run.seed) for run in plan}
+        plan += [run for run in plan_runs(spec.confirm, _search_trials(search), spec.seed)
+                 if (run.trial, run.seed) not in known]
         connection.execute(study_table.update().where(study_table.c.id == row.id).values(
             confirm_planned=len(plan), confirm_plan_json=json.dumps([run.model_dump() for run in plan])))
     live = linked.get_trials(deepcopy=False, states=_LIVE)

@@ -75,10 +75,13 @@ def set_budget(db: Database, *, study_id: int, n_trials: int) -> StudyRecord:
             raise BudgetConflictError(f"n_trials {n_trials} is below the {finished} trials study {row.name!r} "
                                       f"has already finished; give at least {finished}")
         spec = stored_spec(row).model_copy(update={"n_trials": n_trials})
-        reopened = "active" if row.state == "done" and n_trials > finished else row.state
+        more = n_trials > finished
+        reopened = "active" if row.state == "done" and more else row.state
+        # More search trials may change the top-k: the confirmation plan grows after them (store/confirmation.py).
+        replan = {"confirm_planned": None} if more else {}
         connection.execute(study_table.update().where(study_table.c.id == study_id)
                            .values(n_trials=n_trials, spec_json=spec.model_dump_json(), state=reopened,
-                                   updated_at=sa.func.now()))
+                                   updated_at=sa.func.now(), **replan))
         mark_done_if_finished(connection, study_id=study_id)
         # Optuna's copy of the spec, for those who read the study through Optuna alone, changes with the row
         # (Optuna's write joins the lock's transaction).

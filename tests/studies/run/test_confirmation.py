@@ -20,7 +20,7 @@ from studies.reports.export import export_trial
 from studies.reports.report import build_report
 from studies.reports.trials_csv import trials_csv
 from studies.run.worker import WorkerSettings, one_at_a_time, run_worker
-from studies.store import registry
+from studies.store import lifecycle, registry
 from studies.store.confirmation import linked_name
 from studies.store.db import Database
 from tailtune.cli import app
@@ -110,3 +110,33 @@ def test_no_confirm_makes_no_linked_study(database: Database) -> None:
         database.optuna_storage().get_study_id_from_name(linked_name("plain"))
     record = registry.get_study_by_name(database, name="plain")
     registry.delete_study(database, study_id=record.id)
+
+
+def test_a_budget_raised_after_confirmation_confirms_the_new_search_trials_too(database: Database,
+                                                                              tmp_path: Path) -> None:
+    """The user extends a confirmed study: its answer must weigh the trials the extension finds, not only the
+    configurations planned when the first budget was spent; the runs already made stay in it."""
+    record = registry.create_study(database, spec=_spec("extended", confirm={"top_k": 1, "seeds": 2}))
+    settings = WorkerSettings(device="cpu", handle_signals=False, batch_trials=1)
+
+    def run() -> None:
+        run_worker(database, study_names=None, settings=settings, artifact_dir=tmp_path,
+                   runner=one_at_a_time(instant_runner))
+
+    run()
+    first = registry.get_study(database, study_id=record.id).confirmed
+    assert first is not None and first.complete
+    lifecycle.set_budget(database, study_id=record.id, n_trials=5)
+    # Beats every earlier trial: the value is the sum of the float params (tests/trial_runners.py).
+    queued = lifecycle.queue_trial(database, study_id=record.id,
+                                   params={"stage2.weight_decay": 20.0, "stage2.maxnorm_thresh": 1.0})
+    run()
+
+    record = registry.get_study(database, study_id=record.id)
+    answer = record.confirmed
+    assert record.state == "done" and answer is not None and answer.complete
+    assert answer.best.trial_number == queued.number and answer.best.seeds == [0, 1]
+    assert {c.trial_number for c in answer.candidates} >= {c.trial_number for c in first.candidates}
+    linked = optuna.load_study(study_name=linked_name("extended"), storage=database.optuna_storage())
+    pairs = [(t.user_attrs[CONFIRMS_ATTR], t.user_attrs[SEED_ATTR]) for t in linked.trials]
+    assert len(pairs) == len(set(pairs)) == answer.runs_planned == answer.runs_finished
