@@ -140,10 +140,13 @@ class Database:
         def acquired() -> bool:
             if not thread_lock.acquire(blocking=blocking):
                 return False
-            if self._side_sql("SELECT pg_try_advisory_lock(:key)", key):
-                return True
-            thread_lock.release()
-            return False
+            held = False
+            try:
+                held = self._side_sql("SELECT pg_try_advisory_lock(:key)", key)
+            finally:
+                if not held:  # taken elsewhere, or the server did not answer: a retry must find the thread lock free
+                    thread_lock.release()
+            return held
 
         self._wait_for(acquired, while_waiting)
         try:
