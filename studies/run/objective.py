@@ -103,20 +103,22 @@ def _run_members(trials: list[optuna.Trial], configs: list[ExperimentConfig], sp
     """Trials sampled with one stage 1. Without its backbone cached, they take turns training it as a trial alone
     does (the pruner judging every epoch) until one caches it; the rest train their heads together on it."""
     outcomes: list[list[float] | Exception] = []
-    while len(outcomes) < len(trials) and not context.cache.has(configs[len(outcomes)]):
-        trial, config = trials[len(outcomes)], configs[len(outcomes)]
+    for trial, config in zip(trials, configs, strict=True):
+        if context.cache.has(config):
+            break
         try:
             outcomes.append(_run_sampled(trial, spec, config, context))
         except StopRequested as error:
             return outcomes + [error] * (len(trials) - len(outcomes))
         except Exception as error:  # pruned or failed: the next trial trains its own stage 1
             outcomes.append(error)
-    if len(outcomes) == len(trials):
+    done = len(outcomes)
+    if done == len(trials):
         return outcomes
     try:
-        return outcomes + _run_group(trials[len(outcomes):], configs[len(outcomes):], spec, context)
+        return outcomes + _run_group(trials[done:], configs[done:], spec, context)
     except Exception as error:  # the group shares its backbone's fate (stop, failed stage 1)
-        return outcomes + [error] * (len(trials) - len(outcomes))
+        return outcomes + [error] * (len(trials) - done)
 
 
 def _run_group(trials: list[optuna.Trial], configs: list[ExperimentConfig], spec: StudySpec,
