@@ -14,6 +14,7 @@ from studies.artifacts.cache import Stage1Cache
 from studies.definition.spec import parse_spec
 from studies.run.worker import RunContext, WorkerSettings, run_worker
 from studies.store import registry
+from studies.store.claims import CLAIM_ATTR
 from studies.store.db import Database
 from studies.store.storage import trial_heartbeats, trial_id
 from tests.trial_runners import sampled_value
@@ -88,20 +89,24 @@ def test_a_companion_that_trains_its_own_backbone_is_judged_by_the_pruner(sqlite
     """A batch's companion whose stage 1 is not cached trains it as a trial alone would: reporting each epoch's val
     to the pruner, which may stop it, instead of a full stage 1 the pruner never sees."""
     db = Database.connect(sqlite_url)
-    spec = parse_spec({"name": "pruned", "method": "wb", "n_trials": 12, "sampler": "random", "confirm": None,
-                       "pruner": "median",
-                       "search_space": {"stage1.weight_decay": {"type": "categorical",
-                                                                "choices": [1e-4, 5e-4, 2e-3, 5e-3, 1e-2, 2e-2]}},
-                       "fixed": {"stage1.epochs": 3, "stage1.lr": 0.01}})
+    spec = parse_spec({"name": "pruned", "method": "wb", "n_trials": 5, "sampler": "random", "confirm": None,
+                       "pruner": "median", "fixed": {"stage1.epochs": 3, "stage1.lr": 0.01}})
     registry.create_study(db, spec=spec)
+    # Enqueued, not sampled: the worker's seed is its own (random) id, and a sampled order batched nothing in one
+    # run of three. Trial 0 (the recipe, lambda_1 5e-3) trains its backbone alone; trial 1 finds it cached and
+    # claims trials 2-4 as companions, two of whose backbones (1e-2, 2e-2) nobody has trained yet.
+    study = optuna.load_study(study_name="pruned", storage=sqlite_url)
+    for weight_decay in (5e-3, 1e-2, 2e-2, 1e-2):
+        study.enqueue_trial({"stage1.weight_decay": weight_decay})
     settings = WorkerSettings(heartbeat_interval=1, grace_period=3, device="cpu", handle_signals=False,
                               batch_trials=4)
     run_worker(db, study_names=["pruned"], settings=settings, artifact_dir=tmp_path)
 
     trials = optuna.load_study(study_name="pruned", storage=sqlite_url).trials
-    assert max(t.user_attrs.get("batch_size", 1) for t in trials) > 1, "no trials were batched"
-    trained = [t for t in trials if t.user_attrs.get("stage1_trained") or t.state == TrialState.PRUNED]
-    assert len(trained) >= 2
-    unjudged = [t.number for t in trained if not t.intermediate_values]
+    tokens = [t.system_attrs[CLAIM_ATTR] for t in trials]
+    assert len(set(tokens[2:])) == 1 and tokens[1] != tokens[2], "trials 2-4 were not claimed as companions"
+    trained = [t.number for t in trials if t.user_attrs.get("stage1_trained") or t.state == TrialState.PRUNED]
+    assert trained[:3] == [0, 2, 3]
+    unjudged = [number for number in trained if not trials[number].intermediate_values]
     assert not unjudged, f"trials {unjudged} trained stage 1 without the pruner"
     db.dispose()
