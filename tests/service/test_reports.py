@@ -74,8 +74,10 @@ def test_twenty_concurrent_reports_stay_in_the_pool_while_healthz_answers_at_onc
         # (a scheduler pause), so the typical one is held to it and the worst is printed above.
         assert statistics.median(healthz_s) < 1.0, healthz_s
 
+        # No trial finished since: one of the pages built (two builds run at once, a minute apart when the clock
+        # turns between them: each page says when it was generated).
         kept = client.get(f"/studies/{study_id}/report")
-        assert kept.text == page  # no trial finished since: the kept page
+        assert kept.text in {answer.text for answer in answers if answer.status_code == 200}
         add_trials(study, spec, n_trials=1, seed=1)
-        assert client.get(f"/studies/{study_id}/report").text != page
+        assert client.get(f"/studies/{study_id}/report").text != kept.text
     db.dispose()
