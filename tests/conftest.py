@@ -6,7 +6,8 @@ shared with benchmarks/_common.py.
                         of a template holding the schema (tailtune's and Optuna's tables, no study), made once
                         per test process: 0.2 s instead of 1-2 s of table creation, and dropped on a thread
     empty_postgres_url  the same without the template: no table at all
-    sqlite_url          sqlite:///<tmp_path>/tailtune.db
+    sqlite_url          sqlite:///<tmp_path>/tailtune.db, a copy of a file holding the schema, made once per test
+                        process: 0.05 s instead of 0.15 s, most of it Optuna loading its migration scripts
     storage_url         parametrised over ["postgres", "sqlite"] for contract tests (optuna's StorageSupplier)
     database            studies.store.db.Database connected to storage_url (schema created), disposed afterwards
     postgres_database   the same on postgres_url only
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,9 +99,18 @@ def empty_postgres_url(postgres_server: PostgresServer, _later_drops: LaterDrops
     _later_drops.drop(name)
 
 
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "tailtune.db"
+    Database.connect(f"sqlite:///{path}").dispose()  # disposed: the last connection's close folds the WAL in
+    return path
+
+
 @pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'tailtune.db'}"
+def sqlite_url(tmp_path: Path, _sqlite_template: Path) -> str:
+    path = tmp_path / "tailtune.db"
+    shutil.copyfile(_sqlite_template, path)
+    return f"sqlite:///{path}"
 
 
 @pytest.fixture(params=[pytest.param("postgres", marks=pytest.mark.postgres), "sqlite"])
