@@ -3,6 +3,8 @@ both paths end to end on the CPU, the same eval features for the same weights, a
 
 from __future__ import annotations
 
+import gc
+import multiprocessing
 import os
 import shutil
 import threading
@@ -115,6 +117,21 @@ def test_a_bad_image_fails_the_streamed_pass_with_the_file_named(tree: Path, tmp
         predict(torch.nn.Identity(), data.test, data, runtime(workers=1))  # type: ignore[arg-type]
     assert "Traceback" not in str(error.value)
     assert isinstance(error.value, CorruptImageError) == (fault == "corrupt")
+
+
+def test_a_failed_streamed_pass_stops_its_loader_workers_at_once(tree: Path, tmp_path: Path) -> None:
+    """Not when the garbage collector reaches the DataLoader's exception, whose traceback holds the iterator:
+    its shutdown from there waited 5 s on a join of each worker it could no longer signal."""
+    root = tree_with_lists_only(tree, tmp_path)
+    prepend_test_image(root, "missing.JPEG")
+    data = load_dataset(data_config(root, "streaming"))
+    gc.disable()
+    try:
+        with pytest.raises(UserInputError, match="missing.JPEG"):
+            predict(torch.nn.Identity(), data.test, data, runtime(workers=1))  # type: ignore[arg-type]
+        assert multiprocessing.active_children() == []
+    finally:
+        gc.enable()
 
 
 def test_a_stuck_file_fails_after_the_loader_timeout_instead_of_hanging(tree: Path, tmp_path: Path) -> None:

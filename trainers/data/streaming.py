@@ -213,16 +213,26 @@ def _unwrapped(batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
                timeout_s: float) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     while True:
         try:
-            yield next(batches)
+            batch = next(batches)
         except StopIteration:
             return
         except UserInputError as error:
             # A worker's exception arrives as its own type wrapped around its traceback text, whose last line
             # is the original message naming the file.
             last_line = str(error).strip().splitlines()[-1]
-            raise type(error)(last_line.partition("Error: ")[2] or last_line) from None
+            failure = type(error)(last_line.partition("Error: ")[2] or last_line)
+            error.__traceback__ = None
         except RuntimeError as error:
-            if "timed out" in str(error):
-                raise LoaderStalledError(f"no image batch arrived within {timeout_s:g} s from the DataLoader "
-                                         f"workers (is the data set's file system reachable?): {error}") from None
-            raise
+            if "timed out" not in str(error):
+                raise
+            failure = LoaderStalledError(f"no image batch arrived within {timeout_s:g} s from the DataLoader "
+                                         f"workers (is the data set's file system reachable?): {error}")
+            error.__traceback__ = None
+        else:
+            yield batch
+            continue
+        # Neither the DataLoader's exception (its traceback, dropped above, holds the iterator in a cycle) nor this
+        # frame keeps the iterator: it goes with `file_batches`' reference and stops its workers at once. Left to
+        # the garbage collector, their shutdown waited 5 s on a join of each worker.
+        del batches
+        raise failure
