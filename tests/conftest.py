@@ -4,7 +4,8 @@ shared with benchmarks/_common.py.
 
     postgres_url        postgresql+psycopg2://postgres@HOST:PORT/tailtune_test_<uuid>, dropped afterwards; a copy
                         of a template holding the schema (tailtune's and Optuna's tables, no study), made once
-                        per test process: 0.2 s instead of 1-2 s of table creation, and dropped on a thread
+                        per test process: 0.2 s instead of 1-2 s of table creation; copied ahead and dropped
+                        afterwards on threads of their own, so a test waits for neither
     empty_postgres_url  the same without the template: no table at all
     sqlite_url          sqlite:///<tmp_path>/tailtune.db, a copy of a file holding the schema, made once per test
                         process: 0.05 s instead of 0.15 s, most of it Optuna loading its migration scripts
@@ -37,7 +38,14 @@ import optuna
 import pytest
 
 from studies.store.db import Database
-from tests.postgres import LaterDrops, PostgresServer, ThrowawayPostgres, local_or_throwaway, throwaway_server
+from tests.postgres import (
+    LaterDrops,
+    PostgresServer,
+    ReadyCopies,
+    ThrowawayPostgres,
+    local_or_throwaway,
+    throwaway_server,
+)
 
 # Two torch threads per process on a shared two-core machine thrash (small convs ran 50x slower); tests and the
 # worker processes they start use one. Set before any test imports torch.
@@ -85,9 +93,17 @@ def _schema_template(postgres_server: PostgresServer) -> Iterator[str]:
         postgres_server.drop_database(name)
 
 
+@pytest.fixture(scope="session")
+def _template_copies(postgres_server: PostgresServer, _schema_template: str) -> Iterator[ReadyCopies]:
+    copies = ReadyCopies(postgres_server, _schema_template)
+    yield copies
+    copies.close()
+
+
 @pytest.fixture
-def postgres_url(postgres_server: PostgresServer, _schema_template: str, _later_drops: LaterDrops) -> Iterator[str]:
-    name = postgres_server.create_database(template=_schema_template)
+def postgres_url(postgres_server: PostgresServer, _template_copies: ReadyCopies,
+                 _later_drops: LaterDrops) -> Iterator[str]:
+    name = _template_copies.take()
     yield postgres_server.url(name)
     _later_drops.drop(name)
 

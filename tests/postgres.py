@@ -91,6 +91,46 @@ class LaterDrops:
                 self._failures.append(f"{name}: {error}")
 
 
+class ReadyCopies:
+    """Copies of a template database made ahead on a thread of its own, `ahead` at a time: a test takes one at
+    once, where CREATE DATABASE made it wait 0.3-0.4 s (the server copies the next while the test runs).
+    `close()` drops the copies no test took."""
+
+    def __init__(self, server: PostgresServer, template: str, ahead: int = 2) -> None:
+        self.server, self.template = server, template
+        self._ready: queue.Queue[str | Exception] = queue.Queue(maxsize=ahead)
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._copy_each, name="copy-databases", daemon=True)
+        self._thread.start()
+
+    def take(self) -> str:
+        copy = self._ready.get()
+        if isinstance(copy, Exception):
+            raise copy
+        return copy
+
+    def close(self) -> None:
+        self._closing.set()
+        while self._thread.is_alive():  # a copy waiting for room gets it, then the thread sees the flag
+            self._drop_ready()
+            self._thread.join(0.1)
+        self._drop_ready()
+
+    def _drop_ready(self) -> None:
+        while not self._ready.empty():
+            copy = self._ready.get()
+            if isinstance(copy, str):
+                self.server.drop_database(copy)
+
+    def _copy_each(self) -> None:
+        while not self._closing.is_set():
+            try:
+                copy: str | Exception = self.server.create_database(template=self.template)
+            except Exception as error:  # raised by the take() that would have had this copy
+                copy = error
+            self._ready.put(copy)
+
+
 class ThrowawayPostgres:
     """A PostgreSQL server in a temp directory, run by pg_ctl, that tests may stop and start at will."""
 
