@@ -45,18 +45,13 @@ def _emptied_after(storage: Storage) -> Iterator[Storage]:
         storage.delete_study(study._study_id)
 
 
+# Not again with heartbeats: Optuna reads the heartbeat settings only in its heartbeat methods, which the contract
+# suite never calls (tests/studies/store/test_claims.py and tests/integration exercise them).
 @pytest.mark.postgres
 class TestOnPostgres(StorageTestCase):
     @pytest.fixture
     def storage(self, module_postgres: Database) -> Iterator[Storage]:
         yield from _emptied_after(module_postgres.optuna_storage())
-
-
-@pytest.mark.postgres
-class TestOnPostgresWithHeartbeats(StorageTestCase):
-    @pytest.fixture
-    def storage(self, module_postgres: Database) -> Iterator[Storage]:
-        yield from _emptied_after(module_postgres.optuna_storage(heartbeat_interval=1, grace_period=3, max_retry=3))
 
 
 class TestOnSqlite(StorageTestCase):
