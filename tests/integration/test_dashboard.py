@@ -8,7 +8,6 @@ from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import httpx
-import optuna_dashboard
 import pytest
 
 from studies.definition.spec import parse_spec
@@ -37,6 +36,8 @@ def finished_study(postgres_url: str, tmp_path: Path) -> Iterator[Database]:
 
 
 def test_dashboard_api_shows_the_study_and_per_split_user_attrs(finished_study: Database) -> None:
+    import optuna_dashboard  # here, not at collection: 1-2 s that every test process would pay
+
     app = optuna_dashboard.wsgi(finished_study.optuna_storage())
     server = make_server("127.0.0.1", 0, app, handler_class=_Quiet)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
