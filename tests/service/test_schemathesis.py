@@ -40,21 +40,38 @@ CHUNKS = 3
 # The schema declares the bearer token (as a deployment has it); negative cases also send none or a wrong one.
 TOKEN = "s3cret"
 AUTHORIZED = {"Authorization": f"Bearer {TOKEN}"}
+DATABASE_FILE = "tailtune.db"
 
 
-@pytest.fixture
-def app_with_a_finished_study(sqlite_url: str, tmp_path: Path) -> Iterator[object]:
-    """Study 1 has a real finished trial, so generated ids reach the trials, report and stop paths."""
-    # No write limit: the fuzzer sends hundreds of creations a minute and should reach their logic.
-    app = create_app(Settings(database={"url": sqlite_url}, artifact={"dir": tmp_path},
-                              api={"token": TOKEN, "writes_per_minute": 0}))
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory, _sqlite_template: Path) -> Path:
+    """A database and artifact folder where study 1 has a real finished trial, so generated ids reach the trials,
+    report and stop paths: trained once per test process, copied for each test (whose cases create, stop and
+    delete studies)."""
+    folder = tmp_path_factory.mktemp("seeded")
+    shutil.copyfile(_sqlite_template, folder / DATABASE_FILE)
+    app = _app(folder)
     with TestClient(app, headers=AUTHORIZED) as client:
         body = {"name": "seeded", "dataset": "digits-lt", "n_trials": 1, "fixed": {"stage1.epochs": 1}}
         assert client.post("/studies", json=body).json()["id"] == 1
-    run_worker(app.state.database, study_names=["seeded"], artifact_dir=tmp_path,
+    run_worker(app.state.database, study_names=["seeded"], artifact_dir=folder,
                settings=WorkerSettings(heartbeat_interval=1, grace_period=3, device="cpu", handle_signals=False))
+    app.state.database.dispose()  # the last connection's close folds SQLite's WAL into the file copied below
+    return folder
+
+
+@pytest.fixture
+def app_with_a_finished_study(seeded: Path, tmp_path: Path) -> Iterator[object]:
+    folder = shutil.copytree(seeded, tmp_path / "seeded")
+    app = _app(folder)
     yield app
     app.state.database.dispose()
+
+
+def _app(folder: Path) -> object:
+    # No write limit: the fuzzer sends hundreds of creations a minute and should reach their logic.
+    return create_app(Settings(database={"url": f"sqlite:///{folder / DATABASE_FILE}"}, artifact={"dir": folder},
+                               api={"token": TOKEN, "writes_per_minute": 0}))
 
 
 @pytest.mark.parametrize("chunk", range(CHUNKS))
@@ -103,12 +120,11 @@ def _check_operation(operation: schemathesis.APIOperation, mode: GenerationMode,
 STATEFUL_EXAMPLES = 30  # sequences of up to 6 calls, each along a link of the schema
 
 
-def test_stateful_sequences_never_error_and_conform(app_with_a_finished_study: object, sqlite_url: str,
-                                                    tmp_path: Path) -> None:
+def test_stateful_sequences_never_error_and_conform(app_with_a_finished_study: object, tmp_path: Path) -> None:
     """Sequences along the links schemathesis infers (a created study's id into its other operations)."""
     api_schema = schemathesis.openapi.from_asgi("/openapi.json", app_with_a_finished_study)
     database = app_with_a_finished_study.state.database
-    database_file = Path(sqlite_url.removeprefix("sqlite:///"))
+    database_file = tmp_path / "seeded" / DATABASE_FILE
     database.dispose()
     pristine = shutil.copyfile(database_file, tmp_path / "pristine.db")
     steps: Counter[str] = Counter()
