@@ -13,6 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from optuna.storages._rdb import models
 from optuna.testing.pytest_storages import StorageTestCase
 
 from studies.definition.spec import parse_spec
@@ -41,8 +42,11 @@ def module_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database
 
 def _emptied_after(storage: Storage) -> Iterator[Storage]:
     yield storage
-    for study in storage.get_all_studies():
-        storage.delete_study(study._study_id)
+    # Every row of studies and trials, child tables first: Optuna's delete_study took 20 ms a study.
+    with storage.engine.begin() as connection:
+        for table in reversed(models.BaseModel.metadata.sorted_tables):
+            if table.name != models.VersionInfoModel.__tablename__:
+                connection.execute(table.delete())
 
 
 # Not again with heartbeats: Optuna reads the heartbeat settings only in its heartbeat methods, which the contract
