@@ -26,6 +26,7 @@ def head() -> str:
 
 
 def is_current(connection: sa.Connection) -> bool:
+    """tailtune's tables are at the newest revision."""
     return MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_revision() \
         == head()
 

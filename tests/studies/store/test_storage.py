@@ -70,6 +70,8 @@ RECHECK = {
     "optuna.storages._rdb": "models: the table objects and their columns, TrialValueModel.TrialValueType.FINITE, "
                             "TrialValueModel.stored_repr_to_value",
     "optuna.study._tell": "_tell_with_warning: Study.tell minus its closing re-read, returning the state told",
+    "alembic": "Optuna's migration scripts in the alembic folder next to optuna/storages/_rdb/models.py, whose head "
+               "_optuna_schema_head reads (checked against RDBStorage.get_head_version below)",
     "_version_manager": "RDBStorage._version_manager's engine and scoped_session, pointed at the Database's",
     "_storage": "study._storage: the _CachedStorage around the RDBStorage (start_trials goes through it)",
     "_backend": "_CachedStorage._backend: the RDBStorage behind a trial's storage",
@@ -91,6 +93,7 @@ RECHECK = {
 
 def test_the_installed_optuna_is_the_one_the_storage_was_written_for(sqlite_url: str) -> None:
     head = optuna.storages.RDBStorage(sqlite_url).get_head_version()
+    assert storage_module._optuna_schema_head() == head
     recheck = "\n".join(f"- {name}: {what}" for name, what in RECHECK.items())
     assert (optuna.__version__, head) == (OPTUNA_VERSION, OPTUNA_SCHEMA_HEAD), (
         f"optuna {optuna.__version__} (schema head {head}) is installed, but studies/store/storage.py was written and "
