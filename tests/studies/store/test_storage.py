@@ -27,6 +27,7 @@ from studies.store.storage import OPTUNA_SCHEMA_HEAD, OPTUNA_VERSION, Storage
 def module_postgres(postgres_server) -> Iterator[Database]:
     # One database for the whole suite (each test leaves it empty): a fresh one per contract test costs seconds.
     name = postgres_server.create_database()
+    postgres_server.skip_commit_flushes(name)
     db = Database.connect(postgres_server.url(name))
     yield db
     db.dispose()
