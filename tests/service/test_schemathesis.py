@@ -124,7 +124,7 @@ def test_stateful_sequences_never_error_and_conform(app_with_a_finished_study: o
     """Sequences along the links schemathesis infers (a created study's id into its other operations)."""
     api_schema = schemathesis.openapi.from_asgi("/openapi.json", app_with_a_finished_study)
     database = app_with_a_finished_study.state.database
-    database_file = tmp_path / "seeded" / DATABASE_FILE
+    database_file = Path(database.engine.url.database)
     database.dispose()
     pristine = shutil.copyfile(database_file, tmp_path / "pristine.db")
     steps: Counter[str] = Counter()

@@ -17,10 +17,12 @@ from studies.store.storage import OPTUNA_SCHEMA_HEAD
 
 def test_a_new_database_gets_both_schemas_at_their_heads(empty_postgres_url: str) -> None:
     Database.connect(empty_postgres_url).dispose()
-    with sa.create_engine(empty_postgres_url).connect() as connection:
+    engine = sa.create_engine(empty_postgres_url)
+    with engine.connect() as connection:
         assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == OPTUNA_SCHEMA_HEAD
         assert connection.execute(sa.text(f"SELECT version_num FROM {migrations.VERSION_TABLE}")).scalar() == \
             migrations.head()
+    engine.dispose()
 
 
 def test_optuna_tables_at_an_older_schema_are_refused_with_the_command_that_upgrades_them(sqlite_url: str) -> None:
